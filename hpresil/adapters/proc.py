@@ -1,0 +1,67 @@
+"""The one function that runs external commands.
+
+Every command runs in a new session under a hard timeout; on timeout the whole
+process group is killed, so a hung client cannot leave children behind. Failures
+raise :class:`~hpresil.errors.CommandError` (or the subclass the caller names)
+carrying argv, exit code, stdout and stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from hpresil.errors import CommandError
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    input_text: str | None = None,
+    error: type[CommandError] = CommandError,
+) -> Completed:
+    """Run ``argv`` and return its output; raise ``error`` on timeout, start failure,
+    or (with ``check``) a non-zero exit."""
+    full_env = None if env is None else {**os.environ, **env}
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full_env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise error(argv, None, stderr=str(exc)) from exc
+    try:
+        out, err = proc.communicate(input=input_text, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+        raise error(argv, None, out, err, timed_out=True, timeout=timeout) from None
+    if check and proc.returncode != 0:
+        raise error(argv, proc.returncode, out, err)
+    return Completed(tuple(argv), proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

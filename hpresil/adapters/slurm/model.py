@@ -1,0 +1,91 @@
+"""What the Slurm adapter says about nodes and jobs, independent of the backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SlurmNode:
+    name: str
+    states: frozenset[str]  # upper case: base state and flags, e.g. {"MIXED", "DRAIN"}
+    reason: str | None = None
+    reason_set_by: str | None = None
+    reason_time: datetime | None = None
+
+    @property
+    def drained(self) -> bool:
+        """Drain flag set (DRAINING or DRAINED): the scheduler starts nothing here."""
+        return "DRAIN" in self.states
+
+    @property
+    def down(self) -> bool:
+        return "DOWN" in self.states
+
+    @property
+    def state_text(self) -> str:
+        """Like ``scontrol``: base state, then flags joined with ``+``."""
+        base = [s for s in self.states if s in _BASE_STATES]
+        flags = sorted(s for s in self.states if s not in _BASE_STATES)
+        return "+".join((base[:1] or ["UNKNOWN"]) + flags)
+
+
+_BASE_STATES = {"IDLE", "MIXED", "ALLOCATED", "DOWN", "ERROR", "FUTURE", "UNKNOWN"}
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    job_id: int
+    name: str
+    user: str
+    state: str  # upper case: RUNNING, PENDING, COMPLETED, ...
+    nodes: tuple[str, ...]  # expanded
+    requeue: bool
+    restart_count: int
+    submit_time: datetime
+    start_time: datetime | None = None
+    batch_host: str | None = None
+    comment: str = ""
+    reason: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "RUNNING"
+
+
+class Backend(Protocol):
+    """The raw operations a Slurm backend offers (CLI by default, pyslurm optional).
+
+    Each raises :class:`hpresil.errors.SlurmError` when Slurm fails or times out."""
+
+    def nodes(self) -> list[SlurmNode]: ...
+
+    def jobs(self) -> list[SlurmJob]: ...
+
+    def set_node_state(self, node: str, state: str, reason: str | None = None) -> None: ...
+
+    def requeue(self, job_id: int) -> None: ...
+
+    def start_now(self, job_id: int) -> None: ...
+
+
+class DrainOutcome(StrEnum):
+    DRAINED = "drained"  # hpresil set the drain now
+    ALREADY_OURS = "already_ours"  # already drained with an hpresil reason: left as is
+    FOREIGN = "foreign"  # drained (or down) by someone else: their reason kept
+
+
+class ResumeOutcome(StrEnum):
+    RESUMED = "resumed"
+    NOT_DRAINED = "not_drained"
+    NOT_OURS = "not_ours"  # drained by someone else: hpresil never resumes it
+
+
+class RequeueOutcome(StrEnum):
+    REQUEUED = "requeued"
+    NOT_RUNNING = "not_running"  # requeueing a finished job re-runs it: never done
+    NOT_REQUEUEABLE = "not_requeueable"
+    GONE = "gone"

@@ -1,0 +1,142 @@
+"""The controller's HTTP API: request and response bodies, shared by server and clients.
+
+Routes (all under a bearer token except ``/healthz`` and ``/openapi.json``):
+
+=======  ============================  ==========================  =====================
+method   path                          body                        answer
+=======  ============================  ==========================  =====================
+POST     /v1/reports                   :class:`vocab.Report`       :class:`ReportAck`
+GET      /v1/nodes                                                 list[:class:`NodeView`]
+POST     /v1/nodes/{node}/drain        :class:`DrainRequest`       :class:`DrainAnswer`
+POST     /v1/nodes/{node}/resume                                   :class:`ResumeAnswer`
+GET      /v1/incidents?status=&node=                               list[:class:`IncidentView`]
+GET      /v1/incidents/{id}                                        :class:`IncidentView`
+GET      /v1/stats/mttf?by=                                        :class:`MttfView`
+GET      /healthz                                                  ``{"ok": true}``
+=======  ============================  ==========================  =====================
+
+Errors answer ``{"detail": "<one line>"}`` with 4xx (the request is wrong; retrying it
+will not help) or 5xx (try again later).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hpresil.adapters.slurm.model import DrainOutcome, RequeueOutcome, ResumeOutcome
+from hpresil.vocab import Action, Category, GpuIdentity
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Health(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    STALE = "stale"  # no report within controller.stale_after_s
+    UNKNOWN = "unknown"  # never reported
+
+
+class ReportAck(_View):
+    accepted: bool
+    duplicate: bool  # the report_id was seen before: nothing new was stored
+    incidents: list[int] = []  # incidents this report opened or added to
+
+
+class NodeView(_View):
+    name: str
+    slurm_state: str | None  # as scontrol prints it, e.g. "MIXED+DRAIN"; None if unknown
+    slurm_reason: str | None
+    drained_by_hpresil: bool
+    health: Health
+    open_incident: int | None
+    last_report_at: datetime | None
+    last_report_age_s: float | None
+    gpus: int | None  # GPUs in the last report
+
+
+class ActionStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    SKIPPED = "skipped"  # decided against on execution (e.g. foreign drain, job finished)
+    FAILED = "failed"  # retries exhausted
+
+
+class ActionView(_View):
+    id: int
+    kind: Literal["drain", "requeue", "resume"]
+    target: str  # node name, or job id as text
+    why: str
+    status: ActionStatus
+    outcome: str | None  # DrainOutcome / RequeueOutcome / ResumeOutcome value
+    attempts: int
+    error: str | None
+    created_at: datetime
+    done_at: datetime | None
+
+
+class AffectedJob(_View):
+    job_id: int
+    submit_time: datetime
+    name: str
+    requeue_outcome: RequeueOutcome | None
+    requeued_at: datetime | None
+    restarted_at: datetime | None  # first seen RUNNING again after the requeue
+    restarted_node: str | None
+
+
+class IncidentView(_View):
+    id: int
+    node: str
+    status: Literal["open", "resolved"]
+    category: Category
+    action: Action  # the most severe action suggested by the findings
+    hardware: bool  # counts against MTTF
+    summary: str
+    xid: int | None
+    gpu: GpuIdentity | None
+    observed_at: datetime  # when the agent saw it
+    detected_at: datetime  # when the controller received it
+    drained_at: datetime | None
+    resolved_at: datetime | None
+    findings: int  # how many results were attached
+    jobs: list[AffectedJob] = []
+    actions: list[ActionView] = []
+
+
+class DrainRequest(_View):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class DrainAnswer(_View):
+    outcome: DrainOutcome
+    incident: int | None
+
+
+class ResumeAnswer(_View):
+    outcome: ResumeOutcome
+    resolved_incidents: list[int] = []
+
+
+class MttfRow(_View):
+    key: str  # node name, category, or "all"
+    nodes: int
+    exposure_h: float  # node-hours in service (censored: nodes without failures count too)
+    failures: int  # hardware incidents
+    mttf_h: float | None  # exposure / failures; None with no failure
+    repairs: int  # resolved incidents with a drain time
+    mttr_h: float | None  # mean drained -> returned to service
+
+
+class MttfView(_View):
+    by: Literal["all", "node", "category"]
+    since: datetime | None
+    until: datetime
+    rows: list[MttfRow]
+    total: MttfRow

@@ -1,0 +1,49 @@
+"""The shared bearer token: one line in a root-only file (mode 0600 or stricter)."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from hpresil.errors import ConfigError
+
+
+def read_token(path: Path, *, required: bool = True) -> str | None:
+    """Read the token; refuse a file that group or others can read."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"token file {path}: not found (create it with `hpresil token`)")
+        return None
+    except PermissionError:
+        if required:
+            raise ConfigError(f"token file {path}: permission denied (run as root)") from None
+        return None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"token file {path}: mode {stat.S_IMODE(st.st_mode):04o} lets others read it; "
+            f"run `chmod 600 {path}`"
+        )
+    token = path.read_text().strip()
+    if len(token) < 16:
+        raise ConfigError(f"token file {path}: token shorter than 16 characters")
+    return token
+
+
+def write_token(path: Path) -> str:
+    """Create a new random token file readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token
+
+
+def token_matches(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())

@@ -1,0 +1,151 @@
+"""Configuration: one TOML file validated against one typed schema.
+
+Lookup order: ``--config PATH``, then ``$HPRESIL_CONFIG``, then
+``/etc/hpresil/hpresil.toml``. Drop-ins in ``<file>.d/*.toml`` (sorted) are merged
+on top, table by table. An unknown key or a bad value is a :class:`ConfigError`
+whose one-line message names the file and the key path (``agent.gpu.backend``).
+
+Paths may contain ``{node}``, replaced by the agent's node name, so one file can
+serve every node of a cluster (the lab relies on that).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hpresil.errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/hpresil/hpresil.toml")
+ENV_VAR = "HPRESIL_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ControllerConfig(_Section):
+    url: str = "http://127.0.0.1:8787"  # where agents and the CLI reach the controller
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8787, ge=1, le=65535)
+    database: str = "sqlite:////var/lib/hpresil/hpresil.db"
+    token_file: Path = Path("/etc/hpresil/token")
+    request_timeout_s: float = Field(default=5.0, gt=0)
+    reconcile_interval_s: float = Field(default=5.0, gt=0)
+    stale_after_s: float = Field(default=60.0, gt=0)  # no report for this long: node stale
+    report_retention_days: int = Field(default=30, ge=1)
+
+
+class KernelLogConfig(_Section):
+    source: Literal["kmsg", "journal", "file"] = "kmsg"
+    path: str = "/dev/kmsg"  # for source=file: the file to follow ({node} expands)
+    poll_s: float = Field(default=0.2, gt=0)  # file source: how often to look for new lines
+
+
+class GpuConfig(_Section):
+    backend: Literal["nvml", "simulated"] = "nvml"
+    state_file: str = "/var/lib/hpresil/sim/{node}.json"  # simulated backend only
+    expected_count: int | None = Field(default=None, ge=0)  # None: whatever is found at start
+
+
+class AgentConfig(_Section):
+    node: str | None = None  # default: the short host name
+    spool_dir: str = "/var/lib/hpresil/spool/{node}"
+    heartbeat_s: float = Field(default=10.0, gt=0)
+    poll_s: float = Field(default=5.0, gt=0)  # GPU polling interval
+    flush_s: float = Field(default=2.0, gt=0)  # spool delivery retry interval
+    cache_file: str = "/run/hpresil/{node}.verdict.json"  # latest verdict, for Slurm hooks
+    kernel_log: KernelLogConfig = KernelLogConfig()
+    gpu: GpuConfig = GpuConfig()
+
+
+class SlurmConfig(_Section):
+    bin_dir: Path | None = None  # where sinfo/squeue/scontrol live; default: $PATH
+    conf: Path | None = None  # exported as SLURM_CONF for every call
+    timeout_s: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=3, ge=0)
+    backend: Literal["cli", "pyslurm"] = "cli"
+
+
+class PolicyConfig(_Section):
+    requeue_jobs: bool = True  # requeue jobs on nodes drained with drain_now or worse
+    expedite_requeue: bool = True  # set StartTime=now on a requeued job (skips cred_expire wait)
+    reason_prefix: str = Field(default="hpresil:", min_length=1)
+
+
+class Config(_Section):
+    cluster: str = "default"
+    controller: ControllerConfig = ControllerConfig()
+    agent: AgentConfig = AgentConfig()
+    slurm: SlurmConfig = SlurmConfig()
+    policy: PolicyConfig = PolicyConfig()
+    source: Path | None = None  # the file this was read from (set by load)
+
+    def node_name(self, override: str | None = None) -> str:
+        return override or self.agent.node or socket.gethostname().split(".")[0]
+
+
+def expand(template: str, node: str) -> Path:
+    """A configured path with ``{node}`` replaced."""
+    return Path(template.replace("{node}", node))
+
+
+def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else DEFAULT_PATH
+
+
+def load(explicit: str | os.PathLike[str] | None = None, *, required: bool = False) -> Config:
+    """Read and validate the configuration. A missing default file gives the defaults
+    unless ``required``; a missing explicit file is always an error."""
+    path = resolve_path(explicit)
+    named = bool(explicit) or ENV_VAR in os.environ
+    if not path.exists():
+        if named or required:
+            raise ConfigError(f"config {path}: file not found")
+        return Config()
+    data = _read_toml(path)
+    dropins = path.with_name(path.name + ".d")
+    if dropins.is_dir():
+        for extra in sorted(dropins.glob("*.toml")):
+            data = _merge(data, _read_toml(extra))
+    return parse(data, source=path)
+
+
+def parse(data: dict[str, Any], *, source: Path | None = None) -> Config:
+    where = f"config {source}" if source else "config"
+    try:
+        return Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{where}: {key}: {msg}{more}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config {path}: {exc.strerror}") from None
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out

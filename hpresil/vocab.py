@@ -1,0 +1,140 @@
+"""The one typed vocabulary shared by agent, controller, CLI and database.
+
+Everything that crosses a process boundary (agent report, API answer, stored row)
+is expressed in these enums and frozen records. The records are pydantic models so
+that the same definition validates a report on the wire and types it in code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Status(StrEnum):
+    """What a check concluded."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    UNKNOWN = "unknown"  # the check could not run (adapter error, timeout)
+    UNSUPPORTED = "unsupported"  # the hardware or driver does not offer it: never unhealthy
+
+
+class Action(StrEnum):
+    """Suggested remediation, ordered from least to most disruptive.
+
+    ``drain`` lets running jobs finish; ``drain_now`` and everything above it also
+    requeues the jobs running on the node.
+    """
+
+    NONE = "none"
+    WATCH = "watch"
+    DRAIN = "drain"
+    DRAIN_NOW = "drain_now"
+    RESET_GPU = "reset_gpu"
+    REBOOT = "reboot"
+    REPLACE = "replace"
+
+    @property
+    def rank(self) -> int:
+        return _ACTION_ORDER.index(self)
+
+    @property
+    def drains(self) -> bool:
+        return self.rank >= Action.DRAIN.rank
+
+    @property
+    def requeues_jobs(self) -> bool:
+        return self.rank >= Action.DRAIN_NOW.rank
+
+
+_ACTION_ORDER = list(Action)
+
+
+class Category(StrEnum):
+    """Failure categories (reference gpu-health.md, section 7)."""
+
+    HBM_ECC = "hbm_ecc"
+    SRAM_ECC = "sram_ecc"
+    GPU_LOST_PCIE = "gpu_lost_pcie"
+    NVLINK_NVSWITCH = "nvlink_nvswitch"
+    GPU_FW_GSP = "gpu_fw_gsp"
+    GPU_HANG = "gpu_hang"
+    THERMAL_POWER = "thermal_power"
+    PCIE_LINK = "pcie_link"
+    IB_NETWORK = "ib_network"
+    PERF_DEGRADED = "perf_degraded"
+    DRIVER_SW = "driver_sw"
+    HOST = "host"
+    APP = "app"
+    OPERATOR = "operator"  # a person drained the node through hpresil
+    UNKNOWN = "unknown"
+
+    @property
+    def is_hardware(self) -> bool:
+        """Whether a failure of this category counts against a node's MTTF."""
+        return self not in (Category.APP, Category.OPERATOR)
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GpuIdentity(_Record):
+    """Who a GPU is, for the incident ledger and RMA."""
+
+    index: int = Field(ge=0)
+    uuid: str | None = None
+    serial: str | None = None
+    pci_bus_id: str | None = None  # normalised "dddd:bb:dd"
+    name: str | None = None
+
+
+class XidEvent(_Record):
+    """One NVIDIA XID (or GPU-lost) line found in the kernel log."""
+
+    xid: int = Field(ge=0)
+    pci_bus_id: str  # normalised "dddd:bb:dd"
+    pid: int | None = None
+    process: str | None = None
+    message: str = ""
+    raw: str = ""
+    seen_at: datetime  # when the agent read the line
+
+
+class CheckResult(_Record):
+    """One check's verdict on one subject (a GPU, the node)."""
+
+    check: str = Field(min_length=1, max_length=64)
+    status: Status
+    action: Action = Action.NONE
+    category: Category | None = None
+    summary: str = Field(default="", max_length=500)
+    gpu: GpuIdentity | None = None
+    xid: int | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    observed_at: datetime
+
+    @property
+    def is_fault(self) -> bool:
+        return self.status is Status.FAIL and self.action.drains
+
+
+class Report(_Record):
+    """What an agent sends: a heartbeat when ``results`` is empty.
+
+    ``report_id`` is unique per report and makes delivery idempotent: the agent
+    retries until acknowledged and the controller ignores an id it has seen.
+    """
+
+    report_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    node: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    seq: int = Field(ge=0)
+    sent_at: datetime
+    agent_version: str = ""
+    gpus: tuple[GpuIdentity, ...] = ()
+    results: tuple[CheckResult, ...] = ()
