@@ -17,7 +17,8 @@ def read_token(path: Path, *, required: bool = True) -> str | None:
         st = path.stat()
     except FileNotFoundError:
         if required:
-            raise ConfigError(f"token file {path}: not found (create it with `hpresil token`)")
+            msg = f"token file {path}: not found (create it with `hpresil token`)"
+            raise ConfigError(msg) from None
         return None
     except PermissionError:
         if required:

@@ -69,7 +69,6 @@ class SlurmConfig(_Section):
     conf: Path | None = None  # exported as SLURM_CONF for every call
     timeout_s: float = Field(default=10.0, gt=0)
     retries: int = Field(default=3, ge=0)
-    backend: Literal["cli", "pyslurm"] = "cli"
 
 
 class PolicyConfig(_Section):

@@ -1,7 +1,7 @@
 """The Slurm adapter: what hpresil may do to a cluster, and the rules it keeps.
 
-:class:`Slurm` wraps a raw :class:`~hpresil.adapters.slurm.model.Backend` (the CLI by
-default; pyslurm where a matching one is importable) and adds the rules:
+:class:`Slurm` wraps a raw :class:`~hpresil.adapters.slurm.model.Backend` (the CLI; a pyslurm
+backend can sit behind the same protocol where a Slurm-matched pyslurm exists) and adds the rules:
 
 * drain reasons carry the ``hpresil:`` prefix; a reason someone else set is never
   overwritten, and only nodes hpresil drained are ever resumed;
@@ -13,7 +13,7 @@ default; pyslurm where a matching one is importable) and adds the rules:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TypeVar
 
 from hpresil.adapters.slurm.model import (
@@ -57,15 +57,9 @@ class Slurm:
 
     @classmethod
     def from_config(cls, cfg: SlurmConfig, prefix: str = "hpresil:") -> Slurm:
-        backend: Backend
-        if cfg.backend == "pyslurm":
-            from hpresil.adapters.slurm.pyslurm_backend import PyslurmBackend
+        from hpresil.adapters.slurm.cli import CliBackend
 
-            backend = PyslurmBackend()
-        else:
-            from hpresil.adapters.slurm.cli import CliBackend
-
-            backend = CliBackend(bin_dir=cfg.bin_dir, conf=cfg.conf, timeout=cfg.timeout_s)
+        backend = CliBackend(bin_dir=cfg.bin_dir, conf=cfg.conf, timeout=cfg.timeout_s)
         return cls(backend, prefix=prefix, retries=cfg.retries)
 
     # --- reads ---
@@ -116,9 +110,8 @@ class Slurm:
         self._retry(lambda: self.backend.set_node_state(name, "resume"))
         return ResumeOutcome.RESUMED
 
-    def requeue(self, job_id: int, *, expedite: bool = False) -> RequeueOutcome:
-        """Requeue a RUNNING, requeueable job; ``expedite`` makes it eligible at once
-        instead of after Slurm's credential-expiry wait."""
+    def requeue(self, job_id: int) -> RequeueOutcome:
+        """Requeue a RUNNING, requeueable job (never a finished one: that would re-run it)."""
         job = self.job(job_id)
         if job is None:
             return RequeueOutcome.GONE
@@ -127,9 +120,33 @@ class Slurm:
         if not job.requeue:
             return RequeueOutcome.NOT_REQUEUEABLE
         self._retry(lambda: self.backend.requeue(job_id))
-        if expedite:
-            self._retry(lambda: self.backend.start_now(job_id))
         return RequeueOutcome.REQUEUED
+
+    def expedite(self, job_ids: Collection[int], *, wait_s: float = 15.0) -> set[int]:
+        """Make requeued jobs eligible now instead of after Slurm's cred_expire wait.
+
+        A requeued job is COMPLETING until its processes are gone; only when it turns
+        PENDING does Slurm set its BeginTime (now + cred_expire), so ``StartTime=now``
+        must come after that. Polls all jobs together; returns the ids expedited."""
+        waiting, done = set(job_ids), set()
+        deadline = time.monotonic() + wait_s
+        while waiting and time.monotonic() < deadline:
+            states = {
+                j.job_id: j.state for j in self.jobs(active_only=False) if j.job_id in waiting
+            }
+            for job_id in list(waiting):
+                state = states.get(job_id)
+                if state == "PENDING":
+                    self._start_now(job_id)
+                    done.add(job_id)
+                if state != "COMPLETING":
+                    waiting.discard(job_id)
+            if waiting:
+                time.sleep(0.1)
+        return done
+
+    def _start_now(self, job_id: int) -> None:
+        self._retry(lambda: self.backend.start_now(job_id))
 
     def _retry(self, call: Callable[[], T]) -> T:
         for attempt in range(self._retries + 1):

@@ -1,0 +1,47 @@
+"""The default Slurm backend: Slurm's own client commands.
+
+Reads use ``sinfo -N --json`` and ``squeue --json``; writes use ``scontrol update``
+and ``scontrol requeue``. Every call goes through :func:`hpresil.adapters.proc.run`
+with a timeout and raises :class:`~hpresil.errors.SlurmError` on failure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpresil.adapters import proc
+from hpresil.adapters.slurm import parse
+from hpresil.adapters.slurm.model import SlurmJob, SlurmNode
+from hpresil.errors import SlurmError
+
+
+class CliBackend:
+    def __init__(
+        self, *, bin_dir: Path | None = None, conf: Path | None = None, timeout: float = 10.0
+    ) -> None:
+        self._bin = bin_dir
+        self._env = {"SLURM_CONF": str(conf)} if conf else None
+        self._timeout = timeout
+
+    def nodes(self) -> list[SlurmNode]:
+        return parse.nodes(parse.load(self._run("sinfo", "-N", "--json"), "sinfo"))
+
+    def jobs(self) -> list[SlurmJob]:
+        return parse.jobs(parse.load(self._run("squeue", "--json"), "squeue"))
+
+    def set_node_state(self, node: str, state: str, reason: str | None = None) -> None:
+        args = ["update", f"nodename={node}", f"state={state}"]
+        if reason is not None:
+            args.append(f"reason={reason}")
+        self._run("scontrol", *args)
+
+    def requeue(self, job_id: int) -> None:
+        self._run("scontrol", "requeue", str(job_id))
+
+    def start_now(self, job_id: int) -> None:
+        self._run("scontrol", "update", f"jobid={job_id}", "StartTime=now")
+
+    def _run(self, command: str, *args: str) -> str:
+        exe = str(self._bin / command) if self._bin else command
+        done = proc.run([exe, *args], timeout=self._timeout, env=self._env, error=SlurmError)
+        return done.stdout

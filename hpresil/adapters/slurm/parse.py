@@ -1,0 +1,137 @@
+"""Parse Slurm's JSON output: the 22.05 shapes (openapi v0.0.38) and the newer ones.
+
+22.05 ``sinfo --json``: ``{"nodes": [{"name", "state": "idle", "state_flags": ["DRAIN"],
+"reason", "reason_set_by_user", "reason_changed_at": <epoch>}]}``.
+23.11+ ``sinfo -N --json``: ``{"sinfo": [{"nodes": {"nodes": [names]}, "node": {"state":
+["IDLE", "DRAIN"]}, "reason": ...}]}`` (one entry per node and partition; ``reason`` a
+string or an object with ``description``/``user``/``time``).
+Jobs: ``job_state`` a string (22.05) or a list (newer); times an epoch (22.05) or
+``{"set": bool, "infinite": bool, "number": epoch}`` (newer).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from hpresil.adapters.slurm.hostlist import expand
+from hpresil.adapters.slurm.model import SlurmJob, SlurmNode
+from hpresil.errors import SlurmParseError
+
+
+def load(text: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise SlurmParseError(f"{what}: not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SlurmParseError(f"{what}: expected a JSON object")
+    errors = [e for e in data.get("errors") or [] if e]
+    if errors:
+        raise SlurmParseError(f"{what}: slurm reported {errors[0]}")
+    return data
+
+
+def nodes(data: dict[str, Any]) -> list[SlurmNode]:
+    try:
+        if "nodes" in data:
+            return [_node_v38(n) for n in data["nodes"]]
+        if "sinfo" in data:
+            return _dedupe(_nodes_sinfo(data["sinfo"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SlurmParseError(f"sinfo: unexpected node record: {exc!r}") from None
+    raise SlurmParseError("sinfo: neither 'nodes' nor 'sinfo' in the output")
+
+
+def jobs(data: dict[str, Any]) -> list[SlurmJob]:
+    try:
+        return [_job(j) for j in data["jobs"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SlurmParseError(f"squeue: unexpected job record: {exc!r}") from None
+
+
+def _node_v38(n: dict[str, Any]) -> SlurmNode:
+    states = _states(n["state"]) | _states(n.get("state_flags") or [])
+    return SlurmNode(
+        name=n["name"],
+        states=frozenset(states),
+        reason=n.get("reason") or None,
+        reason_set_by=n.get("reason_set_by_user") or None,
+        reason_time=_time(n.get("reason_changed_at")),
+    )
+
+
+def _nodes_sinfo(entries: Iterable[dict[str, Any]]) -> Iterable[SlurmNode]:
+    for e in entries:
+        reason, user, when = _reason(e.get("reason"))
+        for name in e["nodes"]["nodes"]:
+            yield SlurmNode(
+                name=name,
+                states=frozenset(_states(e["node"]["state"])),
+                reason=reason,
+                reason_set_by=user,
+                reason_time=when,
+            )
+
+
+def _reason(value: Any) -> tuple[str | None, str | None, datetime | None]:
+    if isinstance(value, dict):
+        return (
+            value.get("description") or None,
+            value.get("user") or None,
+            _time(value.get("time")),
+        )
+    return (value or None, None, None)
+
+
+def _dedupe(items: Iterable[SlurmNode]) -> list[SlurmNode]:
+    seen: dict[str, SlurmNode] = {}
+    for node in items:
+        seen.setdefault(node.name, node)
+    return list(seen.values())
+
+
+def _job(j: dict[str, Any]) -> SlurmJob:
+    state = j["job_state"]
+    state = state[0] if isinstance(state, list) else state
+    submit = _time(j.get("submit_time"))
+    if submit is None:
+        raise ValueError(f"job {j.get('job_id')} has no submit_time")
+    return SlurmJob(
+        job_id=int(j["job_id"]),
+        name=str(j.get("name") or ""),
+        user=str(j.get("user_name") or ""),
+        state=str(state).upper(),
+        nodes=tuple(expand(j.get("nodes") or "")),
+        requeue=bool(j.get("requeue")),
+        restart_count=int(_number(j.get("restart_cnt")) or 0),
+        submit_time=submit,
+        start_time=_time(j.get("start_time")),
+        batch_host=j.get("batch_host") or None,
+        comment=str(j.get("comment") or ""),
+        reason="" if j.get("state_reason") in (None, "None") else str(j["state_reason"]),
+    )
+
+
+def _states(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {s for s in value.upper().replace("+", " ").split() if s}
+    return {str(s).upper() for s in value}
+
+
+def _number(value: Any) -> int | float | None:
+    if isinstance(value, dict):
+        if not value.get("set", True) or value.get("infinite"):
+            return None
+        number: int | float | None = value.get("number")
+        return number
+    return value  # type: ignore[no-any-return]
+
+
+def _time(value: Any) -> datetime | None:
+    n = _number(value)
+    if not n:
+        return None
+    return datetime.fromtimestamp(int(n), tz=UTC)

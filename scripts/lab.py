@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+"""A real multi-node Slurm cluster on this one machine, plus hpresil on top of it.
+
+Debian's ``slurm-wlm`` (22.05) runs one ``slurmctld`` and several ``slurmd -N nodeI``
+side by side (``MULTIPLE_SLURMD``), each node with 8 fake GPUs as gres backed by
+character devices. Everything lives under one folder (default ``<repo>/.lab``) and
+every process is tracked by a PID file there, so ``down`` stops exactly what ``up``
+started. Stdlib only: the demo, the benchmarks and the integration tests import it.
+
+    scripts/lab.py up        # slurm + munge (+ hpresil controller and agents with --hpresil)
+    scripts/lab.py env       # shell exports for using the lab's Slurm and hpresil
+    scripts/lab.py down      # stop everything it started
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGINS = REPO / "slurm-plugins"
+DEFAULT_ROOT = Path(os.environ.get("HPRESIL_LAB", REPO / ".lab"))
+VENV = REPO / ".venv"
+APT_PACKAGES = ("munge", "slurm-wlm")
+
+
+class LabError(RuntimeError):
+    pass
+
+
+@dataclass
+class Lab:
+    root: Path = DEFAULT_ROOT
+    nodes: int = 4
+    gpus: int = 8
+    slurmd_base_port: int = 17001
+    ctld_port: int = 16817
+    controller_port: int = 18787
+    host: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
+
+    # ---------- paths ----------
+    @property
+    def conf(self) -> Path:
+        return self.root / "etc" / "slurm.conf"
+
+    @property
+    def hpresil_conf(self) -> Path:
+        return self.root / "etc" / "hpresil.toml"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def node_names(self) -> list[str]:
+        return [f"node{i}" for i in range(1, self.nodes + 1)]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for Slurm clients and hpresil commands that use this lab."""
+        path = f"{VENV / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        return {
+            **os.environ,
+            "SLURM_CONF": str(self.conf),
+            "HPRESIL_CONFIG": str(self.hpresil_conf),
+            "PATH": path,
+        }
+
+    def kmsg_file(self, node: str) -> Path:
+        return self.root / "kmsg" / f"{node}.log"
+
+    # ---------- configuration ----------
+    def write_config(self) -> None:
+        for sub in ("etc", "state", "run", "log", "kmsg", "sim", "spool", "dev", "jobs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._make_gpu_devices()
+        self.conf.write_text(self._slurm_conf())
+        (self.root / "etc" / "gres.conf").write_text(
+            "AutoDetect=off\n"
+            f"NodeName=node[1-{self.nodes}] Name=gpu File={self.root}/dev/nvidia[0-{self.gpus - 1}]\n"
+        )
+        (self.root / "etc" / "cgroup.conf").write_text("CgroupPlugin=autodetect\n")
+        self.hpresil_conf.write_text(self._hpresil_toml())
+        token = self.root / "etc" / "token"
+        if not token.exists():
+            fd = os.open(token, os.O_WRONLY | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(os.urandom(24).hex() + "\n")
+        os.chmod(token, 0o600)
+
+    def _make_gpu_devices(self) -> None:
+        for i in range(self.gpus):
+            dev = self.root / "dev" / f"nvidia{i}"
+            if dev.exists() and stat.S_ISCHR(dev.stat().st_mode):
+                continue
+            with suppress(FileNotFoundError):
+                dev.unlink()
+            os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(195, i))
+
+    def _slurm_conf(self) -> str:
+        r = self.root
+        hook = PLUGINS / "hpresil-hook"
+        nodes = "\n".join(
+            f"NodeName={n} NodeHostname={self.host} NodeAddr=127.0.0.1 "
+            f"Port={self.slurmd_base_port + i} CPUs=8 RealMemory=4000 "
+            f"Gres=gpu:{self.gpus} State=UNKNOWN"
+            for i, n in enumerate(self.node_names)
+        )
+        return f"""# hpresil lab: written by scripts/lab.py, do not edit
+ClusterName=hpresil-lab
+SlurmctldHost={self.host}(127.0.0.1)
+SlurmctldPort={self.ctld_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=cred_expire=10
+StateSaveLocation={r}/state/ctld
+SlurmdSpoolDir={r}/state/slurmd.%n
+SlurmctldPidFile={r}/run/slurmctld.pid
+SlurmdPidFile={r}/run/slurmd.%n.pid
+SlurmctldLogFile={r}/log/slurmctld.log
+SlurmdLogFile={r}/log/slurmd.%n.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SlurmdParameters=config_overrides
+ReturnToService=1
+JobRequeue=1
+SlurmdTimeout=20
+KillWait=5
+MinJobAge=600
+MailProg=/bin/true
+SchedulerParameters=sched_interval=5,bf_interval=5
+Prolog={hook}-prolog
+Epilog={hook}-epilog
+PrologFlags=Alloc
+HealthCheckProgram={hook}-health
+HealthCheckInterval=10
+HealthCheckNodeState=ANY
+RebootProgram={REPO}/scripts/lab-reboot
+ResumeTimeout=60
+GresTypes=gpu
+{nodes}
+PartitionName=gpu Nodes=node[1-{self.nodes}] Default=YES MaxTime=INFINITE State=UP
+"""
+
+    def _hpresil_toml(self) -> str:
+        r = self.root
+        return f"""# hpresil lab configuration: written by scripts/lab.py
+cluster = "hpresil-lab"
+
+[controller]
+url = "http://127.0.0.1:{self.controller_port}"
+listen_host = "127.0.0.1"
+listen_port = {self.controller_port}
+database = "sqlite:///{r}/state/hpresil.db"
+token_file = "{r}/etc/token"
+reconcile_interval_s = 1.0
+stale_after_s = 30.0
+
+[agent]
+spool_dir = "{r}/spool/{{node}}"
+heartbeat_s = 5.0
+poll_s = 2.0
+flush_s = 1.0
+cache_file = "{r}/run/{{node}}.verdict.json"
+
+[agent.kernel_log]
+source = "file"           # the lab's nodes share one kernel: one file per node
+path = "{r}/kmsg/{{node}}.log"
+poll_s = 0.1
+
+[agent.gpu]
+backend = "simulated"     # no GPUs here: the simulation backend, one state file per node
+state_file = "{r}/sim/{{node}}.json"
+expected_count = {self.gpus}
+
+[slurm]
+conf = "{self.conf}"
+timeout_s = 10.0
+retries = 3
+"""
+
+    # ---------- processes ----------
+    def up(self, *, hpresil: bool = False, timeout: float = 60.0) -> None:
+        ensure_packages()
+        self.write_config()
+        start_munge(self.run_dir)
+        if not self._alive("slurmctld"):
+            self._spawn_slurm(["slurmctld", "-f", str(self.conf)], "slurmctld")
+        for node in self.node_names:
+            if not self._alive(f"slurmd.{node}"):
+                self._spawn_slurm(["slurmd", "-f", str(self.conf), "-N", node], f"slurmd.{node}")
+        self.wait_ready(timeout)
+        if hpresil:
+            self.start_controller()
+            for node in self.node_names:
+                self.start_agent(node)
+
+    def _spawn_slurm(self, argv: list[str], name: str) -> None:
+        # Both daemons fork into the background and write their own PID files.
+        subprocess.run(argv, check=True, env=self.env, timeout=30)
+        deadline = time.monotonic() + 10
+        while not self._alive(name):
+            if time.monotonic() > deadline:
+                raise LabError(f"{name} did not start; see {self.log_dir}")
+            time.sleep(0.1)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until every node answers (no '*' and no 'unknown' in sinfo)."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            with suppress(subprocess.SubprocessError):
+                out = self.slurm(["sinfo", "-h", "-N", "-o", "%N %T"], timeout=10).stdout
+                last = out.strip()
+                states = [line.split()[1] for line in out.splitlines() if line.strip()]
+                if len(states) >= self.nodes and all(
+                    "*" not in s and "unknown" not in s and "not_responding" not in s
+                    for s in states
+                ):
+                    return
+            time.sleep(0.5)
+        raise LabError(f"slurm nodes not ready after {timeout:g} s: {last!r}")
+
+    def slurm(self, argv: Sequence[str], timeout: float = 15) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(argv), env=self.env, capture_output=True, text=True, timeout=timeout, check=True
+        )
+
+    def hpresil_argv(self) -> list[str]:
+        return [str(VENV / "bin" / "hpresil"), "--config", str(self.hpresil_conf)]
+
+    def start_controller(self) -> None:
+        if self._alive("controller"):
+            return
+        self._spawn_daemon([*self.hpresil_argv(), "controller"], "controller")
+        self.wait_controller()
+
+    def wait_controller(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with suppress(OSError), socket.create_connection(
+                ("127.0.0.1", self.controller_port), timeout=0.5
+            ):
+                return
+            if not self._alive("controller"):
+                raise LabError(f"controller exited; see {self.log_dir / 'controller.log'}")
+            time.sleep(0.1)
+        raise LabError("controller did not start listening")
+
+    def start_agent(self, node: str) -> None:
+        if not self._alive(f"agent.{node}"):
+            self._spawn_daemon([*self.hpresil_argv(), "agent", "--node", node], f"agent.{node}")
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, wait: float = 10.0) -> None:
+        pid = self._pid(name)
+        if pid is None:
+            return
+        with suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        _wait_gone([pid], wait)
+        with suppress(FileNotFoundError):
+            (self.run_dir / f"{name}.pid").unlink()
+
+    def _spawn_daemon(self, argv: list[str], name: str) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        (self.run_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
+
+    def _pid(self, name: str) -> int | None:
+        try:
+            pid = int((self.run_dir / f"{name}.pid").read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def _alive(self, name: str) -> bool:
+        return self._pid(name) is not None
+
+    def down(self) -> None:
+        """Stop every process this lab started, by PID: jobs, hpresil, Slurm, munge."""
+        if self._alive("slurmctld"):
+            with suppress(subprocess.SubprocessError, OSError):
+                self.slurm(["scancel", "--full", "--quiet", "-p", "gpu"], timeout=10)
+        names = ["controller", *(f"agent.{n}" for n in self.node_names)]
+        pids = [p for p in (self._pid(n) for n in names) if p]
+        _signal_all(pids, signal.SIGTERM)
+        _wait_gone(pids, 10)
+        slurm = ["slurmctld", *(f"slurmd.{n}" for n in self.node_names)]
+        spids = [p for p in (self._pid(n) for n in slurm) if p]
+        _signal_all(spids, signal.SIGTERM)
+        _wait_gone(spids, 15)
+        _signal_all(spids + pids, signal.SIGKILL)
+        _kill_stepds(self.root)
+        stop_munge(self.run_dir)
+        for name in [*names, *slurm]:
+            with suppress(FileNotFoundError):
+                (self.run_dir / f"{name}.pid").unlink()
+
+    def reset_state(self) -> None:
+        """Forget hpresil's history and every node's simulated GPU state (lab must be down)."""
+        for sub in ("kmsg", "sim", "spool"):
+            shutil.rmtree(self.root / sub, ignore_errors=True)
+        for f in (self.root / "state").glob("hpresil.db*"):
+            f.unlink()
+
+
+# ---------- munge ----------
+def start_munge(run_dir: Path) -> None:
+    """Start munged unless one already answers; remember its PID if we started it."""
+    if subprocess.run(["munge", "-n"], capture_output=True).returncode == 0:
+        return
+    Path("/run/munge").mkdir(mode=0o755, exist_ok=True)
+    shutil.chown("/run/munge", "munge", "munge")
+    subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True, timeout=15)
+    deadline = time.monotonic() + 10
+    while subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
+        if time.monotonic() > deadline:
+            raise LabError("munged did not start")
+        time.sleep(0.1)
+    pid = Path("/run/munge/munged.pid")
+    if pid.exists():
+        shutil.copy(pid, run_dir / "munged.pid")
+
+
+def stop_munge(run_dir: Path) -> None:
+    pidfile = run_dir / "munged.pid"
+    with suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        pid = int(pidfile.read_text())
+        os.kill(pid, signal.SIGTERM)
+        _wait_gone([pid], 5)
+    with suppress(FileNotFoundError):
+        pidfile.unlink()
+
+
+def ensure_packages() -> None:
+    if shutil.which("slurmctld") and shutil.which("munged"):
+        return
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root to install munge and slurm-wlm")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES],
+        check=True,
+        env=env,
+    )
+
+
+# ---------- process helpers ----------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _signal_all(pids: Sequence[int], sig: int) -> None:
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _wait_gone(pids: Sequence[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _kill_stepds(root: Path) -> None:
+    """slurmstepd processes of this lab's jobs outlive slurmd: find them by spool dir."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with suppress(OSError):
+            cmd = (proc / "cmdline").read_bytes()
+            if b"slurmstepd" in cmd or str(root / "jobs").encode() in cmd:
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
+@contextmanager
+def running(lab: Lab, *, hpresil: bool = True) -> Iterator[Lab]:
+    """Bring the lab up for the duration of a block; always take it down."""
+    try:
+        lab.up(hpresil=hpresil)
+        yield lab
+    finally:
+        lab.down()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lab.py", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "env", "status", "reset"])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--hpresil", action="store_true", help="also start controller + agents")
+    args = parser.parse_args(argv)
+    lab = Lab(root=args.root.resolve(), nodes=args.nodes)
+    try:
+        if args.command == "up":
+            lab.up(hpresil=args.hpresil)
+            print(f"lab up: {lab.nodes} nodes under {lab.root}; `eval $({sys.argv[0]} env)`")
+        elif args.command == "down":
+            lab.down()
+        elif args.command == "reset":
+            lab.down()
+            lab.reset_state()
+        elif args.command == "env":
+            print(f"export SLURM_CONF={lab.conf} HPRESIL_CONFIG={lab.hpresil_conf}")
+        else:
+            print(json.dumps({"slurm": lab.slurm(["sinfo", "-N"]).stdout}))
+    except (LabError, subprocess.SubprocessError, OSError) as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Configuration: typed schema, one-line errors naming the key path, drop-ins."""
+
+from pathlib import Path
+
+import pytest
+
+from hpresil import config
+from hpresil.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_defaults_when_default_file_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HPRESIL_CONFIG", raising=False)
+    monkeypatch.setattr(config, "DEFAULT_PATH", Path("/nonexistent/hpresil.toml"))
+    cfg = config.load()
+    assert cfg.agent.gpu.backend == "nvml" and cfg.controller.listen_port == 8787
+
+
+def test_explicit_missing_file_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load("/nonexistent/x.toml")
+
+
+def test_unknown_key_names_its_path(tmp_path: Path) -> None:
+    p = write(tmp_path / "h.toml", "[agent.gpu]\nbackend = 'nvml'\nbakend = 'x'\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(p)
+    assert str(info.value) == f"config {p}: agent.gpu.bakend: unknown key"
+    assert info.value.exit_code == 2
+
+
+def test_bad_value_names_its_path(tmp_path: Path) -> None:
+    p = write(tmp_path / "h.toml", "[controller]\nlisten_port = 70000\n")
+    with pytest.raises(ConfigError, match=r"controller\.listen_port: Input should be less"):
+        config.load(p)
+
+
+def test_bad_toml_is_one_line(tmp_path: Path) -> None:
+    p = write(tmp_path / "h.toml", "[agent\n")
+    with pytest.raises(ConfigError, match="not valid TOML") as info:
+        config.load(p)
+    assert "\n" not in str(info.value)
+
+
+def test_env_var_and_dropins_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = write(tmp_path / "h.toml", "cluster = 'a'\n[agent]\npoll_s = 3\nheartbeat_s = 7\n")
+    (tmp_path / "h.toml.d").mkdir()
+    write(tmp_path / "h.toml.d" / "10-site.toml", "[agent]\npoll_s = 1.5\n")
+    monkeypatch.setenv("HPRESIL_CONFIG", str(p))
+    cfg = config.load()
+    assert (cfg.cluster, cfg.agent.poll_s, cfg.agent.heartbeat_s) == ("a", 1.5, 7)
+    assert cfg.source == p
+
+
+def test_node_placeholder_expands() -> None:
+    assert config.expand("/var/lib/hpresil/spool/{node}", "gpu7") == Path(
+        "/var/lib/hpresil/spool/gpu7"
+    )

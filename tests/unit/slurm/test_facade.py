@@ -1,0 +1,124 @@
+"""The rules the Slurm facade keeps, over a recording fake backend (an adapter swap)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from hpresil.adapters.slurm import DrainOutcome, RequeueOutcome, ResumeOutcome, Slurm
+from hpresil.adapters.slurm.model import SlurmJob, SlurmNode
+from hpresil.errors import SlurmError
+
+T0 = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+class RecordingBackend:
+    def __init__(self, nodes: list[SlurmNode], jobs: list[SlurmJob], fail_first: int = 0) -> None:
+        self._nodes = {n.name: n for n in nodes}
+        self._jobs = {j.job_id: j for j in jobs}
+        self.calls: list[tuple[object, ...]] = []
+        self.fail_left = fail_first
+
+    def _maybe_fail(self) -> None:
+        if self.fail_left:
+            self.fail_left -= 1
+            raise SlurmError(["scontrol"], 1, stderr="slurm_load_node error: Socket timed out")
+
+    def nodes(self) -> list[SlurmNode]:
+        self._maybe_fail()
+        return list(self._nodes.values())
+
+    def jobs(self) -> list[SlurmJob]:
+        return list(self._jobs.values())
+
+    def set_node_state(self, node: str, state: str, reason: str | None = None) -> None:
+        self.calls.append(("state", node, state, reason))
+
+    def requeue(self, job_id: int) -> None:
+        self.calls.append(("requeue", job_id))
+
+    def start_now(self, job_id: int) -> None:
+        self.calls.append(("start_now", job_id))
+
+
+def node(name: str, *states: str, reason: str | None = None) -> SlurmNode:
+    return SlurmNode(name=name, states=frozenset(states), reason=reason)
+
+
+def job(job_id: int, state: str = "RUNNING", requeue: bool = True) -> SlurmJob:
+    return SlurmJob(job_id, "train", "alice", state, ("n1",), requeue, 0, T0)
+
+
+def slurm(*nodes: SlurmNode, jobs: tuple[SlurmJob, ...] = (), fail_first: int = 0) -> Slurm:
+    return Slurm(RecordingBackend(list(nodes), list(jobs), fail_first), backoff_s=0)
+
+
+def calls(s: Slurm) -> list[tuple[object, ...]]:
+    return s.backend.calls  # type: ignore[attr-defined,no-any-return]
+
+
+def test_drain_prefixes_the_reason() -> None:
+    s = slurm(node("n1", "MIXED"))
+    assert s.drain("n1", "#3 gpu_lost_pcie xid 79") is DrainOutcome.DRAINED
+    assert calls(s) == [("state", "n1", "drain", "hpresil: #3 gpu_lost_pcie xid 79")]
+
+
+def test_drain_never_overwrites_a_foreign_reason() -> None:
+    s = slurm(node("n1", "IDLE", "DRAIN", reason="admin: fan"))
+    assert s.drain("n1", "xid 79") is DrainOutcome.FOREIGN
+    assert calls(s) == []
+
+
+def test_drain_of_our_own_drain_is_a_no_op() -> None:
+    s = slurm(node("n1", "IDLE", "DRAIN", reason="hpresil: #1 xid 79"))
+    assert s.drain("n1", "xid 79") is DrainOutcome.ALREADY_OURS
+    assert calls(s) == []
+
+
+def test_resume_only_nodes_hpresil_drained() -> None:
+    s = slurm(
+        node("ours", "IDLE", "DRAIN", reason="hpresil: #1"),
+        node("theirs", "IDLE", "DRAIN", reason="admin: fan"),
+        node("fine", "IDLE"),
+    )
+    assert s.resume("theirs") is ResumeOutcome.NOT_OURS
+    assert s.resume("fine") is ResumeOutcome.NOT_DRAINED
+    assert s.resume("ours") is ResumeOutcome.RESUMED
+    assert calls(s) == [("state", "ours", "resume", None)]
+
+
+@pytest.mark.parametrize(
+    ("the_job", "outcome"),
+    [
+        (job(1), RequeueOutcome.REQUEUED),
+        (job(1, state="COMPLETED"), RequeueOutcome.NOT_RUNNING),
+        (job(1, requeue=False), RequeueOutcome.NOT_REQUEUEABLE),
+    ],
+)
+def test_requeue_only_running_requeueable_jobs(the_job: SlurmJob, outcome: RequeueOutcome) -> None:
+    s = slurm(jobs=(the_job,))
+    assert s.requeue(1) is outcome
+    assert (("requeue", 1) in calls(s)) is (outcome is RequeueOutcome.REQUEUED)
+
+
+def test_requeue_of_unknown_job_is_gone() -> None:
+    assert slurm().requeue(42) is RequeueOutcome.GONE
+
+
+def test_expedite_waits_for_pending_and_skips_others() -> None:
+    s = slurm(jobs=(job(1, state="PENDING"), job(2, state="RUNNING")))
+    assert s.expedite([1, 2], wait_s=1) == {1}
+    assert calls(s) == [("start_now", 1)]
+
+
+def test_transient_failures_are_retried() -> None:
+    s = slurm(node("n1", "IDLE"), fail_first=2)
+    assert [n.name for n in s.nodes()] == ["n1"]
+
+
+def test_persistent_failure_raises_typed_error_with_stderr() -> None:
+    s = slurm(node("n1", "IDLE"), fail_first=10)
+    with pytest.raises(SlurmError, match="Socket timed out") as info:
+        s.nodes()
+    assert info.value.returncode == 1 and info.value.argv == ["scontrol"]

@@ -1,0 +1,94 @@
+"""Slurm JSON parsing on recorded 22.05 output and the newer (24.11) shapes."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hpresil.adapters.slurm import parse
+from hpresil.adapters.slurm.hostlist import expand
+from hpresil.errors import SlurmParseError
+
+FIX = Path(__file__).parents[2] / "fixtures" / "slurm"
+
+
+def _load(name: str) -> dict:
+    return parse.load((FIX / name).read_text(), name)
+
+
+def test_nodes_22_05_states_flags_and_reason() -> None:
+    nodes = {n.name: n for n in parse.nodes(_load("sinfo-22.05.json"))}
+    assert sorted(nodes) == ["node1", "node2", "node3", "node4"]
+    assert nodes["node1"].drained and nodes["node1"].state_text == "IDLE+DRAIN"
+    assert nodes["node1"].reason == "hpresil: #1 gpu_lost_pcie xid 79 gpu 3"
+    assert nodes["node1"].reason_set_by == "root"
+    assert nodes["node3"].reason == "admin: fan"
+    assert not nodes["node2"].drained and nodes["node2"].state_text == "MIXED"
+    assert nodes["node4"].reason is None
+
+
+def test_nodes_24_11_grouped_shape_dedupes_partitions() -> None:
+    nodes = parse.nodes(_load("sinfo-24.11.json"))
+    assert [n.name for n in nodes] == ["gpu-a001", "gpu-a002", "gpu-a003"]
+    first = nodes[0]
+    assert first.state_text == "MIXED+DRAIN"
+    assert first.reason == "hpresil: #7 gpu_lost_pcie xid 79 gpu 3"
+    assert first.reason_set_by == "root"
+    assert first.reason_time == datetime.fromtimestamp(1795321863, tz=UTC)
+    assert nodes[2].reason is None and nodes[2].reason_time is None
+
+
+def test_jobs_22_05() -> None:
+    jobs = {j.job_id: j for j in parse.jobs(_load("squeue-22.05.json"))}
+    assert jobs[1].running and jobs[1].requeue and jobs[1].nodes == ("node2",)
+    assert jobs[2].requeue is False
+    assert jobs[1].submit_time.tzinfo is UTC
+    assert jobs[1].reason == ""  # 22.05 prints the string "None"
+
+
+def test_jobs_after_requeue_count_restarts() -> None:
+    job = next(j for j in parse.jobs(_load("squeue-22.05-requeued.json")) if j.job_id == 1)
+    assert job.restart_count == 1 and not job.running
+
+
+def test_jobs_24_11_lists_and_time_objects() -> None:
+    jobs = parse.jobs(_load("squeue-24.11.json"))
+    running, pending = jobs
+    assert running.state == "RUNNING" and running.restart_count == 2
+    assert running.nodes == ("gpu-a001", "gpu-a003", "gpu-a004")
+    assert running.start_time == datetime.fromtimestamp(1795320100, tz=UTC)
+    assert pending.start_time is None and pending.nodes == ()
+    assert pending.reason == "Priority"
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("not json", "not JSON"),
+        ("[]", "JSON object"),
+        ('{"errors": [{"error": "boom"}], "nodes": []}', "boom"),
+        ('{"meta": {}}', "neither"),
+    ],
+)
+def test_bad_output_is_a_typed_error(text: str, why: str) -> None:
+    with pytest.raises(SlurmParseError, match=why):
+        parse.nodes(parse.load(text, "sinfo"))
+
+
+def test_job_record_missing_fields_is_a_typed_error() -> None:
+    with pytest.raises(SlurmParseError, match="squeue"):
+        parse.jobs({"jobs": [{"job_id": 3}]})
+
+
+@pytest.mark.parametrize(
+    ("hostlist", "names"),
+    [
+        ("node1", ["node1"]),
+        ("node[1-3,7]", ["node1", "node2", "node3", "node7"]),
+        ("gpu-a[001-002],login", ["gpu-a001", "gpu-a002", "login"]),
+        ("r[1-2]n[1-2]", ["r1n1", "r1n2", "r2n1", "r2n2"]),
+        ("", []),
+    ],
+)
+def test_hostlist_expand(hostlist: str, names: list[str]) -> None:
+    assert expand(hostlist) == names
