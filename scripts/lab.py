@@ -260,8 +260,9 @@ retries = 3
     def wait_controller(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.controller_port), timeout=0.5
+            with (
+                suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.controller_port), timeout=0.5),
             ):
                 return
             if not self._alive("controller"):

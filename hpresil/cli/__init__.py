@@ -1,0 +1,1 @@
+"""The ``hpresil`` command line: one module per command group, one error boundary."""

@@ -1,0 +1,61 @@
+"""Shared output helpers: the ``--json`` option and rich tables for people."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(func: F) -> F:
+    """Add ``--json`` (machine-readable output) to a read command."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        func
+    )
+
+
+def emit_json(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
+    if isinstance(data, BaseModel):
+        payload: Any = data.model_dump(mode="json")
+    elif isinstance(data, dict):
+        payload = data
+    else:
+        payload = [item.model_dump(mode="json") for item in data]
+    click.echo(json.dumps(payload, indent=2, sort_keys=False))
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*row)
+    Console().print(t)
+
+
+def when(ts: datetime | None) -> str:
+    if ts is None:
+        return "-"
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def hours(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"

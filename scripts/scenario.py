@@ -1,0 +1,241 @@
+"""The demo's story as reusable steps: a checkpointing job, a GPU fault, and the
+measurements of what hpresil did about it. Used by scripts/demo, the loop-latency
+benchmark and the integration tests. Stdlib only (talks to Slurm and hpresil through
+their command lines, as a user would).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lab import REPO, Lab
+
+TRAIN = REPO / "scripts" / "lab-jobs" / "train.py"
+_LINE = re.compile(r"^(?P<t>\d+\.\d+) (?P<what>\w+)(?: (?P<rest>.*))?$")
+
+
+class ScenarioError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainingJob:
+    job_id: int
+    out: Path
+    ckpt_dir: Path
+
+    def events(self) -> list[tuple[float, str, str]]:
+        """(epoch, kind, rest) for each line the job printed so far."""
+        try:
+            text = self.out.read_text()
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in text.splitlines():
+            m = _LINE.match(line.strip())
+            if m:
+                found.append((float(m["t"]), m["what"], m["rest"] or ""))
+        return found
+
+    def last_step(self, before: float | None = None) -> int:
+        steps = [
+            int(rest)
+            for t, kind, rest in self.events()
+            if kind == "step" and (before is None or t <= before)
+        ]
+        return max(steps, default=0)
+
+    def starts(self) -> list[tuple[float, dict[str, str]]]:
+        return [
+            (t, dict(kv.split("=", 1) for kv in rest.split()))
+            for t, kind, rest in self.events()
+            if kind == "start"
+        ]
+
+
+@dataclass
+class FaultResult:
+    detect_s: float
+    drain_s: float
+    requeue_s: float
+    resume_s: float
+    resumed_from_step: int
+    steps_lost: int
+    drained_node: str
+    resumed_node: str
+    incident: int
+    drain_reason: str
+
+    def summary(self) -> dict[str, object]:
+        d = asdict(self)
+        d.pop("incident")
+        d.pop("drain_reason")
+        return d
+
+
+def submit_training(lab: Lab, name: str = "train-demo", step_s: float = 0.25) -> TrainingJob:
+    jobs = lab.root / "jobs"
+    ckpt = jobs / f"{name}-{time.time_ns()}"
+    out = ckpt.with_suffix(".out")
+    argv = [
+        "sbatch",
+        "--parsable",
+        "--requeue",
+        "--open-mode=append",
+        f"--job-name={name}",
+        "-N1",
+        "--gpus-per-node=8",
+        f"--output={out}",
+        f"--wrap=exec python3 -u {TRAIN} --ckpt-dir {ckpt} --steps 100000 --step-s {step_s}",
+    ]
+    job_id = int(lab.slurm(argv).stdout.strip().split(";")[0])
+    return TrainingJob(job_id, out, ckpt)
+
+
+def job_field(lab: Lab, job_id: int, field: str) -> str:
+    out = lab.slurm(["scontrol", "-o", "show", "job", str(job_id)]).stdout
+    m = re.search(rf"\b{field}=(\S*)", out)
+    return m.group(1) if m else ""
+
+
+def node_state(lab: Lab, node: str) -> tuple[str, str]:
+    out = lab.slurm(["scontrol", "-o", "show", "node", node]).stdout
+    state = re.search(r"\bState=(\S+)", out)
+    reason = re.search(r"\bReason=(.*?)(?: \[[^\]]*\])?\s*$", out)
+    return (state.group(1) if state else "", reason.group(1) if reason else "")
+
+
+def hpresil_json(lab: Lab, *args: str) -> object:
+    out = subprocess.run(
+        [*lab.hpresil_argv(), *args, "--json"],
+        env=lab.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    return json.loads(out)
+
+
+def hpresil(lab: Lab, *args: str) -> str:
+    return subprocess.run(
+        [*lab.hpresil_argv(), *args],
+        env=lab.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+
+
+def wait_for(what: str, probe: Callable[[], object], timeout: float, every: float = 0.05) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise ScenarioError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def wait_agents(lab: Lab, timeout: float = 60) -> None:
+    def all_ok() -> bool:
+        nodes = hpresil_json(lab, "status")
+        assert isinstance(nodes, list)
+        ok = {n["name"] for n in nodes if n["health"] == "ok"}
+        return set(lab.node_names) <= ok
+
+    wait_for("every agent to report healthy", all_ok, timeout, every=0.5)
+
+
+def wait_running(lab: Lab, job: TrainingJob, min_step: int, timeout: float = 60) -> str:
+    def ready() -> str:
+        if job_field(lab, job.job_id, "JobState") != "RUNNING":
+            return ""
+        if job.last_step() < min_step:
+            return ""
+        return job_field(lab, job.job_id, "BatchHost")
+
+    return str(wait_for(f"job {job.job_id} to run past step {min_step}", ready, timeout, 0.2))
+
+
+def inject_and_measure(
+    lab: Lab,
+    job: TrainingJob,
+    *,
+    xid: int = 79,
+    gpu: int = 3,
+    timeout: float = 90,
+    say: Callable[[str], None] = lambda _: None,
+) -> FaultResult:
+    """Inject XID on the job's node and time each step of hpresil's answer."""
+    node = job_field(lab, job.job_id, "BatchHost")
+    restarts_before = int(job_field(lab, job.job_id, "Restarts") or 0)
+    starts_before = len(job.starts())
+    t0 = time.time()
+    line = hpresil(lab, "inject", "xid", str(xid), "--gpu", str(gpu), "--node", node).strip()
+    say(f"+{time.time() - t0:6.2f}s injected on {node}: {line}")
+    marks: dict[str, float] = {}
+    incident: dict[str, object] = {}
+    drain_reason = ""
+    deadline = time.monotonic() + timeout
+    while len(marks) < 4:
+        if time.monotonic() > deadline:
+            raise ScenarioError(f"after {timeout:g} s only saw {sorted(marks)}")
+        now = time.time()
+        if "detect" not in marks:
+            incidents = hpresil_json(lab, "incidents", "--status", "open", "--node", node)
+            assert isinstance(incidents, list)
+            fresh = [i for i in incidents if _epoch(i["detected_at"]) >= t0 - 1]
+            if fresh:
+                incident = fresh[0]
+                marks["detect"] = _epoch(str(incident["detected_at"]))
+                say(
+                    f"+{marks['detect'] - t0:6.2f}s detected: incident #{incident['id']} "
+                    f"{incident['category']} xid {incident['xid']} gpu {gpu}"
+                )
+        if "drain" not in marks:
+            state, reason = node_state(lab, node)
+            if "DRAIN" in state:
+                marks["drain"], drain_reason = now, reason
+                say(f"+{now - t0:6.2f}s {node} {state} in Slurm, reason {reason!r}")
+        if "requeue" not in marks:
+            if int(job_field(lab, job.job_id, "Restarts") or 0) > restarts_before:
+                marks["requeue"] = now
+                say(f"+{now - t0:6.2f}s job {job.job_id} requeued")
+        if "resume" not in marks:
+            starts = job.starts()
+            if len(starts) > starts_before:
+                t, info = starts[-1]
+                marks["resume"] = t
+                say(
+                    f"+{t - t0:6.2f}s job {job.job_id} running again on {info.get('node')}, "
+                    f"resumed from step {info.get('resumed_from')}"
+                )
+        time.sleep(0.05)
+    t_resume, info = job.starts()[-1]
+    resumed_from = int(info["resumed_from"])
+    return FaultResult(
+        detect_s=round(marks["detect"] - t0, 3),
+        drain_s=round(marks["drain"] - t0, 3),
+        requeue_s=round(marks["requeue"] - t0, 3),
+        resume_s=round(t_resume - t0, 3),
+        resumed_from_step=resumed_from,
+        steps_lost=max(0, job.last_step(before=t_resume) - resumed_from),
+        drained_node=node,
+        resumed_node=info.get("node", "?"),
+        incident=int(str(incident["id"])),
+        drain_reason=drain_reason,
+    )
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,55 @@
+"""Integration tests drive a real Slurm lab (slurmctld + 4 slurmd, munge) with the
+hpresil controller and one agent per node, all on this machine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+from lab import Lab  # noqa: E402
+from scenario import node_state, wait_agents  # noqa: E402
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    if os.geteuid() != 0 or not shutil.which("slurmctld"):
+        pytest.skip("the Slurm lab needs root and slurm-wlm (scripts/setup installs it)")
+    root = Path(tempfile.mkdtemp(prefix="hpresil-it-"))
+    the_lab = Lab(root=root, slurmd_base_port=17101, ctld_port=16917, controller_port=18887)
+    try:
+        the_lab.up(hpresil=True)
+        wait_agents(the_lab)
+        yield the_lab
+    finally:
+        the_lab.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture()
+def clean_lab(lab: Lab) -> Iterator[Lab]:
+    """The lab with every node in service and healthy again after the test."""
+    yield lab
+    lab.slurm(["scancel", "--full", "--quiet", "-p", "gpu"])
+    for node in lab.node_names:
+        state, _ = node_state(lab, node)
+        if "DRAIN" in state or "DOWN" in state:
+            lab.slurm(["scontrol", "update", f"nodename={node}", "state=resume"])
+        sim = lab.root / "sim" / f"{node}.json"
+        sim.unlink(missing_ok=True)
+    lab.start_controller()
+    wait_agents(lab)
