@@ -44,7 +44,8 @@ def main() -> int:
         lab.down()
         lab.reset_state()
         say(
-            f"starting Slurm ({lab.nodes} nodes x {lab.gpus} GPUs), the controller, one agent per node"
+            f"starting Slurm ({lab.nodes} nodes x {lab.gpus} GPUs), "
+            "the controller, one agent per node"
         )
         lab.up(hpresil=True)
         wait_agents(lab)

@@ -93,7 +93,8 @@ class Lab:
         self.conf.write_text(self._slurm_conf())
         (self.root / "etc" / "gres.conf").write_text(
             "AutoDetect=off\n"
-            f"NodeName=node[1-{self.nodes}] Name=gpu File={self.root}/dev/nvidia[0-{self.gpus - 1}]\n"
+            f"NodeName=node[1-{self.nodes}] Name=gpu "
+            f"File={self.root}/dev/nvidia[0-{self.gpus - 1}]\n"
         )
         (self.root / "etc" / "cgroup.conf").write_text("CgroupPlugin=autodetect\n")
         self.hpresil_conf.write_text(self._hpresil_toml())

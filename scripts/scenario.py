@@ -205,10 +205,10 @@ def inject_and_measure(
             if "DRAIN" in state:
                 marks["drain"], drain_reason = now, reason
                 say(f"+{now - t0:6.2f}s {node} {state} in Slurm, reason {reason!r}")
-        if "requeue" not in marks:
-            if int(job_field(lab, job.job_id, "Restarts") or 0) > restarts_before:
-                marks["requeue"] = now
-                say(f"+{now - t0:6.2f}s job {job.job_id} requeued")
+        restarts = int(job_field(lab, job.job_id, "Restarts") or 0)
+        if "requeue" not in marks and restarts > restarts_before:
+            marks["requeue"] = now
+            say(f"+{now - t0:6.2f}s job {job.job_id} requeued")
         if "resume" not in marks:
             starts = job.starts()
             if len(starts) > starts_before:

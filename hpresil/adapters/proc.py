@@ -9,10 +9,13 @@ carrying argv, exit code, stdout and stderr.
 from __future__ import annotations
 
 import contextlib
+import collections
 import os
+import select
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from hpresil.errors import CommandError
@@ -59,6 +62,55 @@ def run(
     if check and proc.returncode != 0:
         raise error(argv, proc.returncode, out, err)
     return Completed(tuple(argv), proc.returncode, out, err)
+
+
+def stream(
+    argv: Sequence[str],
+    stop: threading.Event,
+    *,
+    poll_s: float = 0.2,
+    error: type[CommandError] = CommandError,
+) -> Iterator[str]:
+    """Run a long-lived ``argv`` (a follower such as ``journalctl -f``) and yield its
+    output lines (stderr merged) until ``stop`` is set; the process group is killed
+    when the caller stops or abandons the iterator. Raises ``error`` if the command
+    cannot start or exits on its own."""
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise error(argv, None, stderr=str(exc)) from exc
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    tail: collections.deque[str] = collections.deque(maxlen=5)
+    pending = b""
+    try:
+        while not stop.is_set():
+            ready, _, _ = select.select([fd], [], [], poll_s)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace")
+                tail.append(line)
+                yield line
+        if stop.is_set():
+            return
+        rc = proc.wait()
+        raise error(argv, rc, "\n".join(tail))
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+        proc.wait()
+        proc.stdout.close()
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
