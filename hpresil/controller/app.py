@@ -1,0 +1,254 @@
+"""The controller's HTTP API (see :mod:`hpresil.api` for the contract).
+
+Thin: each route checks the bearer token, calls one service (:class:`Ingest`,
+:class:`Operator`, :class:`Views`) and returns its view. Every error answers
+``{"detail": "<one line>"}``: 401 bad token, 404 unknown node or incident, 409
+against hpresil's rules, 413 body over 1 MiB, 422 malformed request, 502 Slurm
+failed, 503 database busy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import OperationalError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hpresil import __version__
+from hpresil.adapters.slurm import Slurm
+from hpresil.api import (
+    DrainAnswer,
+    DrainRequest,
+    IncidentView,
+    MttfView,
+    NodeView,
+    ReportAck,
+    ResumeAnswer,
+)
+from hpresil.auth import token_matches
+from hpresil.config import Config
+from hpresil.controller.errors import Conflict, NotFound
+from hpresil.controller.ingest import Ingest
+from hpresil.controller.operator import Operator
+from hpresil.controller.views import Views
+from hpresil.errors import SlurmError
+from hpresil.store import Clock, Store, utcnow
+from hpresil.store.types import as_utc
+from hpresil.vocab import Report
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20  # 1 MiB
+
+
+@dataclass(frozen=True)
+class Services:
+    ingest: Ingest
+    operator: Operator
+    views: Views
+    token: str
+
+
+def create_app(
+    *,
+    store: Store,
+    slurm: Slurm,
+    config: Config,
+    token: str,
+    clock: Clock = utcnow,
+    wake: Callable[[], None] = lambda: None,
+) -> FastAPI:
+    """The API over an open, migrated ``store``. ``wake`` nudges the remediation
+    executor when a report queues an action."""
+    app = FastAPI(title="hpresil", version=__version__, summary="GPU cluster resiliency")
+    app.state.services = Services(
+        ingest=Ingest(store, config.policy, clock, wake),
+        operator=Operator(store, slurm, config.policy, clock),
+        views=Views(store, config.controller, clock),
+        token=token,
+    )
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    _add_error_handlers(app)
+    app.include_router(public)
+    app.include_router(v1, dependencies=[Depends(require_token)])
+    return app
+
+
+# --- dependencies ---
+_bearer = HTTPBearer(auto_error=False, description="The shared token (`hpresil token`).")
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+Svc = Annotated[Services, Depends(services)]
+
+
+def require_token(
+    svc: Svc, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    if creds is None or not token_matches(creds.credentials, svc.token):
+        raise HTTPException(
+            401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+# --- routes ---
+public = APIRouter()
+v1 = APIRouter(prefix="/v1")
+
+
+@public.get("/healthz")
+def healthz() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@v1.post("/reports")
+def post_report(report: Report, svc: Svc) -> ReportAck:
+    return svc.ingest(report)
+
+
+@v1.get("/nodes")
+def get_nodes(svc: Svc) -> list[NodeView]:
+    return svc.views.nodes()
+
+
+@v1.post("/nodes/{node}/drain")
+def drain_node(node: str, body: DrainRequest, svc: Svc) -> DrainAnswer:
+    return svc.operator.drain(node, body.reason)
+
+
+@v1.post("/nodes/{node}/resume")
+def resume_node(node: str, svc: Svc) -> ResumeAnswer:
+    return svc.operator.resume(node)
+
+
+@v1.get("/incidents")
+def get_incidents(
+    svc: Svc, status: Literal["open", "resolved", "all"] = "all", node: str | None = None
+) -> list[IncidentView]:
+    return svc.views.incidents(status, node)
+
+
+@v1.get("/incidents/{incident_id}")
+def get_incident(incident_id: int, svc: Svc) -> IncidentView:
+    return svc.views.incident(incident_id)
+
+
+@v1.get("/stats/mttf")
+def get_mttf(
+    svc: Svc, by: Literal["all", "node", "category"] = "all", since: datetime | None = None
+) -> MttfView:
+    return svc.views.mttf(by, as_utc(since) if since else None)
+
+
+# --- errors: one line each ---
+def one_line(errors: Sequence[Any]) -> str:
+    """``results.0.status: Input should be 'ok', …`` for the first error, and a count."""
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ())]
+    if first.get("type") == "json_invalid":
+        text = f"body is not valid JSON: {first.get('ctx', {}).get('error', 'decode error')}"
+    else:
+        where = ".".join(loc[1:] if loc[:1] == ["body"] and len(loc) > 1 else loc)
+        text = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg"))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return " ".join(f"{text}{more}".split())
+
+
+def _detail(status: int, text: str) -> JSONResponse:
+    return JSONResponse({"detail": " ".join(text.split())}, status_code=status)
+
+
+async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _detail(422, one_line(exc.errors()))
+
+
+async def _not_found(_: Request, exc: Exception) -> JSONResponse:
+    return _detail(404, str(exc))
+
+
+async def _conflict(_: Request, exc: Exception) -> JSONResponse:
+    return _detail(409, str(exc))
+
+
+async def _slurm_failed(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: slurm failed: %s", request.method, request.url.path, exc)
+    return _detail(502, f"slurm failed: {exc}")
+
+
+async def _db_busy(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: database error: %s", request.method, request.url.path, exc)
+    return _detail(503, "database busy or unavailable; try again")
+
+
+async def _bug(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _detail(500, f"internal error ({type(exc).__name__}); see the controller log")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(Conflict, _conflict)
+    app.add_exception_handler(SlurmError, _slurm_failed)
+    app.add_exception_handler(OperationalError, _db_busy)
+    app.add_exception_handler(Exception, _bug)
+
+
+# --- request size ---
+class BodyLimit:
+    """Refuses request bodies over ``max_bytes`` with 413, by Content-Length when
+    given and by counting otherwise, before anything is parsed or stored."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if _content_length(scope) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, self._text())
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _text(self) -> str:
+        return f"request body over {self.max_bytes} bytes"
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _detail(413, self._text())(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0

@@ -1,0 +1,147 @@
+"""Taking in an agent's report: store it once, update its node, apply the policy.
+
+Everything happens in one transaction; a report_id seen before changes nothing
+(agents retry until acknowledged). Drains are queued as action rows and the
+remediation executor is woken at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hpresil.api import ReportAck
+from hpresil.config import PolicyConfig
+from hpresil.controller import policy
+from hpresil.controller.policy import Decision, Finding, OpenIncident
+from hpresil.store import Clock, Store, repo
+from hpresil.store.models import OPEN, IncidentRow, NodeRow
+from hpresil.vocab import CheckResult, Report
+
+log = logging.getLogger(__name__)
+
+DUPLICATE = ReportAck(accepted=True, duplicate=True)
+
+
+class Ingest:
+    def __init__(
+        self, store: Store, cfg: PolicyConfig, clock: Clock, wake: Callable[[], None]
+    ) -> None:
+        self._store = store
+        self._cfg = cfg
+        self._clock = clock
+        self._wake = wake
+        self._lock = threading.Lock()  # one report at a time: one open incident per node
+
+    def __call__(self, report: Report) -> ReportAck:
+        try:
+            with self._lock, self._store.write() as s:
+                if repo.report_seen(s, report.report_id):
+                    return DUPLICATE
+                decision, incidents = self._take(s, report)
+        except IntegrityError as exc:
+            if "report_id" not in str(exc.orig):  # only a racing duplicate is expected
+                raise
+            log.info("report %s was stored meanwhile: duplicate", report.report_id)
+            return DUPLICATE
+        if decision.drain:
+            self._wake()
+        return ReportAck(accepted=True, duplicate=False, incidents=incidents)
+
+    def _take(self, s: Session, report: Report) -> tuple[Decision, list[int]]:
+        now = self._clock()
+        node = repo.ensure_node(s, report.node, now)
+        s.flush()  # the report's foreign key needs the node row
+        repo.add_report(s, report, now)
+        note_report(node, report, now)
+        current = repo.open_incident(s, node.name)
+        summary = _summary(s, current) if current else None
+        decision = policy.decide(report.results, summary, self._cfg)
+        if not decision.acts:
+            return decision, []
+        incident = apply(s, node.name, decision, current, now)
+        return decision, [incident.id]
+
+
+def note_report(node: NodeRow, report: Report, now: datetime) -> None:
+    node.last_report_at = now
+    node.last_seq = report.seq
+    if report.gpus:
+        node.gpus = len(report.gpus)
+    if report.results:
+        node.last_results = merge_results(node.last_results or [], report.results)
+
+
+def merge_results(
+    stored: Iterable[dict[str, Any]], new: Sequence[CheckResult]
+) -> list[dict[str, Any]]:
+    """The latest result per (check, GPU): a report may carry only what changed."""
+    latest = {_key(r): r for r in (CheckResult.model_validate(d) for d in stored)}
+    for result in new:
+        old = latest.get(_key(result))
+        if old is None or result.observed_at >= old.observed_at:
+            latest[_key(result)] = result
+    return [latest[k].model_dump(mode="json") for k in sorted(latest)]
+
+
+def apply(
+    s: Session,
+    node: str,
+    decision: Decision,
+    current: IncidentRow | None,
+    now: datetime,
+) -> IncidentRow:
+    """Open or update the incident and queue the drain the decision asks for."""
+    incident = current or IncidentRow(node=node, status=OPEN, detected_at=now, findings=0)
+    if decision.identity is not None:
+        set_identity(incident, decision.identity)
+    incident.findings += decision.findings
+    incident.action = decision.action
+    s.add(incident)
+    s.flush()
+    if decision.drain:
+        repo.add_action(
+            s,
+            kind="drain",
+            target=node,
+            why=decision.why,
+            now=now,
+            incident=incident,
+            requeue_jobs=decision.requeue,
+        )
+    log.info("%s: incident #%d: %s", node, incident.id, decision.why)
+    return incident
+
+
+def set_identity(incident: IncidentRow, f: Finding) -> None:
+    incident.category = f.category
+    incident.hardware = f.hardware
+    incident.summary = f.summary
+    incident.xid = f.xid
+    incident.observed_at = f.observed_at
+    gpu = f.gpu
+    incident.gpu_index = gpu.index if gpu else None
+    incident.gpu_uuid = gpu.uuid if gpu else None
+    incident.gpu_serial = gpu.serial if gpu else None
+    incident.gpu_pci = gpu.pci_bus_id if gpu else None
+    incident.gpu_name = gpu.name if gpu else None
+
+
+def _summary(s: Session, row: IncidentRow) -> OpenIncident:
+    return OpenIncident(
+        id=row.id,
+        category=row.category,
+        action=row.action,
+        hardware=row.hardware,
+        drain_queued=repo.drain_queued(s, row.id),
+    )
+
+
+def _key(result: CheckResult) -> tuple[str, int]:
+    return (result.check, -1 if result.gpu is None else result.gpu.index)

@@ -1,0 +1,124 @@
+"""What a person asks through the API: drain a node, return it to service.
+
+Both run against Slurm at once (the answer carries Slurm's outcome) and are
+recorded as actions. A drain opens an ``operator`` incident unless the node has an
+open one; a resume closes the node's open incidents. hpresil never resumes a node
+someone else drained.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from hpresil.adapters.slurm import DrainOutcome, ResumeOutcome, Slurm, SlurmNode
+from hpresil.api import ActionStatus, DrainAnswer, ResumeAnswer
+from hpresil.config import PolicyConfig
+from hpresil.controller.errors import Conflict, NotFound
+from hpresil.controller.policy import clip
+from hpresil.controller.reconcile import sync_node
+from hpresil.errors import SlurmError
+from hpresil.store import Clock, Store, repo
+from hpresil.store.models import OPEN, IncidentRow
+from hpresil.vocab import Action, Category
+
+log = logging.getLogger(__name__)
+
+
+class Operator:
+    def __init__(self, store: Store, slurm: Slurm, cfg: PolicyConfig, clock: Clock) -> None:
+        self._store = store
+        self._slurm = slurm
+        self._cfg = cfg
+        self._clock = clock
+
+    def drain(self, name: str, reason: str) -> DrainAnswer:
+        self._known(name)
+        outcome = self._slurm.drain(name, clip(f"{self._cfg.reason_prefix} operator: {reason}"))
+        now = self._clock()
+        with self._store.write() as s:
+            repo.ensure_node(s, name, now)
+            incident = repo.open_incident(s, name)
+            if outcome is not DrainOutcome.FOREIGN:
+                incident = incident or _operator_incident(name, reason, now)
+                incident.drained_at = incident.drained_at or now
+                s.add(incident)
+            status = ActionStatus.SKIPPED if outcome is DrainOutcome.FOREIGN else ActionStatus.DONE
+            repo.add_action(
+                s,
+                kind="drain",
+                target=name,
+                why=f"operator: {reason}",
+                now=now,
+                incident=incident,
+                done=(status, outcome.value),
+            )
+            s.flush()
+            opened = incident.id if incident else None
+        log.info("operator drain of %s (%s): %s", name, reason, outcome)
+        self._refresh(name)
+        return DrainAnswer(outcome=outcome, incident=opened)
+
+    def resume(self, name: str) -> ResumeAnswer:
+        node = self._known(name)
+        outcome = self._slurm.resume(name)
+        if outcome is ResumeOutcome.NOT_OURS:
+            raise Conflict(_not_ours(node))
+        now = self._clock()
+        with self._store.write() as s:
+            repo.ensure_node(s, name, now)
+            opened = list(repo.incidents(s, "open", name, details=False))
+            for incident in opened:
+                repo.resolve(s, incident, now)
+            status = ActionStatus.DONE if outcome is ResumeOutcome.RESUMED else ActionStatus.SKIPPED
+            repo.add_action(
+                s,
+                kind="resume",
+                target=name,
+                why="operator: return to service",
+                now=now,
+                incident=opened[0] if opened else None,
+                done=(status, outcome.value),
+            )
+        log.info("operator resume of %s: %s", name, outcome)
+        self._refresh(name)
+        return ResumeAnswer(outcome=outcome, resolved_incidents=[i.id for i in opened])
+
+    def _known(self, name: str) -> SlurmNode:
+        node = next((n for n in self._slurm.nodes() if n.name == name), None)
+        if node is None:
+            raise NotFound(f"slurm has no node named {name!r}")
+        return node
+
+    def _refresh(self, name: str) -> None:
+        """Record the node's new Slurm state now rather than at the next reconcile."""
+        try:
+            node = self._known(name)
+        except (SlurmError, NotFound) as exc:
+            log.warning("could not refresh %s from slurm: %s", name, exc)
+            return
+        with self._store.write() as s:
+            sync_node(s, node, self._slurm.owns(node), self._clock())
+
+
+def _operator_incident(node: str, reason: str, now: datetime) -> IncidentRow:
+    return IncidentRow(
+        node=node,
+        status=OPEN,
+        category=Category.OPERATOR,
+        action=Action.DRAIN,
+        hardware=False,
+        summary=reason,
+        observed_at=now,
+        detected_at=now,
+        findings=1,
+    )
+
+
+def _not_ours(node: SlurmNode) -> str:
+    who = f" by {node.reason_set_by}" if node.reason_set_by else ""
+    reason = f" (reason: {node.reason!r}{who})" if node.reason else ""
+    return (
+        f"node {node.name} was drained by someone else{reason}; "
+        "hpresil resumes only nodes it drained"
+    )

@@ -1,0 +1,173 @@
+"""Remediation policy: what a report's results mean for its node. Pure: no I/O.
+
+A result is a *fault* when it FAILs with an action that drains. The first fault
+opens an incident on the node; later faults attach to the node's open incident
+(one per node), raising its action to the most severe seen and keeping the
+identity (category, xid, GPU) of the fault that opened it, except that a hardware
+fault takes over an incident opened for a non-hardware reason (an operator drain,
+an application fault) so that it counts against the node's MTTF.
+
+A fault drains the node (``drain`` lets jobs finish; ``drain_now`` and above also
+requeue the jobs running there, if ``policy.requeue_jobs``). Application faults
+never drain. A node already drained for its open incident is not drained again
+unless the new fault escalates to requeueing jobs. WARN and watch results change
+nothing here: they are stored with the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from hpresil.config import PolicyConfig
+from hpresil.vocab import Action, Category, CheckResult, GpuIdentity
+
+REASON_MAX = 100
+
+
+@dataclass(frozen=True)
+class OpenIncident:
+    """What the policy needs to know of the node's open incident."""
+
+    id: int
+    category: Category
+    action: Action
+    hardware: bool
+    drain_queued: bool  # a drain action for it is pending, done or skipped (not failed)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The identity an incident carries: taken from one fault."""
+
+    check: str
+    category: Category
+    summary: str
+    xid: int | None
+    gpu: GpuIdentity | None
+    observed_at: datetime
+
+    @property
+    def hardware(self) -> bool:
+        return self.category.is_hardware
+
+
+@dataclass(frozen=True)
+class Decision:
+    findings: int  # faults in the report; 0: nothing to do
+    incident: int | None = None  # the open incident they attach to; None: open one
+    identity: Finding | None = None  # set the incident's identity (new, or taken over)
+    action: Action = Action.NONE  # the incident's action after this report
+    drain: bool = False
+    requeue: bool = False  # requeue the jobs running on the node, after the drain
+    why: str = ""
+
+    @property
+    def acts(self) -> bool:
+        return self.findings > 0
+
+
+NOTHING = Decision(findings=0)
+
+
+def decide(
+    results: Sequence[CheckResult], current: OpenIncident | None, cfg: PolicyConfig
+) -> Decision:
+    """Judge one report's results, given its node's open incident if any."""
+    faults = [r for r in results if r.is_fault]
+    if not faults:
+        return NOTHING
+    primary = finding(most_severe(faults))
+    action = max([f.action for f in faults] + ([current.action] if current else []), key=_rank)
+    drives = [f for f in faults if category_of(f) is not Category.APP]
+    drain = bool(drives) and _needs_drain(max((f.action for f in drives), key=_rank), current)
+    requeue = drain and action.requeues_jobs and cfg.requeue_jobs
+    takes_over = current is not None and not current.hardware and primary.hardware
+    return Decision(
+        findings=len(faults),
+        incident=current.id if current else None,
+        identity=primary if current is None or takes_over else None,
+        action=action,
+        drain=drain,
+        requeue=requeue,
+        why=explain(
+            primary, len(faults), action, _consequence(bool(drives), drain, action, cfg, current)
+        ),
+    )
+
+
+def most_severe(faults: Sequence[CheckResult]) -> CheckResult:
+    """The fault with the most disruptive action; the first one on a tie."""
+    return max(faults, key=lambda r: r.action.rank)
+
+
+def category_of(result: CheckResult) -> Category:
+    return result.category or Category.UNKNOWN
+
+
+def finding(result: CheckResult) -> Finding:
+    return Finding(
+        check=result.check,
+        category=category_of(result),
+        summary=result.summary,
+        xid=result.xid,
+        gpu=result.gpu,
+        observed_at=result.observed_at,
+    )
+
+
+def describe(f: Finding) -> str:
+    """``xid 79 on gpu 3 (GPU-…): GPU has fallen off the bus``."""
+    what = f"xid {f.xid}" if f.xid is not None else f.check
+    if f.gpu is not None:
+        what += f" on gpu {f.gpu.index}" + (f" ({f.gpu.uuid})" if f.gpu.uuid else "")
+    return f"{what}: {f.summary}" if f.summary else what
+
+
+def explain(primary: Finding, count: int, action: Action, consequence: str) -> str:
+    more = f" (+{count - 1} more)" if count > 1 else ""
+    return f"{describe(primary)}{more}; policy: {action.value} ⇒ {consequence}"
+
+
+def drain_reason(
+    prefix: str, incident: int, category: Category, xid: int | None, gpu: int | None
+) -> str:
+    """``hpresil: #12 gpu_lost_pcie xid 79 gpu 3``: short, and ours by its prefix."""
+    parts = [prefix, f"#{incident}", category.value]
+    if xid is not None:
+        parts.append(f"xid {xid}")
+    if gpu is not None:
+        parts.append(f"gpu {gpu}")
+    return clip(" ".join(parts))
+
+
+def clip(text: str, limit: int = REASON_MAX) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _rank(action: Action) -> int:
+    return action.rank
+
+
+def _needs_drain(action: Action, current: OpenIncident | None) -> bool:
+    if not action.drains:
+        return False
+    if current is None or not current.drain_queued:
+        return True
+    return action.requeues_jobs and not current.action.requeues_jobs
+
+
+def _consequence(
+    drives: bool, drain: bool, action: Action, cfg: PolicyConfig, current: OpenIncident | None
+) -> str:
+    if not drives:
+        return "application fault: no drain"
+    if not drain:
+        return f"drain already done or queued for incident #{current.id}" if current else "none"
+    if not action.requeues_jobs:
+        return "drain; running jobs may finish"
+    if cfg.requeue_jobs:
+        return "drain now and requeue jobs"
+    return "drain now; jobs not requeued (policy.requeue_jobs is off)"

@@ -1,0 +1,160 @@
+"""Keeping the store in step with Slurm, every ``controller.reconcile_interval_s``.
+
+* Each Slurm node's state, reason and whether hpresil holds the reason; nodes seen
+  only in Slurm get a row (their health is ``unknown`` until they report).
+* An open incident whose node is back in service (no DRAIN, no DOWN) after it was
+  taken out (an administrator resumed it, a reboot brought it back) is resolved.
+* Requeued jobs are watched until they run again: ``restarted_at`` and the node.
+* Reports older than ``controller.report_retention_days`` are deleted.
+
+A Slurm failure is logged in one line and the pass is tried again next time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from hpresil.adapters.slurm import DrainOutcome, Slurm, SlurmJob, SlurmNode
+from hpresil.config import ControllerConfig
+from hpresil.errors import SlurmError
+from hpresil.store import Clock, Store, repo, utcnow
+from hpresil.store.models import IncidentJobRow, IncidentRow, NodeRow
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    def __init__(
+        self, store: Store, slurm: Slurm, cfg: ControllerConfig, *, clock: Clock = utcnow
+    ) -> None:
+        self._store = store
+        self._slurm = slurm
+        self._cfg = cfg
+        self._clock = clock
+
+    def run_once(self) -> None:
+        try:
+            self.sync()
+        except SlurmError as exc:
+            log.warning("reconcile: slurm did not answer: %s", exc)
+        self.prune()
+
+    def sync(self) -> None:
+        seen_at = self._clock()  # before asking: whatever happened earlier is in the answer
+        nodes = self._slurm.nodes()
+        watching = self._watching(seen_at)
+        jobs = [j for j in self._slurm.jobs() if j.running] if watching else []
+        with self._store.write() as s:
+            for node in nodes:
+                sync_node(s, node, self._slurm.owns(node), seen_at)
+            self._resolve_returned(s, nodes, seen_at)
+            for affected in repo.awaiting_restart(s, self._horizon(seen_at)):
+                note_restart(affected, jobs)
+
+    def prune(self) -> None:
+        before = self._clock() - timedelta(days=self._cfg.report_retention_days)
+        with self._store.write() as s:
+            gone = repo.prune_reports(s, before)
+        if gone:
+            log.info("pruned %d report(s) received before %s", gone, before.isoformat())
+
+    def _watching(self, now: datetime) -> bool:
+        with self._store.read() as s:
+            return bool(repo.awaiting_restart(s, self._horizon(now)))
+
+    def _horizon(self, now: datetime) -> datetime:
+        """Requeued jobs are watched for as long as reports are kept."""
+        return now - timedelta(days=self._cfg.report_retention_days)
+
+    def _resolve_returned(self, s: Session, nodes: Sequence[SlurmNode], seen_at: datetime) -> None:
+        opened = repo.open_incidents(s)
+        for node in nodes:
+            incident = opened.get(node.name)
+            if incident is None or node.drained or node.down:
+                continue
+            since = out_of_service_since(incident)
+            if since is not None and since <= seen_at:
+                repo.resolve(s, incident, self._clock())
+                log.info("%s back in service: incident #%d resolved", node.name, incident.id)
+
+
+def sync_node(s: Session, node: SlurmNode, owned: bool, now: datetime) -> NodeRow:
+    """Record what Slurm says of ``node``."""
+    row = repo.ensure_node(s, node.name, now)
+    row.slurm_state = node.state_text
+    row.slurm_reason = node.reason
+    row.drained_by_hpresil = owned and (node.drained or node.down)
+    row.slurm_seen_at = now
+    return row
+
+
+def out_of_service_since(incident: IncidentRow) -> datetime | None:
+    """When the node was seen taken out for the incident: drained by hpresil, or
+    found drained by someone else. ``None`` while its drain has not happened."""
+    if incident.drained_at is not None:
+        return incident.drained_at
+    foreign = [
+        a.done_at
+        for a in incident.actions
+        if a.kind == "drain" and a.outcome == DrainOutcome.FOREIGN and a.done_at is not None
+    ]
+    return min(foreign, default=None)
+
+
+def note_restart(affected: IncidentJobRow, running: Sequence[SlurmJob]) -> None:
+    """Mark the job restarted if it now runs, started after it was requeued."""
+    if affected.requeued_at is None:
+        return
+    requeued = affected.requeued_at.replace(microsecond=0)  # Slurm keeps whole seconds
+    for job in running:
+        if _same_job(affected, job) and job.start_time and job.start_time >= requeued:
+            affected.restarted_at = job.start_time
+            affected.restarted_node = job.batch_host or (job.nodes[0] if job.nodes else None)
+            return
+
+
+def _same_job(affected: IncidentJobRow, job: SlurmJob) -> bool:
+    """Same job id and submit time, or its requeued incarnation: Slurm gives a
+    requeued job a new submit time and a higher restart count. A new job that
+    reuses the id after Slurm's state was wiped has neither an older submit time
+    nor a higher restart count, so it never matches."""
+    if job.job_id != affected.job_id or job.submit_time < affected.submit_time:
+        return False
+    return job.submit_time == affected.submit_time or job.restart_count > affected.restart_count
+
+
+class Periodic:
+    """Runs ``fn`` now and then every ``interval_s`` on a daemon thread; an exception
+    is logged and the next run happens as usual."""
+
+    def __init__(self, interval_s: float, fn: Callable[[], None], name: str) -> None:
+        self._interval = interval_s
+        self._fn = fn
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self._fn()
+            except Exception:
+                log.exception("%s failed; next run in %.1f s", self._thread.name, self._interval)
+            if self._stop.wait(self._interval):
+                return

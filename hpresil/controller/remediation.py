@@ -1,0 +1,296 @@
+"""The remediation executor: runs pending actions from the database, oldest first.
+
+A background thread, woken at once when the API queues an action. A drain comes
+before the requeue of the node's jobs, so a requeued job cannot land back on the
+bad node; the jobs are listed when the drain has been done, and each gets its own
+``requeue`` action and ``incident_jobs`` row. With ``policy.expedite_requeue`` the
+requeued jobs are then made eligible at once, from a short-lived side thread.
+
+A Slurm failure leaves the action pending with a growing back-off (0.5, 1, 2 … 30 s)
+until ``max_attempts``, then it is ``failed``. No database transaction is held while
+Slurm is called. Pending actions are in the database, so a restarted controller
+picks them up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from hpresil.adapters.slurm import DrainOutcome, RequeueOutcome, Slurm, SlurmJob
+from hpresil.api import ActionStatus
+from hpresil.config import PolicyConfig
+from hpresil.controller.policy import clip, drain_reason
+from hpresil.errors import HpresilError, SlurmError
+from hpresil.store import Clock, Store, repo, utcnow
+from hpresil.store.models import ActionRow, IncidentJobRow, IncidentRow
+
+log = logging.getLogger(__name__)
+
+_OURS = (DrainOutcome.DRAINED, DrainOutcome.ALREADY_OURS)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base_s: float = 0.5
+    cap_s: float = 30.0
+    max_attempts: int = 20
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failure."""
+        return float(min(self.base_s * 2 ** max(attempts - 1, 0), self.cap_s))
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What is needed to run an action, read before Slurm is called."""
+
+    id: int
+    kind: str
+    target: str
+    reason: str
+    requeue_jobs: bool
+
+
+class Executor:
+    def __init__(
+        self,
+        store: Store,
+        slurm: Slurm,
+        cfg: PolicyConfig,
+        *,
+        clock: Clock = utcnow,
+        backoff: Backoff = Backoff(),
+        idle_s: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._slurm = slurm
+        self._cfg = cfg
+        self._clock = clock
+        self._backoff = backoff
+        self._idle_s = idle_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._requeued: list[int] = []  # this pass's requeued jobs, to expedite
+
+    # --- thread ---
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="hpresil-remediation", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_due()
+                wait = self.seconds_to_next()
+            except Exception:
+                log.exception("remediation pass failed; trying again in 1 s")
+                wait = 1.0
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    # --- one pass ---
+    def run_due(self) -> int:
+        """Run every action that is due now, including those this pass adds."""
+        done = 0
+        try:
+            while not self._stop.is_set() and (task := self._claim()) is not None:
+                self._run(task)
+                done += 1
+        finally:
+            self._expedite()
+        return done
+
+    def seconds_to_next(self) -> float:
+        with self._store.read() as s:
+            due = repo.next_due_time(s)
+        if due is None:
+            return self._idle_s
+        return min(max((due - self._clock()).total_seconds(), 0.0), self._idle_s)
+
+    def _claim(self) -> _Task | None:
+        with self._store.read() as s:
+            row = repo.next_due_action(s, self._clock())
+            return None if row is None else self._task(row)
+
+    def _task(self, row: ActionRow) -> _Task:
+        return _Task(
+            id=row.id,
+            kind=row.kind,
+            target=row.target,
+            reason=self._reason(row),
+            requeue_jobs=row.requeue_jobs,
+        )
+
+    def _reason(self, row: ActionRow) -> str:
+        prefix, incident = self._cfg.reason_prefix, row.incident
+        if incident is None:
+            return clip(f"{prefix} {row.why}")
+        return drain_reason(
+            prefix, incident.id, incident.category, incident.xid, incident.gpu_index
+        )
+
+    def _run(self, task: _Task) -> None:
+        try:
+            if task.kind == "drain":
+                self._drain(task)
+            elif task.kind == "requeue":
+                self._requeue(task)
+            else:
+                raise HpresilError(f"the executor does not run {task.kind!r} actions")
+        except SlurmError as exc:
+            self._retry_later(task, exc)
+        except HpresilError as exc:  # retrying will not help (e.g. node unknown to Slurm)
+            self._finish_failed(task, str(exc))
+        except Exception as exc:
+            log.exception("action #%d (%s %s) raised", task.id, task.kind, task.target)
+            self._retry_later(task, exc)
+
+    # --- drain, then requeue ---
+    def _drain(self, task: _Task) -> None:
+        outcome = self._slurm.drain(task.target, task.reason)
+        jobs = self._running_jobs(task.target) if task.requeue_jobs else []
+        now = self._clock()
+        with self._store.write() as s:
+            row = _row(s, task)
+            status = ActionStatus.DONE if outcome in _OURS else ActionStatus.SKIPPED
+            _finish(row, status, outcome.value, now)
+            incident = row.incident
+            if incident is not None and outcome in _OURS and incident.drained_at is None:
+                incident.drained_at = now
+            if incident is not None:
+                for job in jobs:
+                    _queue_requeue(s, incident, job, row.why, now)
+        log.info(
+            "drain %s (%s): %s, %d job(s) to requeue", task.target, task.reason, outcome, len(jobs)
+        )
+
+    def _running_jobs(self, node: str) -> list[SlurmJob]:
+        return [job for job in self._slurm.jobs(node=node) if job.running]
+
+    def _requeue(self, task: _Task) -> None:
+        job_id = int(task.target)
+        outcome = self._slurm.requeue(job_id)
+        now = self._clock()
+        with self._store.write() as s:
+            row = _row(s, task)
+            requeued = outcome is RequeueOutcome.REQUEUED
+            _finish(
+                row, ActionStatus.DONE if requeued else ActionStatus.SKIPPED, outcome.value, now
+            )
+            if row.incident_job is not None:
+                row.incident_job.requeue_outcome = outcome.value
+                row.incident_job.requeued_at = now if requeued else None
+        if requeued and self._cfg.expedite_requeue:
+            self._requeued.append(job_id)
+        log.info("requeue job %s: %s", task.target, outcome)
+
+    def _expedite(self) -> None:
+        """Make this pass's requeued jobs eligible at once, off the executor thread
+        (Slurm takes a moment to turn them PENDING, and other drains must not wait)."""
+        jobs, self._requeued = self._requeued, []
+        if jobs:
+            threading.Thread(
+                target=self._expedite_now, args=(jobs,), name="hpresil-expedite", daemon=True
+            ).start()
+
+    def _expedite_now(self, jobs: list[int]) -> None:
+        try:
+            done = self._slurm.expedite(jobs)
+            log.info("expedited requeued jobs %s", sorted(done))
+        except HpresilError as exc:
+            log.warning("could not expedite jobs %s: %s", jobs, _one_line(exc))
+
+    # --- failures ---
+    def _retry_later(self, task: _Task, exc: Exception) -> None:
+        error = _one_line(exc)
+        now = self._clock()
+        with self._store.write() as s:
+            row = _row(s, task)
+            row.attempts += 1
+            row.error = error
+            if row.attempts >= self._backoff.max_attempts:
+                row.status, row.done_at = ActionStatus.FAILED, now
+                log.error(
+                    "%s %s failed after %d attempts: %s",
+                    task.kind,
+                    task.target,
+                    row.attempts,
+                    error,
+                )
+                return
+            delay = self._backoff.delay(row.attempts)
+            row.not_before = now + timedelta(seconds=delay)
+        log.warning("%s %s: %s; retrying in %.1f s", task.kind, task.target, error, delay)
+
+    def _finish_failed(self, task: _Task, error: str) -> None:
+        with self._store.write() as s:
+            row = _row(s, task)
+            row.attempts += 1
+            row.error = error
+            row.status, row.done_at = ActionStatus.FAILED, self._clock()
+        log.error("%s %s failed: %s", task.kind, task.target, error)
+
+
+def _row(s: Session, task: _Task) -> ActionRow:
+    row = s.get(ActionRow, task.id)
+    if row is None:
+        raise HpresilError(f"action #{task.id} vanished from the database")
+    return row
+
+
+def _finish(row: ActionRow, status: ActionStatus, outcome: str, now: datetime) -> None:
+    row.attempts += 1
+    row.status = status
+    row.outcome = outcome
+    row.error = None
+    row.done_at = now
+
+
+def _queue_requeue(
+    s: Session, incident: IncidentRow, job: SlurmJob, cause: str, now: datetime
+) -> None:
+    """One incident_jobs row and one requeue action for a job found on the node."""
+    if repo.incident_job(s, incident.id, job.job_id, job.submit_time) is not None:
+        return  # already handled for this incident
+    affected = IncidentJobRow(
+        incident=incident,
+        job_id=job.job_id,
+        submit_time=job.submit_time,
+        name=job.name,
+        restart_count=job.restart_count,
+    )
+    s.add(affected)
+    action = repo.add_action(
+        s,
+        kind="requeue",
+        target=str(job.job_id),
+        why=f"job {job.job_id} ({job.name}) was running on {incident.node} when it was "
+        f"drained for incident #{incident.id}: {cause}",
+        now=now,
+        incident=incident,
+    )
+    action.incident_job = affected
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return clip(text[0] if text else type(exc).__name__, 500)

@@ -1,0 +1,143 @@
+"""``hpresil controller``: the long-running service.
+
+Migrates the database, starts the remediation executor and the reconcile loop,
+then serves the API with uvicorn until SIGTERM or SIGINT, and stops the threads.
+Under systemd (``Type=notify``) it sends ``READY=1`` once listening and
+``WATCHDOG=1`` every half ``WATCHDOG_USEC`` while its threads are alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from hpresil.adapters.slurm import Slurm
+from hpresil.auth import read_token
+from hpresil.config import Config
+from hpresil.controller.app import create_app
+from hpresil.controller.reconcile import Periodic, Reconciler
+from hpresil.controller.remediation import Executor
+from hpresil.store import Store, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def run_controller(cfg: Config) -> None:
+    """Run until SIGTERM or SIGINT; raise :class:`HpresilError` for a bad setup."""
+    token = read_token(Path(cfg.controller.token_file))
+    assert token is not None  # required=True
+    store = Store.open(cfg.controller.database)
+    store.migrate()
+    slurm = Slurm.from_config(cfg.slurm, cfg.policy.reason_prefix)
+    executor = Executor(store, slurm, cfg.policy, clock=utcnow)
+    reconciler = Reconciler(store, slurm, cfg.controller, clock=utcnow)
+    loop = Periodic(cfg.controller.reconcile_interval_s, reconciler.run_once, "hpresil-reconcile")
+    app = create_app(store=store, slurm=slurm, config=cfg, token=token, wake=executor.wake)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=cfg.controller.listen_host,
+            port=cfg.controller.listen_port,
+            log_config=None,
+            access_log=False,
+        )
+    )
+    _stop_on_signals(server)
+    notifier = Notifier(server, lambda: executor.alive and loop.alive)
+    executor.start()
+    loop.start()
+    notifier.start()
+    try:
+        server.run()
+    finally:
+        sd_notify("STOPPING=1")
+        notifier.stop()
+        loop.stop()
+        executor.stop()
+        store.close()
+        log.info("controller stopped")
+
+
+def _stop_on_signals(server: uvicorn.Server) -> None:
+    """uvicorn replaces these while it serves and re-raises the signal after its own
+    graceful shutdown; ours then only asks for the exit that is under way. Signals
+    belong to the main thread: elsewhere (an embedding program) nothing is set."""
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+class Notifier:
+    """Tells systemd when the API listens, then pets its watchdog while healthy."""
+
+    def __init__(self, server: uvicorn.Server, healthy: Callable[[], bool]) -> None:
+        self._server = server
+        self._healthy = healthy
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hpresil-notify", daemon=True)
+
+    def start(self) -> None:
+        if os.environ.get("NOTIFY_SOCKET"):
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._server.started:
+            if self._stop.wait(0.05):
+                return
+        sd_notify("READY=1")
+        interval = watchdog_interval()
+        if interval is None:
+            return
+        while not self._stop.wait(interval):
+            if self._healthy():
+                sd_notify("WATCHDOG=1")
+            else:
+                log.error("a controller thread died: not petting the systemd watchdog")
+
+
+def watchdog_interval() -> float | None:
+    """Half of ``WATCHDOG_USEC`` in seconds, if the watchdog is on for this process."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return max(int(usec) / 2e6, 0.1)
+    except ValueError:
+        return None
+
+
+def sd_notify(message: str) -> bool:
+    """Send ``message`` to systemd's notify socket, if there is one (no dependency)."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log.warning("systemd notify %r failed: %s", message, exc)
+        return False
+    return True

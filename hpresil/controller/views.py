@@ -1,0 +1,166 @@
+"""The read side of the API: stored rows turned into :mod:`hpresil.api` views."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from hpresil.adapters.slurm import RequeueOutcome
+from hpresil.api import (
+    ActionView,
+    AffectedJob,
+    Health,
+    IncidentView,
+    MttfView,
+    NodeView,
+)
+from hpresil.config import ControllerConfig
+from hpresil.controller import stats
+from hpresil.controller.errors import NotFound
+from hpresil.store import Clock, Store, repo
+from hpresil.store.models import ActionRow, IncidentJobRow, IncidentRow, NodeRow
+from hpresil.store.repo import StatusFilter
+from hpresil.vocab import GpuIdentity, Status
+
+
+class Views:
+    def __init__(self, store: Store, cfg: ControllerConfig, clock: Clock) -> None:
+        self._store = store
+        self._cfg = cfg
+        self._clock = clock
+
+    def nodes(self) -> list[NodeView]:
+        with self._store.read() as s:
+            rows, opened = repo.nodes(s), repo.open_incidents(s)
+        now = self._clock()
+        ordered = sorted(rows, key=lambda r: natural_key(r.name))
+        return [node_view(r, opened.get(r.name), now, self._cfg.stale_after_s) for r in ordered]
+
+    def incidents(
+        self, status: StatusFilter = "all", node: str | None = None
+    ) -> list[IncidentView]:
+        with self._store.read() as s:
+            return [incident_view(row) for row in repo.incidents(s, status, node)]
+
+    def incident(self, incident_id: int) -> IncidentView:
+        with self._store.read() as s:
+            row = repo.incident(s, incident_id)
+            if row is None:
+                raise NotFound(f"no incident #{incident_id}")
+            return incident_view(row)
+
+    def mttf(self, by: stats.By = "all", since: datetime | None = None) -> MttfView:
+        with self._store.read() as s:
+            nodes = [stats.NodeSpan(r.name, r.first_seen_at) for r in repo.nodes(s)]
+            incidents = [_span(row) for row in repo.incidents(s, details=False)]
+        return stats.mttf(nodes, incidents, now=self._clock(), by=by, since=since)
+
+
+def node_view(
+    row: NodeRow, incident: IncidentRow | None, now: datetime, stale_after_s: float
+) -> NodeView:
+    age = (now - row.last_report_at).total_seconds() if row.last_report_at else None
+    return NodeView(
+        name=row.name,
+        slurm_state=row.slurm_state,
+        slurm_reason=row.slurm_reason,
+        drained_by_hpresil=row.drained_by_hpresil,
+        health=health(row, incident, age, stale_after_s),
+        open_incident=incident.id if incident else None,
+        last_report_at=row.last_report_at,
+        last_report_age_s=age,
+        gpus=row.gpus,
+    )
+
+
+def health(
+    row: NodeRow, incident: IncidentRow | None, age_s: float | None, stale_after_s: float
+) -> Health:
+    """FAIL with an open hardware incident; else UNKNOWN if it never reported, STALE
+    if its last report is too old, else the worst of its latest results."""
+    if incident is not None and incident.hardware:
+        return Health.FAIL
+    if age_s is None:
+        return Health.UNKNOWN
+    if age_s > stale_after_s:
+        return Health.STALE
+    statuses = {r.get("status") for r in row.last_results or []}
+    if Status.FAIL.value in statuses:
+        return Health.FAIL
+    return Health.WARN if Status.WARN.value in statuses else Health.OK
+
+
+def incident_view(row: IncidentRow) -> IncidentView:
+    return IncidentView(
+        id=row.id,
+        node=row.node,
+        status=row.status,
+        category=row.category,
+        action=row.action,
+        hardware=row.hardware,
+        summary=row.summary,
+        xid=row.xid,
+        gpu=_gpu(row),
+        observed_at=row.observed_at,
+        detected_at=row.detected_at,
+        drained_at=row.drained_at,
+        resolved_at=row.resolved_at,
+        findings=row.findings,
+        jobs=[job_view(j) for j in row.jobs],
+        actions=[action_view(a) for a in row.actions],
+    )
+
+
+def job_view(row: IncidentJobRow) -> AffectedJob:
+    outcome = row.requeue_outcome
+    return AffectedJob(
+        job_id=row.job_id,
+        submit_time=row.submit_time,
+        name=row.name,
+        requeue_outcome=RequeueOutcome(outcome) if outcome else None,
+        requeued_at=row.requeued_at,
+        restarted_at=row.restarted_at,
+        restarted_node=row.restarted_node,
+    )
+
+
+def action_view(row: ActionRow) -> ActionView:
+    return ActionView(
+        id=row.id,
+        kind=row.kind,
+        target=row.target,
+        why=row.why,
+        status=row.status,
+        outcome=row.outcome,
+        attempts=row.attempts,
+        error=row.error,
+        created_at=row.created_at,
+        done_at=row.done_at,
+    )
+
+
+def natural_key(name: str) -> list[tuple[int, int | str]]:
+    """``node2`` before ``node10``."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+
+
+def _gpu(row: IncidentRow) -> GpuIdentity | None:
+    if row.gpu_index is None:
+        return None
+    return GpuIdentity(
+        index=row.gpu_index,
+        uuid=row.gpu_uuid,
+        serial=row.gpu_serial,
+        pci_bus_id=row.gpu_pci,
+        name=row.gpu_name,
+    )
+
+
+def _span(row: IncidentRow) -> stats.IncidentSpan:
+    return stats.IncidentSpan(
+        node=row.node,
+        category=row.category,
+        detected_at=row.detected_at,
+        drained_at=row.drained_at,
+        resolved_at=row.resolved_at,
+    )

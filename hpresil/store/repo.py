@@ -1,0 +1,189 @@
+"""Queries and small state changes over the tables, each inside a caller's session.
+
+Portable SQL only (no SQLite or PostgreSQL dialect functions, no JSON operators).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from sqlalchemy import CursorResult, delete, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from hpresil.api import ActionStatus
+from hpresil.store.models import (
+    OPEN,
+    RESOLVED,
+    ActionKind,
+    ActionRow,
+    IncidentJobRow,
+    IncidentRow,
+    NodeRow,
+    ReportRow,
+)
+from hpresil.vocab import Report
+
+StatusFilter = Literal["open", "resolved", "all"]
+
+
+# --- nodes and reports ---
+def ensure_node(s: Session, name: str, now: datetime) -> NodeRow:
+    """The node's row, created (first seen ``now``) if hpresil never saw it."""
+    node = s.get(NodeRow, name)
+    if node is None:
+        node = NodeRow(name=name, first_seen_at=now, drained_by_hpresil=False)
+        s.add(node)
+    return node
+
+
+def nodes(s: Session) -> Sequence[NodeRow]:
+    return s.scalars(select(NodeRow)).all()
+
+
+def report_seen(s: Session, report_id: str) -> bool:
+    found = s.scalar(select(ReportRow.id).where(ReportRow.report_id == report_id))
+    return found is not None
+
+
+def add_report(s: Session, report: Report, now: datetime) -> ReportRow:
+    row = ReportRow(
+        report_id=report.report_id,
+        node=report.node,
+        seq=report.seq,
+        sent_at=report.sent_at,
+        received_at=now,
+        body=report.model_dump(mode="json"),
+    )
+    s.add(row)
+    return row
+
+
+def prune_reports(s: Session, before: datetime) -> int:
+    """Delete reports received before ``before``; how many went."""
+    result = cast(
+        CursorResult[Any], s.execute(delete(ReportRow).where(ReportRow.received_at < before))
+    )
+    return result.rowcount
+
+
+# --- incidents ---
+def open_incident(s: Session, node: str) -> IncidentRow | None:
+    query = select(IncidentRow).where(IncidentRow.node == node, IncidentRow.status == OPEN)
+    return s.scalars(query.order_by(IncidentRow.id)).first()
+
+
+def open_incidents(s: Session) -> dict[str, IncidentRow]:
+    """The open incident of each node that has one."""
+    rows = s.scalars(select(IncidentRow).where(IncidentRow.status == OPEN))
+    return {row.node: row for row in rows}
+
+
+def incidents(
+    s: Session, status: StatusFilter = "all", node: str | None = None, *, details: bool = True
+) -> Sequence[IncidentRow]:
+    """Incidents, oldest first; ``details`` loads their jobs and actions too."""
+    query = select(IncidentRow)
+    if details:
+        query = query.options(selectinload(IncidentRow.jobs), selectinload(IncidentRow.actions))
+    if status != "all":
+        query = query.where(IncidentRow.status == status)
+    if node is not None:
+        query = query.where(IncidentRow.node == node)
+    return s.scalars(query.order_by(IncidentRow.id)).all()
+
+
+def incident(s: Session, incident_id: int) -> IncidentRow | None:
+    return s.get(
+        IncidentRow,
+        incident_id,
+        options=[selectinload(IncidentRow.jobs), selectinload(IncidentRow.actions)],
+    )
+
+
+def drain_queued(s: Session, incident_id: int) -> bool:
+    """Whether a drain for the incident is pending or went through (not failed)."""
+    query = select(func.count(ActionRow.id)).where(
+        ActionRow.incident_id == incident_id,
+        ActionRow.kind == "drain",
+        ActionRow.status != ActionStatus.FAILED,
+    )
+    return bool(s.scalar(query))
+
+
+def resolve(s: Session, row: IncidentRow, now: datetime) -> None:
+    """Close the incident and cancel what is still pending for it."""
+    row.status = RESOLVED
+    row.resolved_at = now
+    pending = select(ActionRow).where(
+        ActionRow.incident_id == row.id, ActionRow.status == ActionStatus.PENDING
+    )
+    for action in s.scalars(pending):
+        action.status = ActionStatus.SKIPPED
+        action.error = "incident resolved before the action ran"
+        action.done_at = now
+
+
+def awaiting_restart(s: Session, since: datetime) -> Sequence[IncidentJobRow]:
+    """Jobs requeued since ``since`` not yet seen running again."""
+    query = select(IncidentJobRow).where(
+        IncidentJobRow.requeued_at >= since, IncidentJobRow.restarted_at.is_(None)
+    )
+    return s.scalars(query).all()
+
+
+def incident_job(
+    s: Session, incident_id: int, job_id: int, submit_time: datetime
+) -> IncidentJobRow | None:
+    query = select(IncidentJobRow).where(
+        IncidentJobRow.incident_id == incident_id,
+        IncidentJobRow.job_id == job_id,
+        IncidentJobRow.submit_time == submit_time,
+    )
+    return s.scalars(query).first()
+
+
+# --- actions ---
+def add_action(
+    s: Session,
+    *,
+    kind: ActionKind,
+    target: str,
+    why: str,
+    now: datetime,
+    incident: IncidentRow | None = None,
+    requeue_jobs: bool = False,
+    done: tuple[ActionStatus, str | None] | None = None,
+) -> ActionRow:
+    """A new action row: pending, or ``done=(status, outcome)`` for one already run."""
+    row = ActionRow(
+        kind=kind,
+        target=target,
+        why=why,
+        incident=incident,
+        requeue_jobs=requeue_jobs,
+        created_at=now,
+        not_before=now,
+        status=ActionStatus.PENDING,
+        attempts=0,
+    )
+    if done is not None:
+        row.status, row.outcome = done
+        row.attempts, row.done_at = 1, now
+    s.add(row)
+    return row
+
+
+def next_due_action(s: Session, now: datetime) -> ActionRow | None:
+    """The oldest pending action whose back-off has passed."""
+    query = select(ActionRow).where(
+        ActionRow.status == ActionStatus.PENDING, ActionRow.not_before <= now
+    )
+    return s.scalars(query.order_by(ActionRow.id).limit(1)).first()
+
+
+def next_due_time(s: Session) -> datetime | None:
+    """When the earliest pending action becomes due."""
+    query = select(func.min(ActionRow.not_before)).where(ActionRow.status == ActionStatus.PENDING)
+    return s.scalar(query)

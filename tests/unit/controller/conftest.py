@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hpresil.adapters.slurm import Slurm
+from hpresil.config import Config, ControllerConfig, PolicyConfig
+from hpresil.controller.app import create_app
+from hpresil.controller.reconcile import Reconciler
+from hpresil.controller.remediation import Backoff, Executor
+from hpresil.store import Store
+from tests.unit.controller.fakes import TOKEN, FakeBackend, FakeClock
+
+NODES = ("node1", "node2", "node3")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Config:
+    db = f"sqlite:///{tmp_path}/state/hpresil.db"
+    # expedite runs on a side thread; tests that want it turn it on
+    policy = PolicyConfig(expedite_requeue=False)
+    return Config(controller=ControllerConfig(database=db, stale_after_s=60), policy=policy)
+
+
+@pytest.fixture
+def store(cfg: Config) -> Iterator[Store]:
+    st = Store.open(cfg.controller.database)
+    st.migrate()
+    yield st
+    st.close()
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend(*NODES)
+
+
+@pytest.fixture
+def slurm(backend: FakeBackend, cfg: Config) -> Slurm:
+    return Slurm(backend, prefix=cfg.policy.reason_prefix, retries=0, backoff_s=0)
+
+
+@pytest.fixture
+def executor(store: Store, slurm: Slurm, cfg: Config, clock: FakeClock) -> Executor:
+    return Executor(store, slurm, cfg.policy, clock=clock, backoff=Backoff(base_s=0.5))
+
+
+@pytest.fixture
+def reconciler(store: Store, slurm: Slurm, cfg: Config, clock: FakeClock) -> Reconciler:
+    return Reconciler(store, slurm, cfg.controller, clock=clock)
+
+
+@pytest.fixture
+def client(
+    store: Store, slurm: Slurm, cfg: Config, clock: FakeClock, executor: Executor
+) -> Iterator[TestClient]:
+    app = create_app(
+        store=store, slurm=slurm, config=cfg, token=TOKEN, clock=clock, wake=executor.wake
+    )
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        yield c

@@ -1,0 +1,175 @@
+"""The reconcile pass: Slurm state, admin resumes, restarted jobs, retention."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from hpresil.controller.reconcile import Periodic, Reconciler
+from hpresil.controller.remediation import Executor
+from hpresil.store import Store
+from hpresil.store.models import ReportRow
+from tests.unit.controller.fakes import FakeBackend, FakeClock, report, xid79
+
+
+def fault(client: TestClient, executor: Executor, node: str) -> None:
+    client.post("/v1/reports", json=report(node, xid79()).model_dump(mode="json"))
+    executor.run_due()
+
+
+def nodes(client: TestClient) -> dict[str, dict[str, object]]:
+    return {n["name"]: n for n in client.get("/v1/nodes").json()}
+
+
+def test_nodes_seen_only_in_slurm_are_listed_with_unknown_health(
+    client: TestClient, reconciler: Reconciler, backend: FakeBackend
+) -> None:
+    backend.set_node("node3", "DOWN", reason="Not responding")
+    reconciler.run_once()
+    seen = nodes(client)
+    assert list(seen) == ["node1", "node2", "node3"]
+    assert seen["node1"]["health"] == "unknown" and seen["node1"]["slurm_state"] == "IDLE"
+    assert (
+        seen["node3"]["slurm_state"] == "DOWN" and seen["node3"]["slurm_reason"] == "Not responding"
+    )
+    assert seen["node3"]["drained_by_hpresil"] is False
+
+
+def test_drained_by_hpresil_follows_slurm(
+    client: TestClient, executor: Executor, reconciler: Reconciler, clock: FakeClock
+) -> None:
+    fault(client, executor, "node2")
+    clock.advance(1)
+    reconciler.run_once()
+    node2 = nodes(client)["node2"]
+    assert node2["drained_by_hpresil"] is True and node2["slurm_state"] == "IDLE+DRAIN"
+    assert node2["health"] == "fail" and node2["open_incident"] == 1
+
+
+def test_an_admin_resume_resolves_the_incident(
+    client: TestClient,
+    executor: Executor,
+    reconciler: Reconciler,
+    backend: FakeBackend,
+    clock: FakeClock,
+) -> None:
+    fault(client, executor, "node2")
+    clock.advance(1)
+    reconciler.run_once()
+    assert client.get("/v1/incidents/1").json()["status"] == "open"
+    backend.set_node("node2", "IDLE")  # scontrol update state=resume, by hand
+    clock.advance(1)
+    reconciler.run_once()
+    found = client.get("/v1/incidents/1").json()
+    assert found["status"] == "resolved" and found["resolved_at"] is not None
+
+
+def test_an_incident_whose_drain_has_not_run_is_not_resolved(
+    client: TestClient, reconciler: Reconciler, clock: FakeClock
+) -> None:
+    client.post("/v1/reports", json=report("node2", xid79()).model_dump(mode="json"))
+    clock.advance(1)
+    reconciler.run_once()  # node2 still IDLE in Slurm: the drain is only queued
+    assert client.get("/v1/incidents/1").json()["status"] == "open"
+
+
+def test_a_foreign_drained_incident_is_resolved_when_the_admin_resumes(
+    client: TestClient,
+    executor: Executor,
+    reconciler: Reconciler,
+    backend: FakeBackend,
+    clock: FakeClock,
+) -> None:
+    backend.set_node("node3", "IDLE", "DRAIN", reason="admin: PSU swap")
+    fault(client, executor, "node3")
+    clock.advance(1)
+    reconciler.run_once()
+    assert client.get("/v1/incidents/1").json()["status"] == "open"
+    backend.set_node("node3", "IDLE")
+    reconciler.run_once()
+    assert client.get("/v1/incidents/1").json()["status"] == "resolved"
+
+
+def test_a_requeued_job_running_again_is_recorded(
+    client: TestClient,
+    executor: Executor,
+    reconciler: Reconciler,
+    backend: FakeBackend,
+    clock: FakeClock,
+) -> None:
+    backend.add_job(61, "node2")
+    fault(client, executor, "node2")
+    reconciler.run_once()
+    assert client.get("/v1/incidents/1").json()["jobs"][0]["restarted_at"] is None
+    restart = clock.advance(13)
+    backend.start_job(61, "node4", at=restart.replace(microsecond=0))
+    reconciler.run_once()
+    (job,) = client.get("/v1/incidents/1").json()["jobs"]
+    assert job["restarted_node"] == "node4"
+    assert job["restarted_at"] == restart.isoformat().replace("+00:00", "Z")
+
+
+def test_a_new_job_reusing_the_id_after_a_state_wipe_is_not_a_restart(
+    client: TestClient,
+    executor: Executor,
+    reconciler: Reconciler,
+    backend: FakeBackend,
+    clock: FakeClock,
+) -> None:
+    backend.add_job(7, "node2")
+    fault(client, executor, "node2")
+    later = clock.advance(3600)
+    backend.add_job(7, "node1", submit=later)  # slurmctld state wiped: ids start over
+    reconciler.run_once()
+    assert client.get("/v1/incidents/1").json()["jobs"][0]["restarted_at"] is None
+
+
+def test_old_reports_are_pruned(
+    client: TestClient, reconciler: Reconciler, store: Store, clock: FakeClock
+) -> None:
+    client.post("/v1/reports", json=report("node1").model_dump(mode="json"))
+    clock.advance(timedelta(days=29).total_seconds())
+    client.post("/v1/reports", json=report("node1").model_dump(mode="json"))
+    clock.advance(timedelta(days=2).total_seconds())
+    reconciler.run_once()
+    with store.read() as s:
+        assert len(s.scalars(select(ReportRow)).all()) == 1
+
+
+def test_slurm_down_is_one_log_line_and_the_next_pass_works(
+    client: TestClient,
+    reconciler: Reconciler,
+    backend: FakeBackend,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend.fail_next = 1
+    with caplog.at_level(logging.WARNING):
+        reconciler.run_once()
+    (line,) = [r for r in caplog.records if r.name == "hpresil.controller.reconcile"]
+    assert "slurm did not answer" in line.getMessage() and line.exc_info is None
+    reconciler.run_once()
+    assert len(nodes(client)) == 3
+
+
+def test_periodic_survives_exceptions() -> None:
+    calls: list[int] = []
+
+    def flaky() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+
+    loop = Periodic(0.01, flaky, "test-loop")
+    loop.start()
+    deadline = time.monotonic() + 5
+    try:
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        loop.stop()
+    assert len(calls) >= 3 and not loop.alive

@@ -1,0 +1,156 @@
+"""The database: migration equals the models, SQLite set up right, UTC timestamps."""
+
+from __future__ import annotations
+
+import io
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select
+
+from hpresil.store import Store, repo
+from hpresil.store.db import MIGRATIONS, DatabaseError
+from hpresil.store.models import Base, NodeRow
+from hpresil.store.types import UtcDateTime
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    st = Store.open(f"sqlite:///{tmp_path}/new/dir/hpresil.db")
+    st.migrate()
+    return st
+
+
+def test_the_migration_builds_exactly_the_models(store: Store) -> None:
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        assert context.get_current_revision() == "0001"
+    assert set(inspect(store.engine).get_table_names()) == {
+        "alembic_version",
+        "nodes",
+        "reports",
+        "incidents",
+        "incident_jobs",
+        "actions",
+    }
+
+
+def test_migrating_twice_is_harmless(store: Store) -> None:
+    store.migrate()
+
+
+def test_sqlite_pragmas_on_every_connection(store: Store, tmp_path: Path) -> None:
+    assert (tmp_path / "new" / "dir" / "hpresil.db").exists()  # parent made
+    with store.engine.connect() as conn:
+        pragma = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "busy_timeout", "synchronous", "foreign_keys")
+        }
+    assert pragma == {
+        "journal_mode": "wal",
+        "busy_timeout": 5000,
+        "synchronous": 1,
+        "foreign_keys": 1,
+    }
+
+
+def test_timestamps_come_back_aware_utc(store: Store) -> None:
+    paris = timezone(timedelta(hours=1))
+    with store.write() as s:
+        s.add(NodeRow(name="n1", first_seen_at=T0.astimezone(paris), drained_by_hpresil=False))
+    with store.read() as s:
+        node = s.get(NodeRow, "n1")
+        assert node is not None
+        assert node.first_seen_at == T0 and node.first_seen_at.tzinfo is UTC
+        found = s.scalars(select(NodeRow).where(NodeRow.first_seen_at >= T0)).all()
+        assert [n.name for n in found] == ["n1"]
+
+
+def test_naive_timestamps_are_refused() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        UtcDateTime().process_bind_param(datetime(2026, 1, 1), None)  # type: ignore[arg-type]
+
+
+def test_foreign_keys_are_enforced(store: Store) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from hpresil.store.models import IncidentRow
+    from hpresil.vocab import Action, Category
+
+    with pytest.raises(IntegrityError), store.write() as s:
+        s.add(
+            IncidentRow(
+                node="nowhere",
+                status="open",
+                category=Category.HOST,
+                action=Action.DRAIN,
+                hardware=True,
+                summary="",
+                observed_at=T0,
+                detected_at=T0,
+                findings=1,
+            )
+        )
+
+
+def test_a_failed_transaction_leaves_nothing(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.write() as s:
+        repo.ensure_node(s, "n1", T0)
+        raise RuntimeError("bug")
+    with store.read() as s:
+        assert repo.nodes(s) == []
+
+
+def test_concurrent_writers_queue_instead_of_failing(store: Store) -> None:
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            for j in range(20):
+                with store.write() as s:
+                    repo.ensure_node(s, f"n{i}-{j}", T0)
+                    s.flush()
+                    repo.nodes(s)
+        except BaseException as exc:  # pragma: no cover - the failure being tested for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with store.read() as s:
+        assert len(repo.nodes(s)) == 80
+
+
+def test_the_migration_renders_for_postgresql() -> None:
+    """Offline (no server): the same migration gives PostgreSQL DDL with zone-aware
+    timestamps and nothing SQLite-specific."""
+    out = io.StringIO()
+    cfg = AlembicConfig(output_buffer=out)
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", "postgresql://hpresil@db.invalid/hpresil")
+    command.upgrade(cfg, "head", sql=True)
+    ddl = out.getvalue()
+    assert "CREATE TABLE incident_jobs" in ddl and "TIMESTAMP WITH TIME ZONE" in ddl
+    assert "PRAGMA" not in ddl and "batch" not in ddl.lower()
+
+
+def test_an_unusable_database_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "notadb").write_text("hello\n" * 1000)
+    with pytest.raises(
+        DatabaseError, match=r"^database sqlite:///.*notadb: file is not a database$"
+    ):
+        Store.open(f"sqlite:///{tmp_path}/notadb").migrate()
+    with pytest.raises(DatabaseError, match=r"^database nonsense://: Can't load plugin"):
+        Store.open("nonsense://")
