@@ -8,8 +8,8 @@ carrying argv, exit code, stdout and stderr.
 
 from __future__ import annotations
 
-import contextlib
 import collections
+import contextlib
 import os
 import select
 import signal
@@ -113,6 +113,6 @@ def stream(
         proc.stdout.close()
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+def _kill_group(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,58 @@
+"""What every GPU backend answers: one frozen sample per GPU.
+
+A backend is a narrow adapter (STYLE.md pattern 5): ``devices()`` queries the
+hardware (or the simulation) and returns plain data; judging it is the checks' job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from hpresil.vocab import GpuIdentity
+
+_BDF = re.compile(
+    r"^(?:(?P<domain>[0-9a-fA-F]{1,8}):)?(?P<bus>[0-9a-fA-F]{1,2}):(?P<dev>[0-9a-fA-F]{1,2})"
+    r"(?:\.[0-7])?$"
+)
+
+
+def normalize_bus_id(text: str) -> str | None:
+    """A PCI address in the kernel's XID form, lower case ``dddd:bb:dd``.
+
+    Accepts NVML's ``00000000:17:00.0``, the kernel's ``0000:17:00`` and a bare
+    ``17:00.0``; answers None for anything else.
+    """
+    m = _BDF.match(text.strip())
+    if m is None:
+        return None
+    domain = int(m.group("domain") or "0", 16)
+    if domain > 0xFFFF:
+        return None
+    return f"{domain:04x}:{int(m.group('bus'), 16):02x}:{int(m.group('dev'), 16):02x}"
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    """One GPU as seen at one moment.
+
+    ``None`` in a counter means the GPU or driver does not offer it (unsupported,
+    never unhealthy) or, when ``error`` is set, that reading it failed.
+    """
+
+    identity: GpuIdentity
+    lost: bool = False  # NVML answered GpuIsLost: fallen off the bus
+    ecc_uncorrected_volatile: int | None = None
+    ecc_corrected_volatile: int | None = None
+    temperature_c: int | None = None
+    error: str | None = None  # what went wrong reading this GPU, one line
+
+
+class GpuBackend(Protocol):
+    """The GPU adapter. ``devices`` raises :class:`~hpresil.errors.GpuError` when it
+    cannot answer at all (driver missing, state unreadable)."""
+
+    def devices(self) -> list[GpuSample]: ...
+
+    def close(self) -> None: ...

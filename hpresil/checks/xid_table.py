@@ -1,0 +1,100 @@
+"""The XID table, as data: what each NVIDIA XID means and what hpresil does about it.
+
+Source: /work/shared/reference/gpu-health.md section 2 (meanings, compiled from
+NVIDIA's Xid catalog docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html,
+NVSentinel's xiderrorsmapping.csv and leptonai/gpud) with the actions and categories
+of section 7 (hpresil's severity policy, a proposal). NVIDIA's escalation ladder
+(reset GPU -> restart OS -> service) and "on repeat" rules belong to the controller's
+remediation policy; this table gives the first action only.
+
+An XID not listed here is WATCH / UNKNOWN: recorded, never drained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from hpresil.vocab import Action, Category
+
+_REF = "gpu-health.md s2/s7"
+
+
+@dataclass(frozen=True)
+class XidEntry:
+    xid: int
+    name: str
+    category: Category
+    action: Action
+    source: str = _REF  # where the meaning and the action come from
+
+
+def _e(xid: int, name: str, category: Category, action: Action, note: str = "") -> XidEntry:
+    return XidEntry(xid, name, category, action, f"{_REF}; {note}" if note else _REF)
+
+
+_A, _C = Action, Category
+
+ENTRIES: tuple[XidEntry, ...] = (
+    _e(13, "Graphics engine exception", _C.APP, _A.NONE, "mostly the application"),
+    _e(31, "GPU memory page fault", _C.APP, _A.NONE, "mostly the application"),
+    _e(32, "Corrupted push buffer", _C.DRIVER_SW, _A.WATCH, "drain on repeat"),
+    _e(38, "FECS watchdog timeout", _C.DRIVER_SW, _A.WATCH),
+    _e(43, "GPU stopped processing", _C.APP, _A.NONE),
+    _e(44, "GR fault during context switch", _C.DRIVER_SW, _A.WATCH, "reboot on repeat"),
+    _e(45, "Preemptive cleanup after an earlier error", _C.APP, _A.NONE, "follows a root XID"),
+    _e(46, "GPU timeout", _C.GPU_HANG, _A.RESET_GPU),
+    _e(48, "Double-bit ECC error", _C.HBM_ECC, _A.RESET_GPU, "then field diag"),
+    _e(61, "PMU breakpoint", _C.GPU_FW_GSP, _A.REBOOT, "NVIDIA: contact support"),
+    _e(62, "PMU halt", _C.GPU_FW_GSP, _A.RESET_GPU, "RMA on repeat"),
+    _e(63, "Row remap / page retirement recorded", _C.HBM_ECC, _A.WATCH, "reset when idle"),
+    _e(
+        64,
+        "Row remap / page retirement recording failure",
+        _C.HBM_ECC,
+        _A.RESET_GPU,
+        "then field diag; RMA path (replace) if it recurs",
+    ),
+    _e(68, "NVDEC0 exception", _C.APP, _A.NONE),
+    _e(69, "GR class error", _C.DRIVER_SW, _A.WATCH, "drain on repeat"),
+    _e(74, "NVLink error", _C.NVLINK_NVSWITCH, _A.RESET_GPU, "RMA/reseat if the same link"),
+    _e(79, "GPU has fallen off the bus", _C.GPU_LOST_PCIE, _A.REBOOT, "RMA on repeat"),
+    _e(92, "High single-bit ECC error rate", _C.HBM_ECC, _A.WATCH),
+    _e(94, "Contained ECC error", _C.HBM_ECC, _A.WATCH, "count; reset at next window"),
+    _e(95, "Uncontained ECC error", _C.HBM_ECC, _A.REBOOT),
+    _e(109, "Context-switch timeout", _C.GPU_HANG, _A.WATCH, "reset on repeat"),
+    _e(110, "Security fault", _C.GPU_FW_GSP, _A.RESET_GPU),
+    _e(119, "GSP RPC timeout", _C.GPU_FW_GSP, _A.RESET_GPU, "reboot if reset fails"),
+    _e(120, "GSP error", _C.GPU_FW_GSP, _A.RESET_GPU, "reboot if reset fails"),
+    _e(121, "C2C link error (Grace)", _C.NVLINK_NVSWITCH, _A.WATCH),
+    _e(136, "ALI link training failed", _C.NVLINK_NVSWITCH, _A.RESET_GPU),
+    _e(137, "NVLink FLA privilege error", _C.NVLINK_NVSWITCH, _A.WATCH),
+    _e(140, "Unrecovered ECC escape", _C.HBM_ECC, _A.RESET_GPU, "RMA on repeat"),
+    _e(143, "GPU initialization error", _C.GPU_FW_GSP, _A.RESET_GPU, "RMA if reset fails"),
+    *(
+        _e(x, "NVLink5 error (Blackwell)", _C.NVLINK_NVSWITCH, _A.RESET_GPU, "fatal ones")
+        for x in range(144, 151)
+    ),
+    _e(
+        154,
+        "GPU recovery action changed",
+        _C.UNKNOWN,
+        _A.WATCH,
+        "the xid check follows the new value (1 reset, 2 reboot, 3 drain, 4 drain+reset)",
+    ),
+    _e(155, "NVLink software-defined error", _C.NVLINK_NVSWITCH, _A.RESET_GPU),
+    _e(156, "Resource retirement event", _C.GPU_FW_GSP, _A.RESET_GPU),
+    _e(158, "GPU fatal timeout", _C.GPU_HANG, _A.RESET_GPU),
+)
+
+XID_TABLE: Mapping[int, XidEntry] = MappingProxyType({e.xid: e for e in ENTRIES})
+assert len(XID_TABLE) == len(ENTRIES), "duplicate XID in the table"
+
+
+def lookup(xid: int) -> XidEntry:
+    """The entry for ``xid``; WATCH / UNKNOWN when the table does not know it."""
+    entry = XID_TABLE.get(xid)
+    if entry is not None:
+        return entry
+    return XidEntry(xid, f"XID {xid} (not in hpresil's table)", Category.UNKNOWN, Action.WATCH)
