@@ -80,6 +80,7 @@ class Lab:
             "SLURM_CONF": str(self.conf),
             "HPRESIL_CONFIG": str(self.hpresil_conf),
             "PATH": path,
+            "COLUMNS": os.environ.get("COLUMNS", "150"),  # rich tables, when not on a TTY
         }
 
     def kmsg_file(self, node: str) -> Path:
@@ -323,11 +324,10 @@ retries = 3
                 (self.run_dir / f"{name}.pid").unlink()
 
     def reset_state(self) -> None:
-        """Forget hpresil's history and every node's simulated GPU state (lab must be down)."""
-        for sub in ("kmsg", "sim", "spool"):
+        """Forget everything the lab remembers (lab must be down): Slurm's saved state
+        (drains, jobs), hpresil's database, spools and simulated GPU state, job output."""
+        for sub in ("state", "kmsg", "sim", "spool", "jobs", "run"):
             shutil.rmtree(self.root / sub, ignore_errors=True)
-        for f in (self.root / "state").glob("hpresil.db*"):
-            f.unlink()
 
 
 # ---------- munge ----------

@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -123,6 +124,17 @@ def hpresil_json(lab: Lab, *args: str) -> object:
     return json.loads(out)
 
 
+def api_get(lab: Lab, path: str) -> object:
+    """GET from the controller's API directly (no CLI start-up in a timing loop)."""
+    token = (lab.root / "etc" / "token").read_text().strip()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{lab.controller_port}{path}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
 def hpresil(lab: Lab, *args: str) -> str:
     return subprocess.run(
         [*lab.hpresil_argv(), *args],
@@ -178,21 +190,23 @@ def inject_and_measure(
     node = job_field(lab, job.job_id, "BatchHost")
     restarts_before = int(job_field(lab, job.job_id, "Restarts") or 0)
     starts_before = len(job.starts())
-    t0 = time.time()
     line = hpresil(lab, "inject", "xid", str(xid), "--gpu", str(gpu), "--node", node).strip()
-    say(f"+{time.time() - t0:6.2f}s injected on {node}: {line}")
+    # The injection is the moment the line entered the node's kernel log: the lab's
+    # kernel-log file was last written then.
+    t0 = lab.kmsg_file(node).stat().st_mtime
+    say(f"+{0:6.2f}s injected on {node}: {line}")
     marks: dict[str, float] = {}
     incident: dict[str, object] = {}
     drain_reason = ""
     deadline = time.monotonic() + timeout
+    # Each mark is stamped when the probe that saw it returns: an upper bound.
     while len(marks) < 4:
         if time.monotonic() > deadline:
             raise ScenarioError(f"after {timeout:g} s only saw {sorted(marks)}")
-        now = time.time()
         if "detect" not in marks:
-            incidents = hpresil_json(lab, "incidents", "--status", "open", "--node", node)
-            assert isinstance(incidents, list)
-            fresh = [i for i in incidents if _epoch(i["detected_at"]) >= t0 - 1]
+            found = api_get(lab, f"/v1/incidents?status=open&node={node}")
+            assert isinstance(found, list)
+            fresh = [i for i in found if _epoch(i["detected_at"]) >= t0 - 1]
             if fresh:
                 incident = fresh[0]
                 marks["detect"] = _epoch(str(incident["detected_at"]))
@@ -203,22 +217,21 @@ def inject_and_measure(
         if "drain" not in marks:
             state, reason = node_state(lab, node)
             if "DRAIN" in state:
-                marks["drain"], drain_reason = now, reason
-                say(f"+{now - t0:6.2f}s {node} {state} in Slurm, reason {reason!r}")
+                marks["drain"], drain_reason = time.time(), reason
+                say(f"+{marks['drain'] - t0:6.2f}s {node} {state} in Slurm, reason {reason!r}")
         restarts = int(job_field(lab, job.job_id, "Restarts") or 0)
         if "requeue" not in marks and restarts > restarts_before:
-            marks["requeue"] = now
-            say(f"+{now - t0:6.2f}s job {job.job_id} requeued")
-        if "resume" not in marks:
-            starts = job.starts()
-            if len(starts) > starts_before:
-                t, info = starts[-1]
-                marks["resume"] = t
-                say(
-                    f"+{t - t0:6.2f}s job {job.job_id} running again on {info.get('node')}, "
-                    f"resumed from step {info.get('resumed_from')}"
-                )
-        time.sleep(0.05)
+            marks["requeue"] = time.time()
+            say(f"+{marks['requeue'] - t0:6.2f}s job {job.job_id} requeued")
+        starts = job.starts()
+        if "resume" not in marks and len(starts) > starts_before:
+            t, info = starts[-1]
+            marks["resume"] = t
+            say(
+                f"+{t - t0:6.2f}s job {job.job_id} running again on {info.get('node')}, "
+                f"resumed from step {info.get('resumed_from')}"
+            )
+        time.sleep(0.02)
     t_resume, info = job.starts()[-1]
     resumed_from = int(info["resumed_from"])
     return FaultResult(

@@ -74,7 +74,7 @@ class XidCheck:
         gpu = snapshot.gpu_identity(event.pci_bus_id)
         where = f"GPU {gpu.index} ({event.pci_bus_id})" if gpu else f"GPU {event.pci_bus_id}"
         summary = f"XID {event.xid} {entry.name} on {where}"
-        if event.message:
+        if event.message and _norm(event.message) != _norm(entry.name):
             summary += f": {event.message}"
         return CheckResult(
             check=self.name,
@@ -103,3 +103,7 @@ def _action(entry: XidEntry, event: XidEvent) -> Action:
     if m is None:
         return entry.action
     return _RECOVERY_ACTIONS.get(int(m.group(1), 0), entry.action)
+
+
+def _norm(text: str) -> str:
+    return text.strip().rstrip(".").lower()

@@ -58,4 +58,6 @@ def age(seconds: float | None) -> str:
 
 
 def hours(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.1f}"
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if value >= 100 else f"{value:.3g}"

@@ -118,11 +118,12 @@ def finding(result: CheckResult) -> Finding:
 
 
 def describe(f: Finding) -> str:
-    """``xid 79 on gpu 3 (GPU-…): GPU has fallen off the bus``."""
+    """What was found, in the check's own words (``XID 79 GPU has fallen off the bus on
+    GPU 3 (0000:5d:00)``); a summary-less finding is named by XID or check and GPU."""
+    if f.summary:
+        return f.summary
     what = f"xid {f.xid}" if f.xid is not None else f.check
-    if f.gpu is not None:
-        what += f" on gpu {f.gpu.index}" + (f" ({f.gpu.uuid})" if f.gpu.uuid else "")
-    return f"{what}: {f.summary}" if f.summary else what
+    return what + (f" on gpu {f.gpu.index}" if f.gpu is not None else "")
 
 
 def explain(primary: Finding, count: int, action: Action, consequence: str) -> str:

@@ -125,10 +125,12 @@ def _bdf(text: str) -> str:
 
 
 class Deduper:
-    """Drops an XID 79 seen within ``window_s`` of another XID 79 on the same GPU.
+    """Drops a "fallen off the bus" line that repeats a recent XID 79 on the same GPU.
 
-    The driver prints one GPU loss as an ``Xid ...: 79`` line and one or more
-    "fallen off the bus" lines; they are one fault.
+    The driver prints one GPU loss as an ``Xid ...: 79`` line plus one or more "fallen
+    off the bus" lines without an XID number; those companions are the same fault.
+    Explicit ``Xid`` lines are always admitted: a GPU that is lost again after a
+    repair, even within the window, is a new fault.
     """
 
     def __init__(self, window_s: float = 300.0) -> None:
@@ -139,10 +141,16 @@ class Deduper:
         if event.xid != GPU_LOST_XID:
             return True
         last = self._last_lost.get(event.pci_bus_id)
-        if last is not None and abs(event.seen_at - last) <= self._window:
+        recent = last is not None and abs(event.seen_at - last) <= self._window
+        if recent and not is_explicit(event):
             return False
         self._last_lost[event.pci_bus_id] = event.seen_at
         return True
+
+
+def is_explicit(event: XidEvent) -> bool:
+    """Whether the event came from an ``NVRM: Xid (...)`` line (not a companion line)."""
+    return XID_RE.search(event.raw) is not None
 
 
 class LineParser:

@@ -140,7 +140,7 @@ def xid79(index: int = 3, at: datetime = T0) -> CheckResult:
         status=Status.FAIL,
         action=Action.REBOOT,
         category=Category.GPU_LOST_PCIE,
-        summary="GPU has fallen off the bus",
+        summary=f"XID 79 GPU has fallen off the bus on GPU {index} (0000:5d:00)",
         gpu=gpu(index),
         xid=79,
         observed_at=at,

@@ -36,7 +36,7 @@ def test_a_reboot_fault_opens_drains_and_requeues() -> None:
     assert d.identity is not None and d.identity.category is Category.GPU_LOST_PCIE
     assert d.identity.xid == 79 and d.identity.gpu is not None and d.identity.gpu.index == 3
     assert d.why == (
-        "xid 79 on gpu 3 (GPU-00000003-aaaa-bbbb-cccc-000000000000): GPU has fallen off the bus; "
+        "XID 79 GPU has fallen off the bus on GPU 3 (0000:5d:00); "
         "policy: reboot ⇒ drain now and requeue jobs"
     )
 

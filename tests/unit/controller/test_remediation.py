@@ -55,8 +55,10 @@ def test_xid79_drains_the_node_then_requeues_its_running_jobs(
         ("requeue", "13", "skipped", "not_requeueable"),
     ]
     why = found["actions"][0]["why"]
-    assert why.startswith("xid 79 on gpu 3 (GPU-00000003")
-    assert why.endswith("GPU has fallen off the bus; policy: reboot ⇒ drain now and requeue jobs")
+    assert why == (
+        "XID 79 GPU has fallen off the bus on GPU 3 (0000:5d:00); "
+        "policy: reboot ⇒ drain now and requeue jobs"
+    )
     assert all(a["why"] for a in found["actions"])
 
 

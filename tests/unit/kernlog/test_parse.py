@@ -114,13 +114,22 @@ def test_near_misses_give_nothing(line: str) -> None:
     assert parse_line(line, AT) is None
 
 
-def test_deduper_drops_a_second_79_on_the_same_gpu_within_the_window() -> None:
+def test_deduper_drops_the_companion_line_of_a_recent_79_on_the_same_gpu() -> None:
     xid79 = parse_line(_recorded()[2][0], AT)
     lost = parse_line(_recorded()[3][0], AT + timedelta(seconds=1))
     later = parse_line(_recorded()[3][0], AT + timedelta(seconds=301))
     assert xid79 is not None and lost is not None and later is not None
     dedupe = Deduper(window_s=300)
     assert [dedupe.admit(e) for e in (xid79, lost, later)] == [True, False, True]
+
+
+def test_deduper_admits_a_second_explicit_79_within_the_window() -> None:
+    """A GPU lost again soon after a repair is a new fault, not a duplicate."""
+    line = "NVRM: Xid (PCI:0000:18:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off"
+    first, again = parse_line(line, AT), parse_line(line, AT + timedelta(seconds=30))
+    assert first is not None and again is not None
+    dedupe = Deduper(window_s=300)
+    assert [dedupe.admit(e) for e in (first, again)] == [True, True]
 
 
 def test_deduper_keeps_other_gpus_and_other_xids() -> None:
