@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.text import Text
 
 from hpresil.api import Health
 from hpresil.cli.output import age, emit_json, json_option, table
@@ -36,7 +37,7 @@ def status(cfg: Config, as_json: bool) -> None:
             [
                 n.name,
                 n.slurm_state or "-",
-                f"[{_HEALTH_STYLE[n.health]}]{n.health.value}[/]",
+                Text(n.health.value, style=_HEALTH_STYLE[n.health]),
                 f"#{n.open_incident}" if n.open_incident else "-",
                 age(n.last_report_age_s),
                 "-" if n.gpus is None else str(n.gpus),

@@ -11,6 +11,7 @@ import click
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,12 +33,14 @@ def emit_json(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
     click.echo(json.dumps(payload, indent=2, sort_keys=False))
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str | Text]]) -> None:
+    """Cells are plain text (a drain reason or job name is never read as rich markup);
+    pass a :class:`Text` to style one."""
     t = Table(title=title, title_justify="left", header_style="bold")
     for col in columns:
         t.add_column(col)
     for row in rows:
-        t.add_row(*row)
+        t.add_row(*(c if isinstance(c, Text) else Text(c) for c in row))
     Console().print(t)
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,8 +22,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def cfg(tmp_path: Path) -> Config:
-    db = f"sqlite:///{tmp_path}/state/hpresil.db"
+def cfg(db_url: str) -> Config:
+    db = db_url  # every controller test runs on SQLite and on PostgreSQL
     # expedite runs on a side thread; tests that want it turn it on
     policy = PolicyConfig(expedite_requeue=False)
     return Config(controller=ControllerConfig(database=db, stale_after_s=60), policy=policy)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -29,7 +30,17 @@ def store(tmp_path: Path) -> Store:
     return st
 
 
-def test_the_migration_builds_exactly_the_models(store: Store) -> None:
+@pytest.fixture
+def any_store(db_url: str) -> Iterator[Store]:
+    """The store on each supported backend (SQLite and a real PostgreSQL)."""
+    st = Store.open(db_url)
+    st.migrate()
+    yield st
+    st.close()
+
+
+def test_the_migration_builds_exactly_the_models(any_store: Store) -> None:
+    store = any_store
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
@@ -44,7 +55,8 @@ def test_the_migration_builds_exactly_the_models(store: Store) -> None:
     }
 
 
-def test_migrating_twice_is_harmless(store: Store) -> None:
+def test_migrating_twice_is_harmless(any_store: Store) -> None:
+    store = any_store
     store.migrate()
 
 
@@ -63,7 +75,8 @@ def test_sqlite_pragmas_on_every_connection(store: Store, tmp_path: Path) -> Non
     }
 
 
-def test_timestamps_come_back_aware_utc(store: Store) -> None:
+def test_timestamps_come_back_aware_utc(any_store: Store) -> None:
+    store = any_store
     paris = timezone(timedelta(hours=1))
     with store.write() as s:
         s.add(NodeRow(name="n1", first_seen_at=T0.astimezone(paris), drained_by_hpresil=False))
@@ -80,7 +93,8 @@ def test_naive_timestamps_are_refused() -> None:
         UtcDateTime().process_bind_param(datetime(2026, 1, 1), None)  # type: ignore[arg-type]
 
 
-def test_foreign_keys_are_enforced(store: Store) -> None:
+def test_foreign_keys_are_enforced(any_store: Store) -> None:
+    store = any_store
     from sqlalchemy.exc import IntegrityError
 
     from hpresil.store.models import IncidentRow
@@ -102,7 +116,8 @@ def test_foreign_keys_are_enforced(store: Store) -> None:
         )
 
 
-def test_a_failed_transaction_leaves_nothing(store: Store) -> None:
+def test_a_failed_transaction_leaves_nothing(any_store: Store) -> None:
+    store = any_store
     with pytest.raises(RuntimeError), store.write() as s:
         repo.ensure_node(s, "n1", T0)
         raise RuntimeError("bug")
