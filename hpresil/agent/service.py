@@ -24,10 +24,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -35,7 +33,6 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -43,12 +40,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from hpresil import __version__
 from hpresil.adapters.gpu import GpuBackend, GpuSample, open_backend
-from hpresil.agent.snapshot import Collector, Snapshot, utcnow
+from hpresil.agent.snapshot import Collector, Snapshot
 from hpresil.agent.spool import ReportSink, Spool
 from hpresil.checks.base import CheckRunner, Registry, default_registry
+from hpresil.clock import utcnow
 from hpresil.config import Config, GpuConfig, expand
+from hpresil.fsutil import atomic_write
 from hpresil.kernlog.parse import LineParser
 from hpresil.kernlog.sources import KernelLogSource, follow_forever, open_source
+from hpresil.systemd import sd_notify, watchdog_interval
 from hpresil.vocab import Action, CheckResult, GpuIdentity, Report, Status, XidEvent
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ class Agent:
             "recent_events": [r.model_dump(mode="json") for r in recent],
         }
         try:
-            _atomic_json(self._cache_file, verdict)
+            atomic_write(self._cache_file, json.dumps(verdict, indent=1) + "\n", sync=False)
         except OSError as exc:
             log.warning("cannot write verdict cache %s: %s", self._cache_file, exc)
 
@@ -284,17 +284,6 @@ def _drain(q: queue.SimpleQueue[XidEvent]) -> list[XidEvent]:
         while True:
             items.append(q.get_nowait())
     return items
-
-
-def _atomic_json(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class _Coalesced:
@@ -338,31 +327,7 @@ class _ReopeningBackend:
             self._backend = None
 
 
-# --- systemd and the process ---
-def sd_notify(state: str) -> bool:
-    """Send ``state`` to systemd if it asked (``NOTIFY_SOCKET``); no dependency."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(address)
-            sock.sendall(state.encode())
-    except OSError as exc:
-        log.debug("sd_notify(%s) failed: %s", state, exc)
-        return False
-    return True
-
-
-def _watchdog_wanted() -> bool:
-    if not os.environ.get("WATCHDOG_USEC"):
-        return False
-    pid = os.environ.get("WATCHDOG_PID")
-    return pid is None or pid == str(os.getpid())
-
-
+# --- the process ---
 def run_agent(cfg: Config, node: str) -> None:
     """Run the agent until SIGTERM or SIGINT, then stop gracefully."""
     from hpresil.client import ControllerClient
@@ -374,7 +339,7 @@ def run_agent(cfg: Config, node: str) -> None:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    on_tick = _ping_watchdog if _watchdog_wanted() else None
+    on_tick = _ping_watchdog if watchdog_interval() is not None else None
     try:
         with ControllerClient.from_config(cfg) as client:
             agent = Agent(cfg, node, client, on_tick=on_tick)
@@ -395,4 +360,4 @@ def _ping_watchdog() -> None:
     sd_notify("WATCHDOG=1")
 
 
-__all__ = ["Agent", "run_agent", "sd_notify", "worst_action", "worst_status"]
+__all__ = ["Agent", "run_agent", "worst_action", "worst_status"]

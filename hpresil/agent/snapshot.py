@@ -11,10 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypeVar
 
 from hpresil.adapters.gpu.base import GpuBackend, GpuSample, normalize_bus_id
+from hpresil.clock import utcnow
 from hpresil.errors import GpuError
 from hpresil.vocab import GpuIdentity, XidEvent
 
@@ -40,10 +41,6 @@ class Snapshot:
         bdf = normalize_bus_id(pci_bus_id)
         identities = [g.identity for g in self.gpus] or list(self.known_gpus)
         return next((i for i in identities if i.pci_bus_id == bdf), None)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Collector:

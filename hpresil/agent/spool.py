@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Literal, Protocol
 from pydantic import ValidationError
 
 from hpresil.errors import ControllerUnavailable, HpresilError, RejectedByController
+from hpresil.fsutil import atomic_write
 from hpresil.vocab import Report
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class Spool:
         """A new, never used sequence number (persisted before it is handed out)."""
         with self._lock:
             self._seq += 1
-            _atomic_write(self.directory / _SEQ_FILE, f"{self._seq}\n", sync=False)
+            atomic_write(self.directory / _SEQ_FILE, f"{self._seq}\n", sync=False)
             return self._seq
 
     # --- queue ---
@@ -82,7 +82,7 @@ class Spool:
         with self._lock:
             self._seq = max(self._seq, report.seq)
             path = self.directory / name
-            _atomic_write(path, report.model_dump_json(), sync=True)
+            atomic_write(path, report.model_dump_json(), sync=True)
             self._count += 1
             if self._count > self.max_files:
                 self._trim()
@@ -136,7 +136,7 @@ class Spool:
             os.replace(path, self.rejected_dir / path.name)
         except FileNotFoundError:
             return
-        _atomic_write(self.rejected_dir / (path.name + ".reason"), reason + "\n", sync=False)
+        atomic_write(self.rejected_dir / (path.name + ".reason"), reason + "\n", sync=False)
         self._forget()
 
     def _forget(self) -> None:
@@ -167,17 +167,3 @@ class Spool:
                     if m:
                         best = max(best, int(m.group("seq")))
         return best
-
-
-def _atomic_write(path: Path, text: str, *, sync: bool) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            if sync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +20,13 @@ import uvicorn
 
 from hpresil.adapters.slurm import Slurm
 from hpresil.auth import read_token
+from hpresil.clock import utcnow
 from hpresil.config import Config
 from hpresil.controller.app import create_app
 from hpresil.controller.reconcile import Periodic, Reconciler
 from hpresil.controller.remediation import Executor
-from hpresil.store import Store, utcnow
+from hpresil.store import Store
+from hpresil.systemd import sd_notify, watchdog_interval
 
 log = logging.getLogger(__name__)
 
@@ -112,32 +113,3 @@ class Notifier:
                 sd_notify("WATCHDOG=1")
             else:
                 log.error("a controller thread died: not petting the systemd watchdog")
-
-
-def watchdog_interval() -> float | None:
-    """Half of ``WATCHDOG_USEC`` in seconds, if the watchdog is on for this process."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    pid = os.environ.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):
-        return None
-    try:
-        return max(int(usec) / 2e6, 0.1)
-    except ValueError:
-        return None
-
-
-def sd_notify(message: str) -> bool:
-    """Send ``message`` to systemd's notify socket, if there is one (no dependency)."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]  # abstract namespace
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.connect(address)
-            sock.sendall(message.encode())
-    except OSError as exc:
-        log.warning("systemd notify %r failed: %s", message, exc)
-        return False
-    return True

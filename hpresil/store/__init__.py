@@ -5,7 +5,7 @@ a transaction that writes, ``store.read()`` for one that only reads. Query helpe
 live in :mod:`hpresil.store.repo`.
 """
 
+from hpresil.clock import Clock, utcnow
 from hpresil.store.db import Store
-from hpresil.store.types import Clock, utcnow
 
 __all__ = ["Clock", "Store", "utcnow"]

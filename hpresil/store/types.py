@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -10,14 +9,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import DateTime, Dialect, String
 from sqlalchemy.types import TypeDecorator
 
-Clock = Callable[[], datetime]
-
 E = TypeVar("E", bound=StrEnum)
-
-
-def utcnow() -> datetime:
-    """The default clock: an aware UTC datetime."""
-    return datetime.now(UTC)
 
 
 def as_utc(value: datetime) -> datetime:

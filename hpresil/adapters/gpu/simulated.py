@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hpresil.adapters.gpu.base import GpuSample
 from hpresil.config import expand
 from hpresil.errors import GpuError
+from hpresil.fsutil import atomic_write
 from hpresil.vocab import GpuIdentity
 
 GPU_NAME = "NVIDIA H100 80GB HBM3"
@@ -169,18 +169,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def _write(file: Path, state: SimState) -> None:
-    """Atomic replace: temporary file in the same folder, fsync, rename."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(state.model_dump_json(indent=2) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(file, state.model_dump_json(indent=2) + "\n")
 
 
 @contextmanager

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from hpresil.auth import write_token
-from hpresil.controller.service import Notifier, sd_notify, watchdog_interval
+from hpresil.controller.service import Notifier
+from hpresil.systemd import sd_notify, watchdog_interval
 
 
 @pytest.fixture
