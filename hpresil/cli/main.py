@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except click.ClickException as exc:
         exc.show()
-        return 2
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
     return 0
 
 

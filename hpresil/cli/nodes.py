@@ -9,7 +9,6 @@ from hpresil.api import Health
 from hpresil.cli.output import age, emit_json, json_option, table
 from hpresil.client import ControllerClient
 from hpresil.config import Config
-from hpresil.errors import HpresilError
 
 _HEALTH_STYLE = {
     Health.OK: "green",
@@ -67,10 +66,10 @@ def resume(cfg: Config, node: str) -> None:
     """Return NODE to service, if hpresil drained it; resolves its open incidents."""
     with ControllerClient.from_config(cfg) as client:
         answer = client.resume(node)
+    # A node someone else drained is refused by the controller (409), which the
+    # client raises as a one-line error.
     resolved = ", ".join(f"#{i}" for i in answer.resolved_incidents)
     click.echo(f"{node}: {answer.outcome.value}" + (f"; resolved {resolved}" if resolved else ""))
-    if answer.outcome.value == "not_ours":
-        raise HpresilError(f"{node} was drained by someone else; hpresil leaves it alone")
 
 
 COMMANDS = [status, drain, resume]

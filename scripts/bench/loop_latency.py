@@ -4,7 +4,10 @@
 Each round waits until the job has checkpointed again on its new node, injects XID 79
 on its node, measures detect/drain/requeue/resume (seconds after the injection), then
 returns the drained node to service with ``hpresil resume`` and clears its simulated
-GPU state. Prints one line per round and a p50/p95 table; writes the raw figures to
+GPU state. After the main rounds, ``--baseline-rounds`` more run in the same lab with
+``policy.expedite_requeue = false`` (Slurm's own requeue timing, a drop-in config and a
+controller restart), so the gain of expediting is a side-by-side ratio. Prints one line
+per round and p50/p95 tables; writes the raw figures to
 ``scripts/bench/results/loop_latency.json``.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -22,6 +26,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from lab import Lab  # noqa: E402
 from scenario import (  # noqa: E402
+    TrainingJob,
     hpresil,
     inject_and_measure,
     submit_training,
@@ -41,68 +46,93 @@ def pct(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def run_rounds(lab: Lab, job: TrainingJob, n: int, label: str) -> list[dict[str, object]]:
+    rounds: list[dict[str, object]] = []
+    for i in range(1, n + 1):
+        wait_running(lab, job, min_step=job.last_step() + 6, timeout=120)  # fresh checkpoint
+        r = inject_and_measure(lab, job, xid=79, gpu=i % 8)
+        rounds.append(r.summary())
+        print(
+            f"{label} {i:2d}: "
+            + "  ".join(f"{k[:-2]} {getattr(r, k):6.2f}" for k in KEYS)
+            + f"  {r.drained_node}->{r.resumed_node} from step {r.resumed_from_step}"
+            f" (lost {r.steps_lost})",
+            flush=True,
+        )
+        hpresil(lab, "resume", r.drained_node)
+        (lab.root / "sim" / f"{r.drained_node}.json").unlink(missing_ok=True)
+        wait_for(
+            "the node back in service",
+            lambda n=r.drained_node: (
+                "drain" not in lab.slurm(["sinfo", "-h", "-n", n, "-o", "%T"]).stdout
+            ),
+            15,
+        )
+        time.sleep(1)
+    return rounds
+
+
+def summarise(rounds: list[dict[str, object]]) -> dict[str, dict[str, float]]:
+    def col(k: str) -> list[float]:
+        return [float(str(r[k])) for r in rounds]
+
+    return {
+        k: {"p50": round(pct(col(k), 0.5), 3), "p95": round(pct(col(k), 0.95), 3)} for k in KEYS
+    }
+
+
+def show(title: str, summary: dict[str, dict[str, float]], targets: bool) -> None:
+    print(f"\n{title}")
+    print(f"{'':10s}{'p50':>8s}{'p95':>8s}  target")
+    for k in KEYS:
+        target = f"p50 <= {TARGETS[k]:g} s" if targets and k in TARGETS else ""
+        print(f"{k[:-2]:10s}{summary[k]['p50']:8.2f}{summary[k]['p95']:8.2f}  {target}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--baseline-rounds", type=int, default=5)
     args = parser.parse_args()
     lab = Lab()
-    rounds: list[dict[str, object]] = []
     try:
         lab.down()
         lab.reset_state()
         lab.up(hpresil=True)
         wait_agents(lab)
         job = submit_training(lab, name="bench-loop")
-        for i in range(1, args.rounds + 1):
-            floor = job.last_step() + 6  # a fresh checkpoint on the current node
-            wait_running(lab, job, min_step=floor, timeout=120)
-            r = inject_and_measure(lab, job, xid=79, gpu=i % 8)
-            rounds.append(r.summary())
-            print(
-                f"round {i:2d}: "
-                + "  ".join(f"{k[:-2]} {getattr(r, k):6.2f}" for k in KEYS)
-                + f"  {r.drained_node}->{r.resumed_node} from step {r.resumed_from_step}"
-                f" (lost {r.steps_lost})",
-                flush=True,
-            )
-            hpresil(lab, "resume", r.drained_node)
-            (lab.root / "sim" / f"{r.drained_node}.json").unlink(missing_ok=True)
-            wait_for(
-                "the node back in service",
-                lambda n=r.drained_node: (
-                    "drain" not in lab.slurm(["sinfo", "-h", "-n", n, "-o", "%T"]).stdout
-                ),
-                15,
-            )
-            time.sleep(1)
+        rounds = run_rounds(lab, job, args.rounds, "round")
+        baseline: list[dict[str, object]] = []
+        if args.baseline_rounds:
+            dropin = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
+            dropin.mkdir(exist_ok=True)
+            (dropin / "50-bench-baseline.toml").write_text("[policy]\nexpedite_requeue = false\n")
+            lab.stop_process("controller")
+            lab.start_controller()
+            baseline = run_rounds(lab, job, args.baseline_rounds, "plain")
     finally:
         lab.down()
-    summary = {
-        k: {
-            "p50": round(pct([float(r[k]) for r in rounds], 0.5), 3),  # type: ignore[arg-type]
-            "p95": round(pct([float(r[k]) for r in rounds], 0.95), 3),
-        }  # type: ignore[arg-type]
-        for k in KEYS
-    }
-    print(
-        f"\n{len(rounds)} rounds on {platform.node()} ({platform.machine()}), "
-        "seconds after the injection:"
-    )
-    print(f"{'':10s}{'p50':>8s}{'p95':>8s}  target")
-    for k in KEYS:
-        target = f"p50 <= {TARGETS[k]:g} s" if k in TARGETS else ""
-        print(f"{k[:-2]:10s}{summary[k]['p50']:8.2f}{summary[k]['p95']:8.2f}  {target}")
-    out = HERE / "results" / "loop_latency.json"
-    out.write_text(
-        json.dumps(
-            {
-                "rounds": rounds,
-                "summary": summary,
-                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
-            indent=2,
+    summary = summarise(rounds)
+    where = f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)"
+    show(f"{len(rounds)} rounds on {where}, seconds after the injection:", summary, True)
+    result: dict[str, object] = {"rounds": rounds, "summary": summary}
+    if baseline:
+        base = summarise(baseline)
+        show(
+            f"{len(baseline)} rounds with expedite_requeue = false (Slurm's own timing):",
+            base,
+            False,
         )
-    )
+        ratio = base["resume_s"]["p50"] / summary["resume_s"]["p50"]
+        print(f"\nexpediting makes the job run again {ratio:.1f}x sooner (resume p50)")
+        result |= {
+            "baseline_rounds": baseline,
+            "baseline_summary": base,
+            "resume_p50_ratio": round(ratio, 2),
+        }
+    result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    out = HERE / "results" / "loop_latency.json"
+    out.write_text(json.dumps(result, indent=2))
     print(f"raw figures: {out.relative_to(HERE.parent.parent)}")
     return 0
 
