@@ -91,6 +91,7 @@ class Lab:
         for sub in ("etc", "state", "run", "log", "kmsg", "sim", "spool", "dev", "jobs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._make_gpu_devices()
+        self._write_hooks()
         self.conf.write_text(self._slurm_conf())
         (self.root / "etc" / "gres.conf").write_text(
             "AutoDetect=off\n"
@@ -115,9 +116,24 @@ class Lab:
                 dev.unlink()
             os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(195, i))
 
+    def _write_hooks(self) -> None:
+        """Slurm runs hooks with almost no environment (HealthCheckProgram gets only
+        SLURMD_NODENAME), so the lab points slurm.conf at wrappers that name its
+        non-default config files, as a site with non-default paths would."""
+        hooks = self.root / "etc" / "hooks"
+        hooks.mkdir(parents=True, exist_ok=True)
+        for mode in ("prolog", "epilog", "health"):
+            wrapper = hooks / f"hpresil-hook-{mode}"
+            wrapper.write_text(
+                "#!/bin/sh\n"
+                f"export HPRESIL_CONFIG={self.hpresil_conf} SLURM_CONF={self.conf}\n"
+                f"exec /usr/bin/python3 -I {PLUGINS / 'hpresil-hook'} {mode}\n"
+            )
+            wrapper.chmod(0o755)
+
     def _slurm_conf(self) -> str:
         r = self.root
-        hook = PLUGINS / "hpresil-hook"
+        hook = r / "etc" / "hooks" / "hpresil-hook"
         nodes = "\n".join(
             f"NodeName={n} NodeHostname={self.host} NodeAddr=127.0.0.1 "
             f"Port={self.slurmd_base_port + i} CPUs=8 RealMemory=4000 "

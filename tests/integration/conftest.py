@@ -3,6 +3,7 @@ hpresil controller and one agent per node, all on this machine."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -16,7 +17,7 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 from lab import Lab  # noqa: E402
-from scenario import node_state, wait_agents  # noqa: E402
+from scenario import node_state, wait_agents, wait_for  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,14 +43,31 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture()
 def clean_lab(lab: Lab) -> Iterator[Lab]:
-    """The lab with every node in service and healthy again after the test."""
+    """The lab with every node in service and healthy again after the test.
+
+    GPU faults are cleared and fresh healthy verdicts awaited *before* nodes are
+    resumed: otherwise the HealthCheckProgram hook could rightly drain a node again
+    from a verdict that still says "fail"."""
     yield lab
     lab.slurm(["scancel", "--full", "--quiet", "-p", "gpu"])
+    for node in lab.node_names:
+        (lab.root / "sim" / f"{node}.json").unlink(missing_ok=True)
+    lab.up()
+    lab.start_controller()
+    wait_for("healthy verdicts on every node", lambda: _verdicts_ok(lab), 30, 0.2)
     for node in lab.node_names:
         state, _ = node_state(lab, node)
         if "DRAIN" in state or "DOWN" in state:
             lab.slurm(["scontrol", "update", f"nodename={node}", "state=resume"])
-        sim = lab.root / "sim" / f"{node}.json"
-        sim.unlink(missing_ok=True)
-    lab.start_controller()
     wait_agents(lab)
+
+
+def _verdicts_ok(lab: Lab) -> bool:
+    for node in lab.node_names:
+        try:
+            data = json.loads((lab.root / "run" / f"{node}.verdict.json").read_text())
+        except (OSError, ValueError):
+            return False
+        if data.get("status") == "fail":
+            return False
+    return True

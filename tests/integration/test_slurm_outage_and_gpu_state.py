@@ -71,3 +71,14 @@ def test_uncorrectable_ecc_from_the_gpu_drains_the_node(clean_lab: Lab) -> None:
     assert incident["gpu"]["index"] == 5 and incident["action"] == "reset_gpu"
     wait_for("the drain", lambda: "DRAIN" in node_state(lab, node)[0], 10, 0.2)
     assert node_state(lab, node)[1].startswith("hpresil:")
+
+
+def test_health_hook_drains_a_failing_node_while_the_controller_is_down(clean_lab: Lab) -> None:
+    """The second line of defence: Slurm's HealthCheckProgram reads the agent's verdict."""
+    lab, node = clean_lab, "node2"
+    lab.stop_process("controller")
+    hpresil(lab, "inject", "gpu", "--gpu", "4", "--ecc-uncorrected", "1", "--node", node)
+    # HealthCheckInterval=10 in the lab: one or two rounds.
+    wait_for("the health hook's drain", lambda: "DRAIN" in node_state(lab, node)[0], 40, 0.5)
+    reason = node_state(lab, node)[1]
+    assert reason.startswith("hpresil: healthcheck:") and "GPU 4" in reason
