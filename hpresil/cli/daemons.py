@@ -28,6 +28,23 @@ def controller(cfg: Config) -> None:
 
 
 @click.command()
+@click.pass_obj
+def openapi(cfg: Config) -> None:
+    """Print the controller API's OpenAPI document (JSON), for writing clients."""
+    import json
+
+    from hpresil.adapters.slurm import Slurm
+    from hpresil.adapters.slurm.cli import CliBackend
+    from hpresil.controller.app import create_app
+    from hpresil.store import Store
+
+    store = Store.open("sqlite://")  # never queried: the document needs no data
+    app = create_app(store=store, slurm=Slurm(CliBackend()), config=cfg, token="-" * 16)
+    click.echo(json.dumps(app.openapi(), indent=2, sort_keys=True))
+    store.close()
+
+
+@click.command()
 @click.option("--force", is_flag=True, help="Replace an existing token.")
 @click.pass_obj
 def token(cfg: Config, force: bool) -> None:
@@ -39,4 +56,4 @@ def token(cfg: Config, force: bool) -> None:
     click.echo(f"wrote {path}; copy it to every node with the same mode (0600, root)")
 
 
-COMMANDS = [agent, controller, token]
+COMMANDS = [agent, controller, openapi, token]
