@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from hpresil.adapters.slurm import RequeueOutcome
 from hpresil.api import (
     ActionView,
     AffectedJob,
@@ -112,31 +111,11 @@ def incident_view(row: IncidentRow) -> IncidentView:
 
 
 def job_view(row: IncidentJobRow) -> AffectedJob:
-    outcome = row.requeue_outcome
-    return AffectedJob(
-        job_id=row.job_id,
-        submit_time=row.submit_time,
-        name=row.name,
-        requeue_outcome=RequeueOutcome(outcome) if outcome else None,
-        requeued_at=row.requeued_at,
-        restarted_at=row.restarted_at,
-        restarted_node=row.restarted_node,
-    )
+    return AffectedJob.model_validate(row, from_attributes=True)
 
 
 def action_view(row: ActionRow) -> ActionView:
-    return ActionView(
-        id=row.id,
-        kind=row.kind,
-        target=row.target,
-        why=row.why,
-        status=row.status,
-        outcome=row.outcome,
-        attempts=row.attempts,
-        error=row.error,
-        created_at=row.created_at,
-        done_at=row.done_at,
-    )
+    return ActionView.model_validate(row, from_attributes=True)
 
 
 def natural_key(name: str) -> list[tuple[int, int | str]]:
