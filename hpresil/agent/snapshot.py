@@ -2,6 +2,11 @@
 
 A :class:`Snapshot` is everything the checks may look at, gathered once per tick by
 a :class:`Collector`; checks only read it, and tests build snapshots directly.
+
+Besides the GPUs and kernel-log events, a snapshot carries *facts* from pluggable
+:class:`FactSource` collectors (InfiniBand ports, DCGM health, mounts, ...), keyed by
+the facts' type: ``snapshot.fact(IbFacts)`` is the InfiniBand collector's answer, or
+None when it failed this tick (``snapshot.fact_error(IbFacts)`` says why).
 """
 
 from __future__ import annotations
@@ -9,10 +14,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from types import MappingProxyType
+from typing import Any, Protocol, TypeVar
 
 from hpresil.adapters.gpu.base import GpuBackend, GpuSample, normalize_bus_id
 from hpresil.clock import utcnow
@@ -26,6 +32,18 @@ GPU_QUERY_TIMEOUT_S = 10.0  # a tick waits this long for the GPU backend
 GPU_QUERY_TIMEOUT_WITH_EVENTS_S = 1.0  # ... or this long when XIDs wait to be reported
 
 
+class FactSource(Protocol[T]):
+    """Collects one kind of fact about the node, once per tick (not pure: it reads
+    sysfs, runs a tool, ...). ``collect`` raises on failure; the collector turns that
+    into a fact error that checks report as UNKNOWN."""
+
+    name: str
+    kind: type[T]
+    timeout_s: float
+
+    def collect(self) -> T: ...
+
+
 @dataclass(frozen=True)
 class Snapshot:
     node: str
@@ -35,6 +53,17 @@ class Snapshot:
     expected_gpus: int | None = None
     xid_events: tuple[XidEvent, ...] = ()  # new since the last tick
     known_gpus: tuple[GpuIdentity, ...] = ()  # identities from the last good GPU query
+    facts: Mapping[type, object] = field(default_factory=lambda: MappingProxyType({}))
+    fact_errors: Mapping[type, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def fact(self, kind: type[T]) -> T | None:
+        """The facts of type ``kind`` collected this tick, or None."""
+        found = self.facts.get(kind)
+        return found if isinstance(found, kind) else None
+
+    def fact_error(self, kind: type[object]) -> str | None:
+        """Why the facts of type ``kind`` are missing this tick, if a source failed."""
+        return self.fact_errors.get(kind)
 
     def gpu_identity(self, pci_bus_id: str) -> GpuIdentity | None:
         """The GPU at ``pci_bus_id`` (any spelling), from this or the last good query."""
@@ -56,8 +85,10 @@ class Collector:
         *,
         query_timeout_s: float = GPU_QUERY_TIMEOUT_S,
         event_timeout_s: float = GPU_QUERY_TIMEOUT_WITH_EVENTS_S,
+        sources: Sequence[FactSource[Any]] = (),
     ) -> None:
         self.node = node
+        self._sources = [_Guarded(s) for s in sources]
         self._timeouts = (query_timeout_s, event_timeout_s)
         self._backend = backend
         self._expected = expected_gpus
@@ -94,7 +125,18 @@ class Collector:
             expected_gpus=self._expected,
             xid_events=tuple(xid_events),
             known_gpus=self._known,
+            **self._facts(),
         )
+
+    def _facts(self) -> dict[str, Mapping[type, Any]]:
+        facts: dict[type, object] = {}
+        errors: dict[type, str] = {}
+        for source in self._sources:
+            try:
+                facts[source.kind] = source.collect()
+            except Exception as exc:  # any failure of a source is a fact error, never fatal
+                errors[source.kind] = str(exc) or repr(exc)
+        return {"facts": MappingProxyType(facts), "fact_errors": MappingProxyType(errors)}
 
     def _query(self, timeout: float) -> list[GpuSample]:
         with self._lock:
@@ -114,6 +156,33 @@ class Collector:
             return call_with_timeout(query, timeout, "gpu-query")
         except TimeoutError:
             raise GpuError(f"GPU query did not answer within {timeout:g} s") from None
+
+
+class _Guarded:
+    """A fact source run under its timeout, never twice at once: while a hung call is
+    still running, later ticks get an error instead of another stuck thread."""
+
+    def __init__(self, source: FactSource[Any]) -> None:
+        self.kind = source.kind
+        self._source = source
+        self._busy_since: float | None = None
+        self._lock = threading.Lock()
+
+    def collect(self) -> object:
+        with self._lock:
+            if self._busy_since is not None:
+                ago = time.monotonic() - self._busy_since
+                raise TimeoutError(f"{self._source.name}: still running ({ago:.0f} s)")
+            self._busy_since = time.monotonic()
+
+        def run() -> object:
+            try:
+                return self._source.collect()
+            finally:
+                with self._lock:
+                    self._busy_since = None
+
+        return call_with_timeout(run, self._source.timeout_s, self._source.name)
 
 
 def call_with_timeout(fn: Callable[[], T], timeout: float, name: str) -> T:
