@@ -75,6 +75,10 @@ class PolicyConfig(_Section):
     requeue_jobs: bool = True  # requeue jobs on nodes drained with drain_now or worse
     expedite_requeue: bool = True  # set StartTime=now on a requeued job (skips cred_expire wait)
     reason_prefix: str = Field(default="hpresil:", min_length=1)
+    # A fault that recurs on the same GPU (serial, else UUID, else node and index)
+    # within the window climbs NVIDIA's ladder: reset GPU -> reboot -> replace.
+    escalate_on_recurrence: bool = True
+    recurrence_window_days: float = Field(default=30.0, gt=0)
 
 
 class Config(_Section):

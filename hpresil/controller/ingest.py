@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -62,11 +62,33 @@ class Ingest:
         note_report(node, report, now)
         current = repo.open_incident(s, node.name)
         summary = _summary(s, current) if current else None
-        decision = policy.decide(report.results, summary, self._cfg)
+        earlier = self._earlier(s, report, current, now)
+        decision = policy.decide(report.results, summary, self._cfg, earlier, node.name)
         if not decision.acts:
             return decision, []
         incident = apply(s, node.name, decision, current, now)
         return decision, [incident.id]
+
+    def _earlier(
+        self, s: Session, report: Report, current: IncidentRow | None, now: datetime
+    ) -> dict[policy.RecurrenceKey, int]:
+        """Earlier incidents like each fault in the report, for escalation."""
+        if not self._cfg.escalate_on_recurrence:
+            return {}
+        since = now - timedelta(days=self._cfg.recurrence_window_days)
+        counts: dict[policy.RecurrenceKey, int] = {}
+        for fault in (r for r in report.results if r.is_fault):
+            key = policy.recurrence_key(report.node, fault)
+            if key not in counts:
+                counts[key] = repo.earlier_incidents(
+                    s,
+                    category=key[0],
+                    node=report.node,
+                    gpu=fault.gpu,
+                    since=since,
+                    exclude=current.id if current else None,
+                )
+        return counts
 
 
 def note_report(node: NodeRow, report: Report, now: datetime) -> None:

@@ -12,11 +12,17 @@ requeue the jobs running there, if ``policy.requeue_jobs``). Application faults
 never drain. A node already drained for its open incident is not drained again
 unless the new fault escalates to requeueing jobs. WARN and watch results change
 nothing here: they are stored with the report.
+
+Escalation on recurrence (``policy.escalate_on_recurrence``): the caller counts the
+earlier incidents of a fault's category on the same GPU within the window; an action
+on NVIDIA's ladder (reset GPU -> reboot -> replace) climbs one step per earlier
+incident, so a second XID 79 on one serial suggests replacing the GPU, and an XID 48
+goes reset, then reboot, then replace.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +30,23 @@ from hpresil.config import PolicyConfig
 from hpresil.vocab import Action, Category, CheckResult, GpuIdentity
 
 REASON_MAX = 100
+LADDER = (Action.RESET_GPU, Action.REBOOT, Action.REPLACE)
+
+RecurrenceKey = tuple[Category, str]  # (category, the GPU or node it happened on)
+
+
+def recurrence_key(node: str, result: CheckResult) -> RecurrenceKey:
+    """Which earlier incidents count as the same fault recurring."""
+    gpu = result.gpu
+    where = (gpu.serial or gpu.uuid or f"{node}/gpu{gpu.index}") if gpu else node
+    return (category_of(result), where)
+
+
+def escalate(action: Action, earlier: int) -> Action:
+    """``action`` moved ``earlier`` steps up the ladder; actions off the ladder stay."""
+    if action not in LADDER or earlier <= 0:
+        return action
+    return LADDER[min(LADDER.index(action) + earlier, len(LADDER) - 1)]
 
 
 @dataclass(frozen=True)
@@ -72,12 +95,19 @@ NOTHING = Decision(findings=0)
 
 
 def decide(
-    results: Sequence[CheckResult], current: OpenIncident | None, cfg: PolicyConfig
+    results: Sequence[CheckResult],
+    current: OpenIncident | None,
+    cfg: PolicyConfig,
+    earlier: Mapping[RecurrenceKey, int] | None = None,
+    node: str = "",
 ) -> Decision:
-    """Judge one report's results, given its node's open incident if any."""
+    """Judge one report's results, given its node's open incident if any and, for
+    escalation, the count of earlier incidents per :func:`recurrence_key`."""
     faults = [r for r in results if r.is_fault]
     if not faults:
         return NOTHING
+    if earlier and cfg.escalate_on_recurrence:
+        faults = [_escalated(r, earlier.get(recurrence_key(node, r), 0)) for r in faults]
     primary = finding(most_severe(faults))
     action = max([f.action for f in faults] + ([current.action] if current else []), key=_rank)
     drives = [f for f in faults if category_of(f) is not Category.APP]
@@ -95,6 +125,18 @@ def decide(
             primary, len(faults), action, _consequence(bool(drives), drain, action, cfg, current)
         ),
     )
+
+
+def _escalated(result: CheckResult, earlier: int) -> CheckResult:
+    action = escalate(result.action, earlier)
+    if action is result.action:
+        return result
+    occurrence = earlier + 1
+    nth = {2: "2nd", 3: "3rd"}.get(occurrence, f"{occurrence}th")
+    note = (
+        f" [{nth} {category_of(result).value} on this GPU: {result.action.value} -> {action.value}]"
+    )
+    return result.model_copy(update={"action": action, "summary": result.summary + note})
 
 
 def most_severe(faults: Sequence[CheckResult]) -> CheckResult:

@@ -23,7 +23,7 @@ from hpresil.store.models import (
     NodeRow,
     ReportRow,
 )
-from hpresil.vocab import Report
+from hpresil.vocab import Category, GpuIdentity, Report
 
 StatusFilter = Literal["open", "resolved", "all"]
 
@@ -100,6 +100,34 @@ def incident(s: Session, incident_id: int) -> IncidentRow | None:
         incident_id,
         options=[selectinload(IncidentRow.jobs), selectinload(IncidentRow.actions)],
     )
+
+
+def earlier_incidents(
+    s: Session,
+    *,
+    category: Category,
+    node: str,
+    gpu: GpuIdentity | None,
+    since: datetime,
+    exclude: int | None = None,
+) -> int:
+    """Incidents of ``category`` detected since ``since`` on the same GPU: matched by
+    serial, else UUID (a GPU keeps them when moved), else node and GPU index; on the
+    node itself when no GPU is named."""
+    query = select(func.count(IncidentRow.id)).where(
+        IncidentRow.category == category, IncidentRow.detected_at >= since
+    )
+    if gpu is not None and gpu.serial:
+        query = query.where(IncidentRow.gpu_serial == gpu.serial)
+    elif gpu is not None and gpu.uuid:
+        query = query.where(IncidentRow.gpu_uuid == gpu.uuid)
+    else:
+        query = query.where(IncidentRow.node == node)
+        if gpu is not None:
+            query = query.where(IncidentRow.gpu_index == gpu.index)
+    if exclude is not None:
+        query = query.where(IncidentRow.id != exclude)
+    return int(s.scalar(query) or 0)
 
 
 def drain_queued(s: Session, incident_id: int) -> bool:
