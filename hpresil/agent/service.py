@@ -42,7 +42,8 @@ from hpresil import __version__
 from hpresil.adapters.gpu import GpuBackend, GpuSample, open_backend
 from hpresil.agent.snapshot import Collector, Snapshot
 from hpresil.agent.spool import ReportSink, Spool
-from hpresil.checks.base import CheckRunner, Registry, default_registry
+from hpresil.assembly import registry_for, sources_for
+from hpresil.checks.base import EVENT_TAG, CheckRunner, Registry
 from hpresil.clock import utcnow
 from hpresil.config import Config, GpuConfig, expand
 from hpresil.fsutil import atomic_write
@@ -53,7 +54,6 @@ from hpresil.vocab import Action, CheckResult, GpuIdentity, Report, Status, XidE
 
 log = logging.getLogger(__name__)
 
-EVENT_TAG = "event"  # checks whose results are one-off events (reported once)
 EVENT_HOLD_S = 600.0  # how long the verdict cache lists an event
 _STATUS_ORDER = (Status.UNSUPPORTED, Status.OK, Status.WARN, Status.UNKNOWN, Status.FAIL)
 
@@ -80,9 +80,11 @@ class Agent:
         self._clock = clock
         self._on_tick = on_tick
         self._backend = backend or _ReopeningBackend(agent.gpu, node)
-        self._registry = registry if registry is not None else default_registry()
+        self._registry = registry if registry is not None else registry_for(cfg)
         self._event_checks = {c.name for c in self._registry.select(EVENT_TAG)}
-        self._collector = Collector(node, self._backend, agent.gpu.expected_count, clock)
+        self._collector = Collector(
+            node, self._backend, agent.gpu.expected_count, clock, sources=sources_for(cfg, node)
+        )
         self._runner = CheckRunner(self._registry)
         self.spool = Spool(expand(agent.spool_dir, node))
         self._source = source or open_source(agent.kernel_log, node)

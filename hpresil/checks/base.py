@@ -25,6 +25,7 @@ from hpresil.vocab import CheckResult, Status
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "hpresil.checks"
+EVENT_TAG = "event"  # checks whose results are one-off events (reported once)
 
 
 @runtime_checkable

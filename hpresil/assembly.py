@@ -1,0 +1,41 @@
+"""Where configuration becomes parts: the checks, fact sources and GPU backend a node
+runs. The agent and ``hpresil check`` build themselves from here, so both judge a
+node the same way.
+
+Tiers are check tags: ``quick`` (cheap, Slurm hooks), ``continuous`` (every agent
+tick), ``deep`` (minutes, idle nodes only: DCGM diagnostics), ``burnin`` (stress).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hpresil.agent.snapshot import FactSource
+from hpresil.checks.base import Check, Registry, load_plugins
+from hpresil.config import Config
+
+TIERS = ("quick", "continuous", "deep", "burnin")
+
+
+def checks_for(cfg: Config) -> list[Check]:
+    """Every built-in check, configured from ``cfg``."""
+    from hpresil.checks.ecc import EccCheck
+    from hpresil.checks.gpu_presence import GpuPresenceCheck
+    from hpresil.checks.xid import XidCheck
+
+    return [XidCheck(), GpuPresenceCheck(), EccCheck()]
+
+
+def sources_for(cfg: Config, node: str) -> list[FactSource[Any]]:
+    """The fact sources the configured checks read."""
+    return []
+
+
+def registry_for(cfg: Config, *, tier: str | None = None, plugins: bool = True) -> Registry:
+    """The configured checks (and installed plugins), optionally one tier's."""
+    registry = Registry(checks_for(cfg))
+    if plugins:
+        load_plugins(registry)
+    if tier is None:
+        return registry
+    return Registry(registry.select(tier))

@@ -1,0 +1,33 @@
+"""Running a tier of checks once, locally, outside the agent (``hpresil check``).
+
+Event checks (XIDs from the kernel log) are left out: the agent reports those as they
+happen; a one-off check has no event stream to judge."""
+
+from __future__ import annotations
+
+from hpresil.adapters.gpu import open_backend
+from hpresil.agent.snapshot import Collector
+from hpresil.assembly import registry_for, sources_for
+from hpresil.checks.base import EVENT_TAG, CheckRunner, Registry, unknown
+from hpresil.config import Config
+from hpresil.errors import HpresilError
+from hpresil.vocab import CheckResult
+
+
+def run_tier(cfg: Config, node: str, tier: str) -> list[CheckResult]:
+    """Collect one snapshot and run the tier's checks on it. A GPU backend that cannot
+    start is one UNKNOWN result (the node could not be checked), not an error."""
+    registry = Registry(c for c in registry_for(cfg, tier=tier) if EVENT_TAG not in c.tags)
+    try:
+        backend = open_backend(cfg.agent.gpu, node)
+    except HpresilError as exc:
+        from hpresil.clock import utcnow
+
+        return [unknown("gpu_backend", str(exc), utcnow())]
+    try:
+        collector = Collector(
+            node, backend, cfg.agent.gpu.expected_count, sources=sources_for(cfg, node)
+        )
+        return CheckRunner(registry).run(collector.collect())
+    finally:
+        backend.close()
