@@ -81,12 +81,23 @@ class PolicyConfig(_Section):
     recurrence_window_days: float = Field(default=30.0, gt=0)
 
 
+class HooksConfig(_Section):
+    """Live probes of the Slurm hooks' quick tier (slurm-plugins/hpresil-hook)."""
+
+    gpu_devices: str = "/dev/nvidia[0-9]*"  # device files counted against expected_count
+    mounts: tuple[str, ...] = ()  # must answer stat() within mount_timeout_s
+    mount_timeout_s: float = Field(default=1.0, gt=0)
+    munge_socket: str = "/run/munge/munge.socket.2"  # "" to skip
+    fresh_s: float = Field(default=120.0, gt=0)  # an older agent verdict is not trusted
+
+
 class Config(_Section):
     cluster: str = "default"
     controller: ControllerConfig = ControllerConfig()
     agent: AgentConfig = AgentConfig()
     slurm: SlurmConfig = SlurmConfig()
     policy: PolicyConfig = PolicyConfig()
+    hooks: HooksConfig = HooksConfig()
     source: Path | None = None  # the file this was read from (set by load)
 
     def node_name(self, override: str | None = None) -> str:

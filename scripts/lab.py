@@ -48,6 +48,7 @@ class Lab:
     slurmd_base_port: int = 17001
     ctld_port: int = 16817
     controller_port: int = 18787
+    fast_agents: bool = True  # lab-speed agent intervals; False: hpresil's defaults
     host: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
 
     # ---------- paths ----------
@@ -127,7 +128,7 @@ class Lab:
             wrapper.write_text(
                 "#!/bin/sh\n"
                 f"export HPRESIL_CONFIG={self.hpresil_conf} SLURM_CONF={self.conf}\n"
-                f"exec /usr/bin/python3 -I {PLUGINS / 'hpresil-hook'} {mode}\n"
+                f"exec /usr/bin/python3 -I -S {PLUGINS / 'hpresil-hook'} {mode}\n"
             )
             wrapper.chmod(0o755)
 
@@ -184,6 +185,7 @@ PartitionName=gpu Nodes=node[1-{self.nodes}] Default=YES MaxTime=INFINITE State=
 
     def _hpresil_toml(self) -> str:
         r = self.root
+        intervals = "heartbeat_s = 5.0\npoll_s = 2.0\nflush_s = 1.0\n" if self.fast_agents else ""
         return f"""# hpresil lab configuration: written by scripts/lab.py
 cluster = "hpresil-lab"
 
@@ -198,10 +200,7 @@ stale_after_s = 30.0
 
 [agent]
 spool_dir = "{r}/spool/{{node}}"
-heartbeat_s = 5.0
-poll_s = 2.0
-flush_s = 1.0
-cache_file = "{r}/run/{{node}}.verdict.json"
+{intervals}cache_file = "{r}/run/{{node}}.verdict.json"
 
 [agent.kernel_log]
 source = "file"           # the lab's nodes share one kernel: one file per node
@@ -212,6 +211,10 @@ poll_s = 0.1
 backend = "simulated"     # no GPUs here: the simulation backend, one state file per node
 state_file = "{r}/sim/{{node}}.json"
 expected_count = {self.gpus}
+
+[hooks]
+gpu_devices = "{r}/dev/nvidia[0-9]*"   # the lab's gres device files
+munge_socket = "/run/munge/munge.socket.2"
 
 [slurm]
 conf = "{self.conf}"

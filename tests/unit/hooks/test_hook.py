@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -15,10 +18,19 @@ HOOK = Path(__file__).resolve().parents[3] / "slurm-plugins" / "hpresil-hook"
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    (tmp_path / "hpresil.toml").write_text(
-        f'[agent]\ncache_file = "{tmp_path}/{{node}}.verdict.json"\n'
-    )
+    (tmp_path / "dev").mkdir()
+    for i in range(8):
+        (tmp_path / "dev" / f"nvidia{i}").touch()
+    write_config(tmp_path)
     return tmp_path
+
+
+def write_config(site: Path, hooks: str = "") -> None:
+    (site / "hpresil.toml").write_text(
+        f'[agent]\ncache_file = "{site}/{{node}}.verdict.json"\n'
+        "[agent.gpu]\nexpected_count = 8\n"
+        f'[hooks]\ngpu_devices = "{site}/dev/nvidia[0-9]*"\nmunge_socket = ""\n{hooks}'
+    )
 
 
 def verdict(site: Path, status: str, *, age_s: float = 0.0, summary: str = "") -> Path:
@@ -30,10 +42,13 @@ def verdict(site: Path, status: str, *, age_s: float = 0.0, summary: str = "") -
     return path
 
 
-def hook(site: Path, mode: str) -> subprocess.CompletedProcess[str]:
+def hook(
+    site: Path, mode: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {"HPRESIL_CONFIG": str(site / "hpresil.toml"), "SLURMD_NODENAME": "n1"}
+    env |= extra_env or {}
     return subprocess.run(
-        ["/usr/bin/python3", "-I", str(HOOK), mode],
+        ["/usr/bin/python3", "-I", "-S", str(HOOK), mode],
         env=env,
         capture_output=True,
         text=True,
@@ -75,3 +90,89 @@ def test_epilog_never_fails_but_logs(site: Path) -> None:
 def test_unknown_mode_is_a_usage_error(site: Path) -> None:
     done = hook(site, "bogus")
     assert done.returncode == 2 and "usage" in done.stderr
+
+
+def test_missing_gpu_device_file_fails_the_prolog(site: Path) -> None:
+    (site / "dev" / "nvidia5").unlink()
+    done = hook(site, "prolog")
+    assert done.returncode == 1 and "7 of 8 GPU device files present" in done.stderr
+
+
+def test_a_required_mount_that_is_missing_fails(site: Path) -> None:
+    write_config(site, f'mounts = ["/", "{site}/not-a-mount"]\n')
+    done = hook(site, "check")
+    assert done.returncode == 1
+    assert f"mount {site}/not-a-mount missing" in done.stdout
+    assert "mount / " not in done.stdout  # "/" is a mount point and answers
+
+
+def test_missing_munge_socket_fails(site: Path) -> None:
+    write_config(site, "")
+    text = (
+        (site / "hpresil.toml")
+        .read_text()
+        .replace('munge_socket = ""', f'munge_socket = "{site}/munge.socket.2"')
+    )
+    (site / "hpresil.toml").write_text(text)
+    done = hook(site, "check")
+    assert done.returncode == 1 and "munge socket" in done.stdout
+
+
+def test_check_mode_says_ok_on_a_healthy_node(site: Path) -> None:
+    verdict(site, "ok")
+    done = hook(site, "check")
+    assert (done.returncode, done.stdout.strip()) == (0, "ok")
+
+
+class _Controller(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[tuple[str, str, dict[str, str]]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.seen.append((self.path, self.headers["Authorization"], json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"outcome": "drained", "incident": 1}')
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _fake_scontrol(site: Path, state: str) -> dict[str, str]:
+    bin_dir = site / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "scontrol"
+    script.write_text(
+        f'#!/bin/sh\ncase "$1 $2" in\n  "-o show") echo "NodeName=n1 State={state}" ;;\n'
+        f'  *) echo "$@" >> {site}/scontrol-writes ;;\nesac\n'
+    )
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+def test_health_mode_drains_through_the_controller(site: Path) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Controller)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = site / "token"
+    token.write_text("s3cret-token-0123456789\n")
+    write_config(
+        site,
+        f'[controller]\nurl = "http://127.0.0.1:{server.server_port}"\ntoken_file = "{token}"\n',
+    )
+    verdict(site, "fail", summary="GPU 2: 3 uncorrected ECC errors")
+    try:
+        done = hook(site, "health", extra_env=_fake_scontrol(site, "IDLE"))
+    finally:
+        server.shutdown()
+    assert done.returncode == 0
+    path, auth, body = _Controller.seen[-1]
+    assert path == "/v1/nodes/n1/drain" and auth == "Bearer s3cret-token-0123456789"
+    assert body == {"reason": "healthcheck: GPU 2: 3 uncorrected ECC errors"}
+    assert not (site / "scontrol-writes").exists()  # no direct drain
+
+
+def test_health_mode_leaves_a_drained_node_alone(site: Path) -> None:
+    verdict(site, "fail", summary="gpu lost")
+    done = hook(site, "health", extra_env=_fake_scontrol(site, "IDLE+DRAIN"))
+    assert done.returncode == 0
+    assert not (site / "scontrol-writes").exists()
