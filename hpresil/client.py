@@ -1,11 +1,17 @@
-"""The HTTP client for the controller's API, used by the agent and the CLI."""
+"""The HTTP client for the controller's API, used by the agent and the CLI.
+
+Standard library HTTP (``urllib.request``): a few small JSON calls need no HTTP
+library, and the agent stays light (see scripts/bench/agent_footprint)."""
 
 from __future__ import annotations
 
+import json as _json
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from hpresil import api
@@ -19,9 +25,9 @@ T = TypeVar("T")
 
 class ControllerClient:
     def __init__(self, base_url: str, token: str | None, timeout: float = 5.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._base = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self._base, headers=headers, timeout=timeout)
+        self._timeout = timeout
 
     @classmethod
     def from_config(cls, cfg: Config, *, token_required: bool = True) -> ControllerClient:
@@ -29,7 +35,7 @@ class ControllerClient:
         return cls(cfg.controller.url, token, cfg.controller.request_timeout_s)
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing to release: each call opens and closes its own connection."""
 
     def __enter__(self) -> ControllerClient:
         return self
@@ -63,26 +69,46 @@ class ControllerClient:
     def resume(self, node: str) -> api.ResumeAnswer:
         return self._call("POST", f"/v1/nodes/{node}/resume", api.ResumeAnswer)
 
-    def _call(self, method: str, path: str, kind: type[T] | Any, **kw: Any) -> T:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        kind: type[T] | Any,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> T:
+        url = self._base + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        headers = dict(self._headers)
+        body = None
+        if json is not None:
+            body = _json.dumps(json).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
-            resp = self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise ControllerUnavailable(f"controller {self._base} unreachable: {exc}") from exc
-        if resp.status_code >= 500:
-            raise ControllerUnavailable(
-                f"controller {self._base} answered {resp.status_code}: {_detail(resp)}"
-            )
-        if resp.status_code >= 400:
-            raise RejectedByController(resp.status_code, _detail(resp))
+            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
+                data = _json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            detail = _detail(exc)
+            if exc.code >= 500:
+                raise ControllerUnavailable(
+                    f"controller {self._base} answered {exc.code}: {detail}"
+                ) from None
+            raise RejectedByController(exc.code, detail) from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ControllerUnavailable(f"controller {self._base} unreachable: {reason}") from exc
         if isinstance(kind, type) and issubclass(kind, BaseModel):
-            return kind.model_validate(resp.json())  # type: ignore[return-value]
-        result: T = TypeAdapter(kind).validate_python(resp.json())
+            return kind.model_validate(data)  # type: ignore[return-value]
+        result: T = TypeAdapter(kind).validate_python(data)
         return result
 
 
-def _detail(resp: httpx.Response) -> str:
+def _detail(exc: urllib.error.HTTPError) -> str:
+    raw = exc.read().decode(errors="replace")
     try:
-        detail = resp.json().get("detail", resp.text)
-    except ValueError:
-        detail = resp.text
-    return str(detail).strip().splitlines()[0] if str(detail).strip() else resp.reason_phrase
+        detail = _json.loads(raw).get("detail", raw)
+    except (ValueError, AttributeError):
+        detail = raw
+    text = str(detail).strip()
+    return text.splitlines()[0] if text else str(exc.reason)
