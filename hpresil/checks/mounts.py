@@ -1,0 +1,61 @@
+"""``mounts``: every required file system is mounted and answers.
+
+Policy: a required mount point that is not in the mount table (jobs would write to
+the local disk underneath), whose ``stat`` fails (a stale NFS handle) or does not
+return within ``stat_timeout_s`` (a hung NFS or Lustre server) fails with a drain
+(HOST). Nothing required: the check does not run.
+"""
+
+from __future__ import annotations
+
+from hpresil.agent.snapshot import Snapshot
+from hpresil.host.mounts import MountFacts, MountsConfig, MountState
+from hpresil.host.verdict import Finding, fail, unavailable, verdict
+from hpresil.vocab import Category, CheckResult
+
+
+class MountsCheck:
+    name = "mounts"
+    tags = frozenset({"quick", "continuous"})
+    interval_s = 0.0
+    timeout_s = 5.0
+
+    def __init__(self, config: MountsConfig | None = None) -> None:
+        self.config = config or MountsConfig()
+
+    def supported(self, snapshot: Snapshot) -> bool:
+        facts = snapshot.fact(MountFacts)
+        return bool(facts and facts.mounts) or snapshot.fact_error(MountFacts) is not None
+
+    def evaluate(self, snapshot: Snapshot) -> list[CheckResult]:
+        facts = snapshot.fact(MountFacts)
+        if facts is None:
+            return [unavailable(self.name, snapshot, MountFacts)]
+        return [self._judge(m, snapshot) for m in facts.mounts]
+
+    def _judge(self, mount: MountState, snapshot: Snapshot) -> CheckResult:
+        return verdict(
+            self.name,
+            mount.path,
+            self._findings(mount),
+            ok=f"mounted ({mount.fstype}) and responding",
+            category=Category.HOST,
+            evidence={
+                "mounted": mount.mounted,
+                "fstype": mount.fstype,
+                "device": mount.device,
+                "stat_s": mount.stat_s,
+                "hung_s": mount.hung_s,
+                "error": mount.error,
+            },
+            snapshot=snapshot,
+        )
+
+    def _findings(self, mount: MountState) -> list[Finding]:
+        found = [] if mount.mounted else [fail("not mounted")]
+        if mount.hung_s is not None:
+            limit = self.config.stat_timeout_s
+            found.append(fail(f"not responding (stat hung over {limit:g} s)"))
+        elif mount.error is not None:
+            found.append(fail(f"stat failed: {mount.error}"))
+        return found

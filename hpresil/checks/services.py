@@ -1,0 +1,59 @@
+"""``services``: the daemons a node needs (munged, slurmd by default) are running.
+
+Policy: a required daemon with no live process, or (with ``use_systemd``) whose unit
+is not active, fails with a drain (HOST): without munged or slurmd the node cannot
+run jobs, and Slurm's own view of it may lag.
+"""
+
+from __future__ import annotations
+
+from hpresil.agent.snapshot import Snapshot
+from hpresil.host.services import ServiceFacts, ServicesConfig, ServiceState
+from hpresil.host.verdict import Finding, fail, unavailable, verdict
+from hpresil.vocab import Category, CheckResult
+
+_UP = ("active", "reloading")
+
+
+class ServicesCheck:
+    name = "services"
+    tags = frozenset({"quick", "continuous"})
+    interval_s = 0.0
+    timeout_s = 5.0
+
+    def __init__(self, config: ServicesConfig | None = None) -> None:
+        self.config = config or ServicesConfig()
+
+    def supported(self, snapshot: Snapshot) -> bool:
+        facts = snapshot.fact(ServiceFacts)
+        return bool(facts and facts.services) or snapshot.fact_error(ServiceFacts) is not None
+
+    def evaluate(self, snapshot: Snapshot) -> list[CheckResult]:
+        facts = snapshot.fact(ServiceFacts)
+        if facts is None:
+            return [unavailable(self.name, snapshot, ServiceFacts)]
+        return [self._judge(s, facts, snapshot) for s in facts.services]
+
+    def _judge(self, service: ServiceState, facts: ServiceFacts, snapshot: Snapshot) -> CheckResult:
+        evidence = {
+            "pids": list(service.pids),
+            "unit": service.unit,
+            "unit_state": service.unit_state,
+            "systemd_error": facts.systemd_error,
+        }
+        return verdict(
+            self.name,
+            service.name,
+            _findings(service),
+            ok="running",
+            category=Category.HOST,
+            evidence=evidence,
+            snapshot=snapshot,
+        )
+
+
+def _findings(service: ServiceState) -> list[Finding]:
+    found = [] if service.pids else [fail("not running")]
+    if service.unit_state is not None and service.unit_state not in _UP:
+        found.append(fail(f"unit {service.unit} is {service.unit_state}"))
+    return found

@@ -1,0 +1,53 @@
+"""Fact sources and checks for the host areas that are configured.
+
+``host_monitoring(ib=..., mounts=...)`` answers the sources for the agent's
+:class:`~hpresil.agent.snapshot.Collector` and the matching checks for its registry;
+an area left as None is not monitored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hpresil.agent.snapshot import FactSource
+from hpresil.checks.base import Check
+from hpresil.checks.headroom import HeadroomCheck
+from hpresil.checks.ib import IbCheck
+from hpresil.checks.mounts import MountsCheck
+from hpresil.checks.processes import ProcessesCheck
+from hpresil.checks.services import ServicesCheck
+from hpresil.clock import Clock, utcnow
+from hpresil.host.headroom import HeadroomConfig, HeadroomSource
+from hpresil.host.ib import IbConfig, IbSource
+from hpresil.host.mounts import MountsConfig, MountSource
+from hpresil.host.processes import ProcessesConfig, ProcessesSource
+from hpresil.host.services import ServicesConfig, ServicesSource
+
+
+def host_monitoring(
+    *,
+    ib: IbConfig | None = None,
+    mounts: MountsConfig | None = None,
+    headroom: HeadroomConfig | None = None,
+    processes: ProcessesConfig | None = None,
+    services: ServicesConfig | None = None,
+    clock: Clock = utcnow,
+) -> tuple[list[FactSource[Any]], list[Check]]:
+    sources: list[FactSource[Any]] = []
+    checks: list[Check] = []
+    if ib is not None:
+        sources.append(IbSource(ib, clock=clock))
+        checks.append(IbCheck(ib))
+    if mounts is not None:
+        sources.append(MountSource(mounts))
+        checks.append(MountsCheck(mounts))
+    if headroom is not None:
+        sources.append(HeadroomSource(headroom))
+        checks.append(HeadroomCheck(headroom))
+    if processes is not None:
+        sources.append(ProcessesSource(processes, clock=clock))
+        checks.append(ProcessesCheck(processes))
+    if services is not None:
+        sources.append(ServicesSource(services))
+        checks.append(ServicesCheck(services))
+    return sources, checks
