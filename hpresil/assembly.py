@@ -18,17 +18,35 @@ TIERS = ("quick", "continuous", "deep", "burnin")
 
 
 def checks_for(cfg: Config) -> list[Check]:
-    """Every built-in check, configured from ``cfg``."""
+    """Every built-in check, configured from ``cfg`` (less ``checks.disabled``)."""
     from hpresil.checks.ecc import EccCheck
     from hpresil.checks.gpu_presence import GpuPresenceCheck
     from hpresil.checks.xid import XidCheck
 
-    return [XidCheck(), GpuPresenceCheck(), EccCheck()]
+    gpu: list[Check] = [XidCheck(), GpuPresenceCheck(), EccCheck()]
+    return [c for c in gpu + _host(cfg)[1] if c.name not in cfg.checks.disabled]
 
 
 def sources_for(cfg: Config, node: str) -> list[FactSource[Any]]:
     """The fact sources the configured checks read."""
-    return []
+    return _host(cfg)[0]
+
+
+def _host(cfg: Config) -> tuple[list[FactSource[Any]], list[Check]]:
+    from hpresil.host.wiring import host_monitoring
+
+    c = cfg.checks
+
+    def on(name: str) -> bool:
+        return name not in c.disabled
+
+    return host_monitoring(
+        ib=c.ib if on("ib") else None,
+        mounts=c.mounts if on("mounts") else None,
+        headroom=c.headroom if on("headroom") else None,
+        processes=c.processes if on("processes") else None,
+        services=c.services if on("services") else None,
+    )
 
 
 def registry_for(cfg: Config, *, tier: str | None = None, plugins: bool = True) -> Registry:

@@ -20,6 +20,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpresil.errors import ConfigError
+from hpresil.host.headroom import HeadroomConfig
+from hpresil.host.ib import IbConfig
+from hpresil.host.mounts import MountsConfig
+from hpresil.host.processes import ProcessesConfig
+from hpresil.host.services import ServicesConfig
 
 DEFAULT_PATH = Path("/etc/hpresil/hpresil.toml")
 ENV_VAR = "HPRESIL_CONFIG"
@@ -91,6 +96,17 @@ class HooksConfig(_Section):
     fresh_s: float = Field(default=120.0, gt=0)  # an older agent verdict is not trusted
 
 
+class ChecksConfig(_Section):
+    """Per-check settings (``[checks.<area>]``) and the checks a site turns off."""
+
+    disabled: tuple[str, ...] = ()  # check names not to run, e.g. ["processes"]
+    ib: IbConfig = IbConfig()
+    mounts: MountsConfig = MountsConfig()
+    headroom: HeadroomConfig = HeadroomConfig()
+    processes: ProcessesConfig = ProcessesConfig()
+    services: ServicesConfig = ServicesConfig()
+
+
 class Config(_Section):
     cluster: str = "default"
     controller: ControllerConfig = ControllerConfig()
@@ -98,6 +114,7 @@ class Config(_Section):
     slurm: SlurmConfig = SlurmConfig()
     policy: PolicyConfig = PolicyConfig()
     hooks: HooksConfig = HooksConfig()
+    checks: ChecksConfig = ChecksConfig()
     source: Path | None = None  # the file this was read from (set by load)
 
     def node_name(self, override: str | None = None) -> str:

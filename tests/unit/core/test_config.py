@@ -60,3 +60,18 @@ def test_node_placeholder_expands() -> None:
     assert config.expand("/var/lib/hpresil/spool/{node}", "gpu7") == Path(
         "/var/lib/hpresil/spool/gpu7"
     )
+
+
+def test_check_sections_are_validated_with_their_key_path(tmp_path: Path) -> None:
+    p = write(tmp_path / "h.toml", "[checks.ib]\nflap_count = -1\n")
+    with pytest.raises(ConfigError, match=r"checks\.ib\.flap_count"):
+        config.load(p)
+
+
+def test_disabled_checks_are_not_built(tmp_path: Path) -> None:
+    from hpresil.assembly import checks_for
+
+    p = write(tmp_path / "h.toml", '[checks]\ndisabled = ["processes", "ib"]\n')
+    names = {c.name for c in checks_for(config.load(p))}
+    assert "processes" not in names and "ib" not in names
+    assert {"headroom", "services", "ecc"} <= names
