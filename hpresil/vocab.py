@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,7 +95,12 @@ class GpuIdentity(_Record):
 
 
 class XidEvent(_Record):
-    """One NVIDIA XID (or GPU-lost) line found in the kernel log."""
+    """One NVIDIA XID (or GPU-lost) line, or one NVSwitch SXid line, from the kernel log.
+
+    ``kind`` says which number space ``xid`` is in: a GPU XID, or (``"sxid"``) the
+    SXid number of NVSwitch ``switch`` at ``pci_bus_id``. The optional fields carry
+    what a line adds to the number; None when the line does not say.
+    """
 
     xid: int = Field(ge=0)
     pci_bus_id: str  # normalised "dddd:bb:dd"
@@ -104,6 +109,20 @@ class XidEvent(_Record):
     message: str = ""
     raw: str = ""
     seen_at: datetime  # when the agent read the line
+    kind: Literal["xid", "sxid"] = "xid"
+    gpu_instance: int | None = None  # MIG "GPU-I:NN"
+    compute_instance: int | None = None  # MIG "GPU-CI:NN"
+    switch: int | None = None  # SXid: N of "nvidia-nvswitchN"
+    fatal: bool | None = None  # SXid and NVLink5 XIDs: "Fatal" / "Non-fatal" in the text
+    recovery_action: int | None = None  # XID 154: the new value (0 none ... 4 drain+reset)
+    root_xid: int | None = None  # XID 45: "caused by previous Xid N"
+    gpu_uuid: str | None = None  # from the driver's "GPU at PCI:...: GPU-..." line
+    gpu_serial: str | None = None  # from "GPU Board Serial Number: ..."
+
+    @property
+    def sxid(self) -> int | None:
+        """The SXid number, for an NVSwitch event."""
+        return self.xid if self.kind == "sxid" else None
 
 
 class CheckResult(_Record):

@@ -1,4 +1,5 @@
-"""The XID table, as data: what each NVIDIA XID means and what hpresil does about it.
+"""The XID table, as data: what each NVIDIA XID (and NVSwitch SXid) means and what
+hpresil does about it, plus the site overrides that change it.
 
 Source: /work/shared/reference/gpu-health.md section 2 (meanings, compiled from
 NVIDIA's Xid catalog docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html,
@@ -7,14 +8,41 @@ of section 7 (hpresil's severity policy, a proposal). NVIDIA's escalation ladder
 (reset GPU -> restart OS -> service) and "on repeat" rules belong to the controller's
 remediation policy; this table gives the first action only.
 
-An XID not listed here is WATCH / UNKNOWN: recorded, never drained on.
+An XID not listed here is WATCH / UNKNOWN: recorded, never drained on. The NVLink5
+XIDs 144-150 say "Fatal" or "Nonfatal" in their text: a non-fatal one is only
+watched. NVSwitch SXids (section 7: "SXid fatal -> drain -> restart fabric manager /
+reboot") drain when fatal and are watched otherwise. XID 154 follows the recovery
+action it announces (:data:`RECOVERY_ACTIONS`). Application-class XIDs
+(:data:`APPLICATION_XIDS`: 13, 31, 43, 45, 68) never drain a node by themselves,
+and no site override may make them.
+
+Site overrides (:class:`XidPolicyConfig`), TOML section ``[xid]``::
+
+    [xid.overrides.63]        # XID 63 is WATCH ...
+    count = 3                 # ... but 3 times within 24 h on one GPU
+    window_s = 86400
+    then = "drain"            # ... drains the node
+
+    [xid.overrides.94]
+    action = "drain"          # replace the table's first action
+    category = "hbm_ecc"      # and/or its category
+
+    [xid.sxid_overrides.20034]  # the same, for one NVSwitch SXid number
+    action = "drain_now"
+
+Actions: none, watch, drain, drain_now, reset_gpu, reboot, replace. Categories: the
+values of :class:`~hpresil.vocab.Category`. ``count``, ``window_s`` and ``then`` go
+together; the escalation never lowers an action.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hpresil.vocab import Action, Category
 
@@ -28,10 +56,18 @@ class XidEntry:
     category: Category
     action: Action
     source: str = _REF  # where the meaning and the action come from
+    if_nonfatal: Action | None = None  # the action when the line says "Nonfatal"
 
 
-def _e(xid: int, name: str, category: Category, action: Action, note: str = "") -> XidEntry:
-    return XidEntry(xid, name, category, action, f"{_REF}; {note}" if note else _REF)
+def _e(
+    xid: int,
+    name: str,
+    category: Category,
+    action: Action,
+    note: str = "",
+    if_nonfatal: Action | None = None,
+) -> XidEntry:
+    return XidEntry(xid, name, category, action, f"{_REF}; {note}" if note else _REF, if_nonfatal)
 
 
 _A, _C = Action, Category
@@ -43,7 +79,13 @@ ENTRIES: tuple[XidEntry, ...] = (
     _e(38, "FECS watchdog timeout", _C.DRIVER_SW, _A.WATCH),
     _e(43, "GPU stopped processing", _C.APP, _A.NONE),
     _e(44, "GR fault during context switch", _C.DRIVER_SW, _A.WATCH, "reboot on repeat"),
-    _e(45, "Preemptive cleanup after an earlier error", _C.APP, _A.NONE, "follows a root XID"),
+    _e(
+        45,
+        "Preemptive cleanup after an earlier error",
+        _C.APP,
+        _A.NONE,
+        "category follows the root XID named in the line; never drains by itself",
+    ),
     _e(46, "GPU timeout", _C.GPU_HANG, _A.RESET_GPU),
     _e(48, "Double-bit ECC error", _C.HBM_ECC, _A.RESET_GPU, "then field diag"),
     _e(61, "PMU breakpoint", _C.GPU_FW_GSP, _A.REBOOT, "NVIDIA: contact support"),
@@ -73,7 +115,14 @@ ENTRIES: tuple[XidEntry, ...] = (
     _e(140, "Unrecovered ECC escape", _C.HBM_ECC, _A.RESET_GPU, "RMA on repeat"),
     _e(143, "GPU initialization error", _C.GPU_FW_GSP, _A.RESET_GPU, "RMA if reset fails"),
     *(
-        _e(x, "NVLink5 error (Blackwell)", _C.NVLINK_NVSWITCH, _A.RESET_GPU, "fatal ones")
+        _e(
+            x,
+            "NVLink5 error (Blackwell)",
+            _C.NVLINK_NVSWITCH,
+            _A.RESET_GPU,
+            "fatal ones; watch a Nonfatal one",
+            if_nonfatal=_A.WATCH,
+        )
         for x in range(144, 151)
     ),
     _e(
@@ -81,7 +130,7 @@ ENTRIES: tuple[XidEntry, ...] = (
         "GPU recovery action changed",
         _C.UNKNOWN,
         _A.WATCH,
-        "the xid check follows the new value (1 reset, 2 reboot, 3 drain, 4 drain+reset)",
+        "follows the new value (RECOVERY_ACTIONS); category of the XID it follows",
     ),
     _e(155, "NVLink software-defined error", _C.NVLINK_NVSWITCH, _A.RESET_GPU),
     _e(156, "Resource retirement event", _C.GPU_FW_GSP, _A.RESET_GPU),
@@ -98,3 +147,87 @@ def lookup(xid: int) -> XidEntry:
     if entry is not None:
         return entry
     return XidEntry(xid, f"XID {xid} (not in hpresil's table)", Category.UNKNOWN, Action.WATCH)
+
+
+# XID 154's values (NVIDIA Xid catalog; NVML field 230): the driver's name and the
+# action hpresil takes. "Drain and Reset" needs the GPU reset after the drain.
+RECOVERY_ACTIONS: Mapping[int, tuple[str, Action]] = MappingProxyType(
+    {
+        0: ("None", Action.NONE),
+        1: ("GPU Reset Required", Action.RESET_GPU),
+        2: ("Node Reboot Required", Action.REBOOT),
+        3: ("Drain P2P", Action.DRAIN),
+        4: ("Drain and Reset", Action.RESET_GPU),
+    }
+)
+
+APPLICATION_XIDS = frozenset(e.xid for e in ENTRIES if e.category is Category.APP)
+
+_SXID_REF = "gpu-health.md s7 (SXid fatal -> drain -> restart fabric manager / reboot)"
+SXID_FATAL = XidEntry(0, "NVSwitch fatal error", Category.NVLINK_NVSWITCH, Action.DRAIN, _SXID_REF)
+SXID_NONFATAL = XidEntry(
+    0, "NVSwitch non-fatal error", Category.NVLINK_NVSWITCH, Action.WATCH, _SXID_REF
+)
+
+
+def lookup_sxid(sxid: int, fatal: bool | None) -> XidEntry:
+    """The entry for an NVSwitch SXid: drain when the line says Fatal, else watch."""
+    return replace(SXID_FATAL if fatal else SXID_NONFATAL, xid=sxid)
+
+
+class XidOverride(BaseModel):
+    """A site's policy for one XID (or SXid): another first action or category, and
+    an escalation when it recurs ``count`` times within ``window_s`` on one device."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Action | None = None
+    category: Category | None = None
+    count: int | None = Field(default=None, ge=1)
+    window_s: float | None = Field(default=None, gt=0)
+    then: Action | None = None
+
+    @model_validator(mode="after")
+    def _escalation_is_whole(self) -> Self:
+        given = [v is not None for v in (self.count, self.window_s, self.then)]
+        if any(given) and not all(given):
+            raise ValueError("count, window_s and then go together")
+        return self
+
+    @property
+    def escalates(self) -> bool:
+        return self.then is not None
+
+
+class XidPolicyConfig(BaseModel):
+    """Site overrides of the table (TOML section ``[xid]``; see the module doc)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    overrides: dict[int, XidOverride] = Field(default_factory=dict)
+    sxid_overrides: dict[int, XidOverride] = Field(default_factory=dict)
+
+    @field_validator("overrides")
+    @classmethod
+    def _applications_never_drain(cls, value: dict[int, XidOverride]) -> dict[int, XidOverride]:
+        for xid, o in sorted(value.items()):
+            if xid in APPLICATION_XIDS and any(
+                a is not None and a.drains for a in (o.action, o.then)
+            ):
+                raise ValueError(
+                    f"XID {xid} is an application error and never drains a node by itself "
+                    "(its action can be at most watch)"
+                )
+        return value
+
+    def override(self, kind: Literal["xid", "sxid"], number: int) -> XidOverride | None:
+        return (self.sxid_overrides if kind == "sxid" else self.overrides).get(number)
+
+    @property
+    def longest_window_s(self) -> float:
+        windows = [
+            o.window_s
+            for o in (*self.overrides.values(), *self.sxid_overrides.values())
+            if o.window_s is not None
+        ]
+        return max(windows, default=0.0)

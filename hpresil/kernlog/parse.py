@@ -1,13 +1,29 @@
 """Kernel-log line -> :class:`~hpresil.vocab.XidEvent`.
 
-Formats: /work/shared/reference/gpu-health.md section 1 (printer in NVIDIA's
-open-gpu-kernel-modules ``kernel_rc.c``). Every prefix a log source adds is stripped
-first (dmesg ``[123.456]``, ``<4>``, dmesg -T, dmesg --decode with ISO time,
-journald/syslog ``May 18 19:02:39 host kernel:``, /dev/kmsg ``6,1234,5678901,-;``).
+Formats: /work/shared/reference/gpu-health.md section 1 (printers in NVIDIA's
+open-gpu-kernel-modules: ``kernel_rc.c`` for XIDs, ``nvswitch`` ``NVSWITCH_PRINT_SXID``
+for SXids). Every prefix a log source adds is stripped first (dmesg ``[123.456]``,
+``<4>``, dmesg -T, dmesg --decode with ISO time, journald/syslog
+``May 18 19:02:39 host kernel:``, /dev/kmsg ``6,1234,5678901,-;``).
 
-"Fallen off the bus" lines without an XID number become XID 79; the same fault is
-usually also printed as ``Xid ...: 79``, so a caller de-duplicates with
-:class:`Deduper`. NVSwitch SXid lines are not XIDs and answer None (not handled yet).
+What a line gives:
+
+* ``NVRM: Xid (PCI:bdf[ GPU-I:nn[ GPU-CI:nn]]): N, pid=.., name=.., msg``: XID N, with
+  the MIG instances, and what the message adds for XID 45 (``root_xid`` from "caused
+  by previous Xid M"), XID 154 (``recovery_action``, the new value of "GPU recovery
+  action changed from 0x0 (None) to 0x4 (Drain and Reset)") and the NVLink5 XIDs
+  144-150 (``fatal``). Old drivers print the address without ``PCI:``.
+* "Fallen off the bus" lines without an XID number: XID 79. The same fault is
+  usually also printed as ``Xid ...: 79``, so a caller de-duplicates with
+  :class:`Deduper` (explicit ``Xid`` lines are never dropped).
+* ``nvidia-nvswitchK: SXid (PCI:bdf): N, Fatal, ...``: an event of kind ``"sxid"``
+  for NVSwitch K, ``fatal`` from "Fatal" / "Non-fatal". The driver follows each one
+  with ``Severity ...`` and ``Data {...}`` lines of the same SXid: those are details
+  of that error, not errors, and give nothing.
+
+:class:`LineParser` (a stream) adds the three-line "The NVIDIA GPU ... fallen off the
+bus" form, the de-duplication, and the GPU identity lines (:mod:`.identity`), so an
+event names the GPU's UUID and serial when the driver printed them.
 Nothing here raises: a line that is not understood answers None.
 """
 
@@ -15,14 +31,20 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from hpresil.adapters.gpu.base import normalize_bus_id
+from hpresil.kernlog.identity import GpuIds, IdentityMap
+from hpresil.kernlog.prefix import strip_prefix
 from hpresil.vocab import XidEvent
 
 log = logging.getLogger(__name__)
 
 GPU_LOST_XID = 79
+ROOT_CAUSED_XID = 45  # "preemptive cleanup": the driver names the XID that caused it
+RECOVERY_XID = 154
+NVLINK5_XIDS = frozenset(range(144, 151))  # message: "<unit> Fatal|Nonfatal XC0 ..."
 _LOST_MESSAGE = "GPU has fallen off the bus."
 _HEX = "[0-9a-fA-F]"
 _BDF = rf"{_HEX}{{4}}:{_HEX}{{2}}:{_HEX}{{2}}"
@@ -36,6 +58,14 @@ XID_RE = re.compile(
 SXID_RE = re.compile(
     r"nvidia-nvswitch(?P<sw>\d+): SXid \(PCI:(?P<bdf>[0-9a-fA-F:.]+)\): (?P<sxid>\d+), (?P<msg>.*)$"
 )
+# Lines the driver prints after an SXid, about that SXid.
+_SXID_DETAIL_RE = re.compile(r"^(?:Severity \d+ Engine instance|Data \{)")
+_FATAL_RE = re.compile(r"^(?:[A-Za-z0-9_]+\s+)?(?:(?P<non>Non-?fatal)|Fatal)\b", re.IGNORECASE)
+_ROOT_RE = re.compile(r"caused by previous Xid (?P<root>\d+)\s*$")
+# "GPU recovery action changed from 0x0 (None) to 0x4 (Drain and Reset)"
+_RECOVERY_RE = re.compile(
+    r"recovery action changed from \S+(?: \([^)]*\))? to (0x[0-9a-fA-F]+|\d+)"
+)
 # "NVRM: GPU 0000:91:00.0: GPU has fallen off the bus." / older
 # "NVRM: GPU at 0000:01:00.0 has fallen off the bus." / "NVRM: GPU at PCI:0000:01:00: ..."
 _LOST_RE = re.compile(
@@ -45,65 +75,101 @@ _LOST_RE = re.compile(
 _LOST_HEAD_RE = re.compile(rf"NVRM: The NVIDIA GPU (?P<bdf>{_BDF})(?:\.[0-7])?\s*$")
 _LOST_TAIL_RE = re.compile(r"NVRM: fallen off the bus and is not responding")
 
-_MONTH_TIME = r"[A-Z][a-z]{2}\s+\d{1,2} \d{2}:\d{2}:\d{2}"
-_ISO_TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
-_PREFIXES = (
-    re.compile(r"^\d+,\d+,\d+,[^;]*;"),  # /dev/kmsg record: prio,seq,usec,flags;
-    re.compile(r"^<\d{1,3}>"),  # syslog priority
-    re.compile(r"^\[\s*\d+\.\d+\]\s*"),  # dmesg
-    re.compile(rf"^\[[A-Z][a-z]{{2}} {_MONTH_TIME} \d{{4}}\]\s*"),  # dmesg -T
-    re.compile(r"^[a-z]+\s*:[a-z]+\s*:\s*"),  # dmesg --decode "kern  :warn  : "
-    re.compile(rf"^{_ISO_TIME}\s+(?:\S+ kernel(?:\[\d+\])?:\s*)?"),  # iso time (+ journald host)
-    re.compile(rf"^{_MONTH_TIME}(?:\.\d+)? \S+ kernel(?:\[\d+\])?:\s*"),  # syslog, journalctl
-    re.compile(r"^kernel:\s*"),
-)
-
-
-def strip_prefix(line: str) -> str:
-    """The kernel message without the prefixes log sources add."""
-    text = line.strip()
-    for _ in range(len(_PREFIXES)):
-        for prefix in _PREFIXES:
-            m = prefix.match(text)
-            if m and m.end() > 0:
-                text = text[m.end() :]
-                break
-        else:
-            return text
-    return text
+__all__ = [
+    "XID_RE",
+    "Deduper",
+    "LineParser",
+    "is_explicit",
+    "lost_event",
+    "parse_line",
+    "recovery_action_in",
+    "strip_prefix",
+]
 
 
 def parse_line(line: str, seen_at: datetime) -> XidEvent | None:
-    """The XID in ``line``, or None when it holds none (never raises)."""
+    """The XID, SXid or GPU loss in ``line``, or None when it holds none (never raises)."""
     try:
-        return _parse(line, seen_at)
+        return _parse(strip_prefix(line), line, seen_at)
     except Exception as exc:  # a parser must not stop the agent
         log.debug("kernel log line not parsed (%s): %.200r", exc, line)
         return None
 
 
-def _parse(line: str, seen_at: datetime) -> XidEvent | None:
-    text = strip_prefix(line)
-    if "NVRM" not in text:
-        return None
+def _parse(text: str, line: str, seen_at: datetime) -> XidEvent | None:
+    if "NVRM" in text:
+        return _nvrm(text, line, seen_at)
+    if "SXid" in text:
+        return _sxid(text, line, seen_at)
+    return None
+
+
+def _nvrm(text: str, line: str, seen_at: datetime) -> XidEvent | None:
     m = XID_RE.search(text)
     if m is not None:
-        pid = m.group("pid")
-        name = m.group("name")
-        return XidEvent(
-            xid=int(m.group("xid")),
-            pci_bus_id=_bdf(m.group("bdf")),
-            pid=int(pid) if pid and pid.isdigit() else None,
-            process=name.strip() if name and name.strip() not in ("", "<unknown>") else None,
-            message=(m.group("msg") or "").strip(),
-            raw=line.rstrip("\r\n"),
-            seen_at=seen_at,
-        )
+        return _xid_event(m, line, seen_at)
     m = _LOST_RE.search(text)
     if m is not None:
         return lost_event(m.group("bdf"), line, seen_at)
-    log.debug("NVRM line without an XID: %.200r", text)
     return None
+
+
+def _xid_event(m: re.Match[str], line: str, seen_at: datetime) -> XidEvent:
+    xid, pid, name = int(m.group("xid")), m.group("pid"), m.group("name")
+    message = (m.group("msg") or "").strip()
+    return XidEvent(
+        xid=xid,
+        pci_bus_id=_bdf(m.group("bdf")),
+        pid=int(pid) if pid and pid.isdigit() else None,
+        process=name.strip() if name and name.strip() not in ("", "<unknown>") else None,
+        message=message,
+        raw=line.rstrip("\r\n"),
+        seen_at=seen_at,
+        gpu_instance=_int(m.group("gi")),
+        compute_instance=_int(m.group("ci")),
+        fatal=_fatal(message) if xid in NVLINK5_XIDS else None,
+        recovery_action=recovery_action_in(message) if xid == RECOVERY_XID else None,
+        root_xid=_root_xid(message) if xid == ROOT_CAUSED_XID else None,
+    )
+
+
+def _sxid(text: str, line: str, seen_at: datetime) -> XidEvent | None:
+    m = SXID_RE.search(text)
+    if m is None:
+        return None
+    message = m.group("msg").strip()
+    if _SXID_DETAIL_RE.match(message):
+        return None
+    return XidEvent(
+        kind="sxid",
+        xid=int(m.group("sxid")),
+        pci_bus_id=_bdf(m.group("bdf")),
+        switch=int(m.group("sw")),
+        fatal=_fatal(message),
+        message=message,
+        raw=line.rstrip("\r\n"),
+        seen_at=seen_at,
+    )
+
+
+def recovery_action_in(message: str) -> int | None:
+    """The new value in XID 154's "recovery action changed from X to Y" message."""
+    m = _RECOVERY_RE.search(message)
+    return int(m.group(1), 0) if m else None
+
+
+def _root_xid(message: str) -> int | None:
+    m = _ROOT_RE.search(message)
+    return int(m.group("root")) if m else None
+
+
+def _fatal(message: str) -> bool | None:
+    m = _FATAL_RE.match(message)
+    return None if m is None else m.group("non") is None
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text else None
 
 
 def lost_event(bdf: str, raw: str, seen_at: datetime) -> XidEvent:
@@ -138,7 +204,7 @@ class Deduper:
         self._last_lost: dict[str, datetime] = {}
 
     def admit(self, event: XidEvent) -> bool:
-        if event.xid != GPU_LOST_XID:
+        if event.kind != "xid" or event.xid != GPU_LOST_XID:
             return True
         last = self._last_lost.get(event.pci_bus_id)
         recent = last is not None and abs(event.seen_at - last) <= self._window
@@ -154,38 +220,53 @@ def is_explicit(event: XidEvent) -> bool:
 
 
 class LineParser:
-    """Stateful parsing of a stream: single lines through :func:`parse_line`, plus the
-    three-line "The NVIDIA GPU <bdf> ... fallen off the bus" form, de-duplicated."""
+    """Stateful parsing of a stream: single lines as :func:`parse_line` does, plus the
+    three-line "The NVIDIA GPU <bdf> ... fallen off the bus" form, de-duplicated, and
+    the driver's identity lines, kept in :attr:`identities` and put on later XIDs."""
 
     _HEAD_REACH = 4  # lines within which the tail of the three-line form must follow
 
     def __init__(self, window_s: float = 300.0) -> None:
         self._dedupe = Deduper(window_s)
+        self._ids = IdentityMap(reach=self._HEAD_REACH)
         self._head: tuple[str, str] | None = None  # (bdf, raw line)
         self._since_head = 0
 
-    def feed(self, line: str, seen_at: datetime) -> XidEvent | None:
-        event = parse_line(line, seen_at) or self._multiline(line, seen_at)
-        if event is None or not self._dedupe.admit(event):
-            return None
-        return event
+    @property
+    def identities(self) -> Mapping[str, GpuIds]:
+        """PCI id (``dddd:bb:dd``) -> the UUID and serial the driver printed for it."""
+        return self._ids.snapshot()
 
-    def _multiline(self, line: str, seen_at: datetime) -> XidEvent | None:
+    def feed(self, line: str, seen_at: datetime) -> XidEvent | None:
         try:
             text = strip_prefix(line)
-            head = _LOST_HEAD_RE.search(text)
-            if head is not None:
-                self._head, self._since_head = (head.group("bdf"), line), 0
+            self._ids.feed(text)
+            event = _parse(text, line, seen_at) or self._multiline(text, line, seen_at)
+            if event is None or not self._dedupe.admit(event):
                 return None
-            if self._head is None:
-                return None
-            self._since_head += 1
-            if _LOST_TAIL_RE.search(text):
-                bdf, raw = self._head
-                self._head = None
-                return lost_event(bdf, raw, seen_at)
-            if self._since_head >= self._HEAD_REACH:
-                self._head = None
-        except Exception as exc:
+            return self._attributed(event)
+        except Exception as exc:  # a parser must not stop the agent
             log.debug("kernel log line not parsed (%s): %.200r", exc, line)
+            return None
+
+    def _attributed(self, event: XidEvent) -> XidEvent:
+        ids = self._ids.get(event.pci_bus_id) if event.kind == "xid" else None
+        if ids is None:
+            return event
+        return event.model_copy(update={"gpu_uuid": ids.uuid, "gpu_serial": ids.serial})
+
+    def _multiline(self, text: str, line: str, seen_at: datetime) -> XidEvent | None:
+        head = _LOST_HEAD_RE.search(text)
+        if head is not None:
+            self._head, self._since_head = (head.group("bdf"), line), 0
+            return None
+        if self._head is None:
+            return None
+        self._since_head += 1
+        if _LOST_TAIL_RE.search(text):
+            bdf, raw = self._head
+            self._head = None
+            return lost_event(bdf, raw, seen_at)
+        if self._since_head >= self._HEAD_REACH:
+            self._head = None
         return None

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.xid import XidCheck
-from hpresil.vocab import Action, Category, CheckResult, Status
+from hpresil.kernlog.parse import LineParser
+from hpresil.vocab import Action, Category, CheckResult, Status, XidEvent
 from tests.unit.checks.builders import AT, gpus, snapshot, xid
 
 
@@ -92,3 +98,117 @@ def test_xid_154_follows_the_announced_recovery_action() -> None:
     ]
     (odd,) = _events(XidCheck().evaluate(snapshot(events=(xid(154, message="something new"),))))
     assert odd.action is Action.WATCH
+
+
+# --- lines as the driver prints them, through the parser -------------------------
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "xid"
+
+
+def _parsed(*lines: str, at: datetime = AT) -> tuple[XidEvent, ...]:
+    parser = LineParser()
+    return tuple(e for line in lines if (e := parser.feed(line, at)))
+
+
+def _fixture_lines(name: str, numbers: list[int]) -> list[str]:
+    lines = (FIXTURES / name).read_text().splitlines()
+    return [lines[n - 1] for n in numbers]
+
+
+def test_a_fatal_sxid_drains_as_an_nvswitch_fault_without_a_gpu() -> None:
+    (event,) = _parsed(*_fixture_lines("lines.txt", [6, 7, 8]))
+    results = XidCheck().evaluate(snapshot(events=(event,)))
+    (result,) = _events(results)
+    assert (result.status, result.action, result.category) == (
+        Status.FAIL,
+        Action.DRAIN,
+        Category.NVLINK_NVSWITCH,
+    )
+    assert result.gpu is None and result.xid == 20034
+    assert result.evidence["kind"] == "sxid" and result.evidence["switch"] == 1
+    assert result.summary == (
+        "SXid 20034 (fatal) on NVSwitch 1 (0000:06:00): Fatal, Link 48 LTSSM Fault Up"
+    )
+    assert len(results) == 9  # every GPU stays quiet; the node-level quiet one is left out
+
+
+def test_a_non_fatal_sxid_is_watched() -> None:
+    (event,) = _parsed(*_fixture_lines("recorded.txt", [13]))
+    (result,) = _events(XidCheck().evaluate(snapshot(events=(event,))))
+    assert (result.status, result.action) == (Status.WARN, Action.WATCH)
+    assert "(non-fatal)" in result.summary
+
+
+def test_xid_45_takes_its_roots_category_but_never_drains() -> None:
+    events = _parsed(*_fixture_lines("recorded.txt", [1, 17]), at=AT)
+    caused, plain = (e.model_copy(update={"pci_bus_id": "0000:5d:00"}) for e in events)
+    results = _events(XidCheck().evaluate(snapshot(events=(caused, plain))))
+    assert [(r.status, r.action, r.category) for r in results] == [
+        (Status.OK, Action.NONE, Category.NVLINK_NVSWITCH),  # caused by previous Xid 149
+        (Status.OK, Action.NONE, Category.APP),  # no root named
+    ]
+    assert "caused by XID 149" in results[0].evidence["why"]
+    assert results[0].evidence["root_xid"] == 149
+
+
+def test_xid_154_follows_the_xid_before_it_on_the_same_gpu() -> None:
+    """The GB200 sequence of lines.txt 14-16: 149 then 154 on 0009:01:00."""
+    events = _parsed(*_fixture_lines("lines.txt", [14, 15, 16]))
+    results = _events(XidCheck().evaluate(snapshot(events=events)))
+    assert [(r.xid, r.action, r.category) for r in results] == [
+        (149, Action.RESET_GPU, Category.NVLINK_NVSWITCH),
+        (154, Action.RESET_GPU, Category.NVLINK_NVSWITCH),  # 0x4 Drain and Reset, after 149
+        (154, Action.RESET_GPU, Category.UNKNOWN),  # 0x1 GPU Reset; nothing before it
+    ]
+    assert "recovery action 4 (Drain and Reset)" in results[1].evidence["why"]
+
+
+def test_xid_154_does_not_follow_an_xid_long_before_it() -> None:
+    check = XidCheck()
+    (first,) = _parsed("NVRM: Xid (PCI:0000:5d:00): 79, GPU has fallen off the bus.")
+    check.evaluate(snapshot(events=(first,)))
+    later = AT + timedelta(hours=1)
+    (event,) = _parsed(
+        "NVRM: Xid (PCI:0000:5d:00): 154, GPU recovery action changed from 0x0 (None) to "
+        "0x2 (Node Reboot Required)",
+        at=later,
+    )
+    (result,) = _events(check.evaluate(snapshot(events=(event,))))
+    assert (result.action, result.category) == (Action.REBOOT, Category.UNKNOWN)
+
+
+def test_nvlink5_xids_drain_when_fatal_and_are_watched_when_not() -> None:
+    events = _parsed(*_fixture_lines("recorded.txt", [18, 19, 20]))
+    results = _events(XidCheck().evaluate(snapshot(events=events)))
+    assert [(r.xid, r.status, r.action) for r in results] == [
+        (144, Status.WARN, Action.WATCH),
+        (145, Status.WARN, Action.WATCH),
+        (149, Status.FAIL, Action.RESET_GPU),
+    ]
+
+
+def test_a_mig_xid_names_its_instances() -> None:
+    (event,) = _parsed("NVRM: Xid (PCI:0000:5d:00 GPU-I:01 GPU-CI:02): 13, pid=1, name=a, Boom")
+    (result,) = _events(XidCheck().evaluate(snapshot(events=(event,))))
+    assert result.summary.startswith("XID 13 Graphics engine exception on GPU 3 (0000:5d:00)")
+    assert "GPU-I 1 GPU-CI 2" in result.summary
+    assert (result.evidence["gpu_instance"], result.evidence["compute_instance"]) == (1, 2)
+
+
+def test_without_nvml_the_kernel_logs_identity_is_the_evidence() -> None:
+    uuid = "GPU-b6c3b2be-c55b-d076-fa0e-d464e4c7e08b"
+    events = _parsed(*_fixture_lines("lines.txt", [1, 2, 3, 4, 5]))
+    snap = Snapshot(node="node1", taken_at=AT, gpu_error="NVML: GPU is lost", xid_events=events)
+    (result,) = _events(XidCheck().evaluate(snap))
+    assert result.gpu is None and result.action is Action.REBOOT
+    assert (result.evidence["gpu_uuid"], result.evidence["gpu_serial"]) == (uuid, "1653723052734")
+
+
+def test_the_kernel_logs_serial_completes_an_nvml_identity_without_one() -> None:
+    samples = gpus()
+    ident = samples[3].identity.model_copy(update={"serial": None})
+    samples = (*samples[:3], replace(samples[3], identity=ident), *samples[4:])
+    event = xid(79, "0000:5d:00").model_copy(update={"gpu_serial": "1653723052734"})
+    (result,) = _events(XidCheck().evaluate(snapshot(gpu_samples=samples, events=(event,))))
+    assert result.gpu is not None
+    assert (result.gpu.index, result.gpu.serial) == (3, "1653723052734")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hpresil.checks.xid_table import XID_TABLE, lookup
+from hpresil.checks.xid_table import (
+    APPLICATION_XIDS,
+    RECOVERY_ACTIONS,
+    XID_TABLE,
+    lookup,
+    lookup_sxid,
+)
 from hpresil.vocab import Action, Category
 
 # Every XID row of /work/shared/reference/gpu-health.md section 2.
@@ -61,3 +67,35 @@ def test_unknown_xid_is_watched_as_unknown() -> None:
 
 def test_64_notes_the_rma_path() -> None:
     assert "RMA" in lookup(64).source
+
+
+def test_application_xids_are_the_app_rows_and_none_drains() -> None:
+    assert {13, 31, 43, 45, 68} == APPLICATION_XIDS
+    assert not any(lookup(x).action.drains for x in APPLICATION_XIDS)
+
+
+@pytest.mark.parametrize(
+    ("value", "action"),
+    [
+        (0, Action.NONE),
+        (1, Action.RESET_GPU),
+        (2, Action.REBOOT),
+        (3, Action.DRAIN),
+        (4, Action.RESET_GPU),
+    ],
+)
+def test_recovery_actions_of_xid_154(value: int, action: Action) -> None:
+    assert RECOVERY_ACTIONS[value][1] is action
+
+
+@pytest.mark.parametrize(
+    ("fatal", "action"), [(True, Action.DRAIN), (False, Action.WATCH), (None, Action.WATCH)]
+)
+def test_sxids_drain_only_when_fatal(fatal: bool | None, action: Action) -> None:
+    entry = lookup_sxid(20034, fatal)
+    assert (entry.xid, entry.action, entry.category) == (20034, action, Category.NVLINK_NVSWITCH)
+
+
+@pytest.mark.parametrize("xid", range(144, 151))
+def test_nvlink5_rows_are_watched_when_nonfatal(xid: int) -> None:
+    assert (lookup(xid).action, lookup(xid).if_nonfatal) == (Action.RESET_GPU, Action.WATCH)

@@ -1,4 +1,4 @@
-"""XID parsing on recorded kernel-log lines (tests/fixtures/xid, see SOURCES.md)."""
+"""XID and SXid parsing on recorded kernel-log lines (tests/fixtures/xid, see SOURCES.md)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ from typing import Any
 
 import pytest
 
+from hpresil.kernlog.identity import GpuIds
 from hpresil.kernlog.parse import Deduper, LineParser, parse_line, strip_prefix
+from hpresil.vocab import XidEvent
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "xid"
 AT = datetime(2025, 2, 23, 16, 24, 18, tzinfo=UTC)
+# lines.txt 7 and 8: the "Severity ..." and "Data {...}" lines the driver prints after
+# an SXid line; they detail that SXid and are no event of their own.
+SXID_DETAIL_LINES = {7, 8}
 
 
 def _recorded() -> list[tuple[str, dict[str, Any]]]:
@@ -28,6 +33,19 @@ def _forms() -> list[dict[str, Any]]:
     return [json.loads(x) for x in (FIXTURES / "forms.jsonl").read_text().splitlines()]
 
 
+def _more() -> list[tuple[str, dict[str, Any]]]:
+    """recorded.txt / recorded.jsonl: more real lines (45, SXid, MIG, NVLink5, ...)."""
+    lines = (FIXTURES / "recorded.txt").read_text().splitlines()
+    expected = [json.loads(x) for x in (FIXTURES / "recorded.jsonl").read_text().splitlines()]
+    assert len(lines) == len(expected) == 20
+    return list(zip(lines, expected, strict=True))
+
+
+def _fields(event: XidEvent, names: list[str]) -> dict[str, Any]:
+    renamed = {"pci": "pci_bus_id"}
+    return {n: getattr(event, renamed.get(n, n)) for n in names}
+
+
 @pytest.mark.parametrize(("line", "exp"), _recorded(), ids=lambda v: str(v)[:40])
 def test_recorded_line_parses_as_expected(line: str, exp: dict[str, Any]) -> None:
     event = parse_line(line, AT)
@@ -38,8 +56,21 @@ def test_recorded_line_parses_as_expected(line: str, exp: dict[str, Any]) -> Non
     elif exp["gpu_lost"]:  # fallen off the bus without an XID number: treated as 79
         assert event is not None
         assert (event.xid, event.pci_bus_id, event.pid) == (79, exp["pci"], None)
+    elif exp.get("sxid") and exp["line_no"] not in SXID_DETAIL_LINES:
+        assert event is not None and event.kind == "sxid"
+        assert (event.xid, event.sxid, event.pci_bus_id) == (exp["sxid"], exp["sxid"], exp["pci"])
     else:
         assert event is None
+
+
+@pytest.mark.parametrize(("line", "exp"), _more(), ids=lambda v: str(v)[:40])
+def test_more_recorded_lines(line: str, exp: dict[str, Any]) -> None:
+    event = parse_line(line, AT)
+    if exp["event"] is None:
+        assert event is None
+        return
+    assert event is not None and event.raw == line
+    assert _fields(event, list(exp["event"])) == exp["event"]
 
 
 @pytest.mark.parametrize("form", _forms(), ids=lambda f: f["note"][:40])
@@ -49,8 +80,25 @@ def test_prefix_and_line_variants(form: dict[str, Any]) -> None:
         assert event is None
         return
     assert event is not None
-    got = (event.xid, event.pci_bus_id, event.pid, event.process)
-    assert got == (form["xid"], form["pci"], form["pid"], form["process"])
+    got = (event.kind, event.xid, event.pci_bus_id, event.pid, event.process)
+    kind = form.get("kind", "xid")
+    assert got == (kind, form["xid"], form["pci"], form["pid"], form["process"])
+    extra = form.get("extra", {})
+    assert {name: getattr(event, name) for name in extra} == extra
+
+
+def test_a_plain_xid_line_leaves_the_optional_fields_empty() -> None:
+    event = parse_line("[1.5] NVRM: Xid (PCI:0000:18:00): 48, pid=9, name=a, DBE", AT)
+    assert event is not None and event.kind == "xid" and event.sxid is None
+    optional = ("gpu_instance", "compute_instance", "switch", "fatal", "recovery_action")
+    assert [getattr(event, n) for n in optional] == [None] * len(optional)
+    assert (event.root_xid, event.gpu_uuid, event.gpu_serial) == (None, None, None)
+
+
+def test_fatal_is_only_read_where_the_driver_prints_it() -> None:
+    """A message that happens to start with "Fatal" does not make XID 13 fatal."""
+    event = parse_line("NVRM: Xid (PCI:0000:18:00): 13, pid=1, name=a, Fatal exception", AT)
+    assert event is not None and event.fatal is None
 
 
 def test_fields_of_a_full_line() -> None:
@@ -88,7 +136,23 @@ def test_strip_prefix(line: str, message: str) -> None:
 def test_garbage_never_raises_and_gives_nothing() -> None:
     rng = random.Random(20250223)
     alphabet = string.printable + "\x00\ufffd\u00e9[]():;,<>'"
-    pieces = ["NVRM: Xid (PCI:", "NVRM: GPU ", "0000:18:00", "): ", "pid=", "[1.0] ", "fallen"]
+    pieces = [
+        "NVRM: Xid (PCI:",
+        "NVRM: GPU ",
+        "NVRM: GPU at PCI:",
+        "GPU Board Serial Number: ",
+        "nvidia-nvswitch1: SXid (PCI:",
+        "0000:18:00",
+        " GPU-I:",
+        "): ",
+        "pid=",
+        "[1.0] ",
+        "fallen",
+        "Fatal, ",
+        "caused by previous Xid ",
+        "to 0x",
+    ]
+    parser = LineParser()
     for _ in range(5000):
         line = "".join(
             rng.choice(pieces) if rng.random() < 0.15 else rng.choice(alphabet)
@@ -96,7 +160,8 @@ def test_garbage_never_raises_and_gives_nothing() -> None:
         )
         event = parse_line(line, AT)  # must not raise
         if event is not None:  # only when the garbage happens to contain a real record
-            assert "NVRM: " in line
+            assert "NVRM: " in line or "SXid (PCI:" in line
+        parser.feed(line, AT)  # must not raise either
 
 
 @pytest.mark.parametrize(
@@ -107,6 +172,9 @@ def test_garbage_never_raises_and_gives_nothing() -> None:
         "NVRM:",
         "NVRM: Xid (PCI:zzzz:18:00): 79",
         "NVRM: Xid (PCI:0000:18:00): x",
+        "nvidia-nvswitch: SXid (PCI:0000:06:00.0): 20034, Fatal, Link 1",
+        "nvidia-nvswitch1: SXid (PCI:0000:06:00.0): ",
+        "nvidia-nvswitch1: SXid (0000:06:00.0): 20034, Fatal, Link 1",
         "\x00" * 50,
     ],
 )
@@ -141,21 +209,63 @@ def test_deduper_keeps_other_gpus_and_other_xids() -> None:
     assert [dedupe.admit(e) for e in (a, b, c, c)] == [True, True, True, True]
 
 
+def test_deduper_never_drops_an_sxid() -> None:
+    line = "nvidia-nvswitch1: SXid (PCI:0000:06:00.0): 20034, Fatal, Link 48 LTSSM Fault Up"
+    sxid = parse_line(line, AT)
+    assert sxid is not None
+    assert all(Deduper().admit(sxid) for _ in range(3))
+
+
 def test_line_parser_on_the_recorded_stream_yields_each_fault_once() -> None:
     parser = LineParser()
     events = [e for line, _ in _recorded() if (e := parser.feed(line, AT))]
-    assert [(e.xid, e.pci_bus_id) for e in events] == [
-        (79, "0000:91:00"),
-        (119, "0000:9b:00"),
-        (119, "0000:9b:00"),
-        (13, "0000:38:00"),
-        (43, "0000:38:00"),
-        (149, "0009:01:00"),
-        (154, "0009:01:00"),
-        (154, "0018:01:00"),
-        (95, "0000:01:00"),
-        (63, "0000:10:1c"),
+    assert [(e.kind, e.xid, e.pci_bus_id) for e in events] == [
+        ("xid", 79, "0000:91:00"),  # its "fallen off the bus" companion is folded in
+        ("sxid", 20034, "0000:06:00"),  # its Severity / Data lines are details
+        ("xid", 119, "0000:9b:00"),
+        ("xid", 119, "0000:9b:00"),
+        ("xid", 13, "0000:38:00"),
+        ("xid", 43, "0000:38:00"),
+        ("xid", 149, "0009:01:00"),
+        ("xid", 154, "0009:01:00"),
+        ("xid", 154, "0018:01:00"),
+        ("xid", 95, "0000:01:00"),
+        ("xid", 63, "0000:10:1c"),
     ]
+    assert [e.recovery_action for e in events if e.xid == 154] == [4, 1]
+
+
+def test_line_parser_names_the_gpu_from_the_drivers_identity_lines() -> None:
+    """lines.txt 1-3: the UUID and board serial lines the driver prints before the XID."""
+    parser = LineParser()
+    events = [e for line, _ in _recorded()[:5] if (e := parser.feed(line, AT))]
+    uuid = "GPU-b6c3b2be-c55b-d076-fa0e-d464e4c7e08b"
+    assert parser.identities == {"0000:91:00": GpuIds(uuid, "1653723052734")}
+    assert [(e.xid, e.gpu_uuid, e.gpu_serial) for e in events] == [(79, uuid, "1653723052734")]
+
+
+def test_line_parser_on_more_recorded_lines() -> None:
+    parser = LineParser()
+    events = [e for line, _ in _more() if (e := parser.feed(line, AT))]
+    assert [(e.kind, e.xid, e.pci_bus_id) for e in events] == [
+        ("xid", 45, "0000:dc:00"),
+        ("xid", 45, "0000:ed:00"),
+        ("xid", 45, "0000:97:00"),
+        ("xid", 79, "0000:b3:00"),  # the three-line form, indented continuation lines
+        ("sxid", 20034, "0000:05:00"),
+        ("sxid", 20034, "0000:07:00"),
+        ("sxid", 20034, "0000:00:00"),
+        ("sxid", 12028, "0000:05:00"),
+        ("xid", 94, "0000:01:00"),
+        ("xid", 109, "0000:cb:00"),
+        ("xid", 45, "0000:61:00"),
+        ("xid", 144, "0000:01:00"),
+        ("xid", 145, "0018:01:00"),
+        ("xid", 149, "0019:01:00"),
+    ]
+    assert [e.root_xid for e in events[:3]] == [149, 145, 145]
+    assert [e.switch for e in events if e.kind == "sxid"] == [0, 2, 0, 3]
+    assert parser.identities == {}
 
 
 def test_line_parser_joins_the_three_line_gpu_lost_form() -> None:
