@@ -23,13 +23,45 @@ def checks_for(cfg: Config) -> list[Check]:
     from hpresil.checks.gpu_presence import GpuPresenceCheck
     from hpresil.checks.xid import XidCheck
 
-    gpu: list[Check] = [XidCheck(), GpuPresenceCheck(), EccCheck()]
-    return [c for c in gpu + _host(cfg)[1] if c.name not in cfg.checks.disabled]
+    gpu: list[Check] = [XidCheck(cfg.xid), GpuPresenceCheck(), EccCheck()]
+    every = gpu + _dcgm_checks(cfg) + _host(cfg)[1]
+    return [c for c in every if c.name not in cfg.checks.disabled]
 
 
 def sources_for(cfg: Config, node: str) -> list[FactSource[Any]]:
-    """The fact sources the configured checks read."""
-    return _host(cfg)[0]
+    """The fact sources the configured quick and continuous checks read."""
+    return _host(cfg)[0] + _dcgm_sources(cfg)
+
+
+def agent_registry(cfg: Config, *, plugins: bool = True) -> Registry:
+    """What the agent runs every tick: the quick and continuous tiers (deep and
+    burn-in checks take minutes and run on request, on idle nodes)."""
+    every = registry_for(cfg, plugins=plugins)
+    return Registry(c for c in every if c.tags & {"quick", "continuous"})
+
+
+def _dcgm_checks(cfg: Config) -> list[Check]:
+    if not cfg.dcgm.enabled:
+        return []
+    from hpresil.checks.dcgm_diag import DcgmDiagCheck
+    from hpresil.checks.dcgm_health import DcgmHealthCheck
+
+    return [DcgmHealthCheck(), DcgmDiagCheck()]
+
+
+def _dcgm_sources(cfg: Config) -> list[FactSource[Any]]:
+    if not cfg.dcgm.enabled or "dcgm_health" in cfg.checks.disabled:
+        return []
+    from hpresil.adapters.dcgm import Dcgmi
+    from hpresil.dcgm.sources import DcgmHealthSource
+
+    return [
+        DcgmHealthSource(
+            Dcgmi.from_config(cfg.dcgm),
+            interval_s=cfg.dcgm.health_interval_s,
+            enable_watches=cfg.dcgm.enable_health_watches,
+        )
+    ]
 
 
 def _host(cfg: Config) -> tuple[list[FactSource[Any]], list[Check]]:

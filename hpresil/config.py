@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hpresil.checks.xid_table import XidPolicyConfig
+from hpresil.dcgm.config import DcgmConfig
 from hpresil.errors import ConfigError
 from hpresil.host.headroom import HeadroomConfig
 from hpresil.host.ib import IbConfig
@@ -115,6 +117,8 @@ class Config(_Section):
     policy: PolicyConfig = PolicyConfig()
     hooks: HooksConfig = HooksConfig()
     checks: ChecksConfig = ChecksConfig()
+    xid: XidPolicyConfig = XidPolicyConfig()  # [xid.overrides.<N>] site overrides
+    dcgm: DcgmConfig = DcgmConfig()
     source: Path | None = None  # the file this was read from (set by load)
 
     def node_name(self, override: str | None = None) -> str:

@@ -16,7 +16,10 @@ from hpresil.vocab import CheckResult
 
 def run_tier(cfg: Config, node: str, tier: str) -> list[CheckResult]:
     """Collect one snapshot and run the tier's checks on it. A GPU backend that cannot
-    start is one UNKNOWN result (the node could not be checked), not an error."""
+    start is one UNKNOWN result (the node could not be checked), not an error. The
+    deep tier runs the DCGM diagnostic, on an idle node only."""
+    if tier == "deep":
+        return run_deep_tier(cfg, node)
     registry = Registry(c for c in registry_for(cfg, tier=tier) if EVENT_TAG not in c.tags)
     try:
         backend = open_backend(cfg.agent.gpu, node)
@@ -31,3 +34,31 @@ def run_tier(cfg: Config, node: str, tier: str) -> list[CheckResult]:
         return CheckRunner(registry).run(collector.collect())
     finally:
         backend.close()
+
+
+def run_deep_tier(cfg: Config, node: str) -> list[CheckResult]:
+    from hpresil.adapters.dcgm import Dcgmi
+    from hpresil.checks.dcgm_diag import run_deep
+
+    if not cfg.dcgm.enabled:
+        from hpresil.clock import utcnow
+
+        return [unknown("dcgm_diag", "DCGM is disabled in the configuration", utcnow())]
+    return run_deep(
+        Dcgmi.from_config(cfg.dcgm),
+        cfg.dcgm.diag_level,
+        lambda: node_is_idle(cfg, node),
+        iterations=cfg.dcgm.diag_iterations,
+    )
+
+
+def node_is_idle(cfg: Config, node: str) -> bool:
+    """No job running on ``node`` according to Slurm; not idle when Slurm cannot say
+    (a diagnostic must never run under someone's job)."""
+    from hpresil.adapters.slurm import Slurm
+
+    try:
+        jobs = Slurm.from_config(cfg.slurm).jobs(node=node)
+    except HpresilError:
+        return False
+    return not any(j.running for j in jobs)

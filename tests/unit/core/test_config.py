@@ -75,3 +75,18 @@ def test_disabled_checks_are_not_built(tmp_path: Path) -> None:
     names = {c.name for c in checks_for(config.load(p))}
     assert "processes" not in names and "ib" not in names
     assert {"headroom", "services", "ecc"} <= names
+
+
+def test_agent_runs_quick_and_continuous_checks_never_deep_ones() -> None:
+    from hpresil.assembly import agent_registry, registry_for
+
+    cfg = config.parse({})
+    assert "dcgm_diag" in registry_for(cfg).names()
+    names = agent_registry(cfg, plugins=False).names()
+    assert "dcgm_diag" not in names and {"dcgm_health", "xid", "ib"} <= set(names)
+
+
+def test_xid_overrides_come_from_the_config(tmp_path: Path) -> None:
+    p = write(tmp_path / "h.toml", '[xid.overrides.13]\naction = "drain"\n')
+    with pytest.raises(ConfigError, match=r"xid\.overrides"):
+        config.load(p)  # application XIDs never drain a node
