@@ -10,6 +10,17 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from hpresil.adapters.gpu.records import (
+    ClockEvents,
+    EccInfo,
+    Fabric,
+    NvLink,
+    Pcie,
+    Power,
+    RetiredPages,
+    RowRemap,
+    Thermal,
+)
 from hpresil.vocab import GpuIdentity
 
 _BDF = re.compile(
@@ -37,8 +48,9 @@ def normalize_bus_id(text: str) -> str | None:
 class GpuSample:
     """One GPU as seen at one moment.
 
-    ``None`` in a counter means the GPU or driver does not offer it (unsupported,
-    never unhealthy) or, when ``error`` is set, that reading it failed.
+    ``None`` in a counter or record means the GPU or driver does not offer it
+    (unsupported, never unhealthy) or, when ``error`` is set, that reading it failed.
+    The records are described in :mod:`hpresil.adapters.gpu.records`.
     """
 
     identity: GpuIdentity
@@ -47,6 +59,22 @@ class GpuSample:
     ecc_corrected_volatile: int | None = None
     temperature_c: int | None = None
     error: str | None = None  # what went wrong reading this GPU, one line
+    utilization_pct: int | None = None  # GPU (SM) utilisation, percent
+    ecc: EccInfo | None = None
+    row_remap: RowRemap | None = None
+    retired_pages: RetiredPages | None = None
+    thermal: Thermal | None = None
+    clock_events: ClockEvents | None = None
+    power: Power | None = None
+    pcie: Pcie | None = None
+    nvlink: tuple[NvLink, ...] | None = None  # None: no NVLink (or not reported)
+    fabric: Fabric | None = None  # None: not an NVSwitch/fabric-managed GPU
+    recovery_action: int | None = None  # NVML field 230: see records.RecoveryAction
+
+    @property
+    def where(self) -> str:
+        """``GPU 3 (0000:5d:00)``, for summaries."""
+        return f"GPU {self.identity.index} ({self.identity.pci_bus_id})"
 
 
 class GpuBackend(Protocol):

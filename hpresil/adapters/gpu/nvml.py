@@ -2,16 +2,17 @@
 
 Reference: /work/shared/reference/gpu-health.md section 3. ``NVMLError_NotSupported``
 is "unsupported" (None), never unhealthy; ``NVMLError_GpuIsLost`` marks the GPU lost
-(fallen off the bus); any other NVML error becomes the sample's ``error`` text.
-``pynvml`` is imported only when this backend is opened.
+(fallen off the bus); any other NVML error becomes the sample's ``error`` text. The
+records are read with feature detection by :mod:`.nvml_read`. ``pynvml`` is imported
+only when this backend is opened.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
+from hpresil.adapters.gpu import nvml_read as rd
 from hpresil.adapters.gpu.base import GpuSample, normalize_bus_id
 from hpresil.errors import GpuError
 from hpresil.vocab import GpuIdentity
@@ -40,7 +41,7 @@ class NvmlBackend:
             count = int(nv.nvmlDeviceGetCount())
         except nv.NVMLError as exc:
             raise GpuError(f"NVML could not count GPUs: {exc}") from None
-        return [self._sample(index) for index in range(count)]
+        return [read_sample(nv, index) for index in range(count)]
 
     def close(self) -> None:
         if self._open:
@@ -50,61 +51,49 @@ class NvmlBackend:
             except self._nv.NVMLError as exc:
                 log.debug("nvmlShutdown: %s", exc)
 
-    def _sample(self, index: int) -> GpuSample:
-        reader = _Reader(self._nv)
-        handle = reader.read(self._nv.nvmlDeviceGetHandleByIndex, index)
-        if handle is None:
-            return GpuSample(GpuIdentity(index=index), lost=reader.lost, error=reader.error)
-        nv = self._nv
-        pci = reader.read(nv.nvmlDeviceGetPciInfo, handle)
-        identity = GpuIdentity(
-            index=index,
-            uuid=_text(reader.read(nv.nvmlDeviceGetUUID, handle)),
-            serial=_text(reader.read(nv.nvmlDeviceGetSerial, handle)),
-            pci_bus_id=normalize_bus_id(_text(pci.busId) or "") if pci is not None else None,
-            name=_text(reader.read(nv.nvmlDeviceGetName, handle)),
-        )
-        ecc = nv.nvmlDeviceGetTotalEccErrors
-        volatile = nv.NVML_VOLATILE_ECC
-        uncorrected = reader.read(ecc, handle, nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, volatile)
-        corrected = reader.read(ecc, handle, nv.NVML_MEMORY_ERROR_TYPE_CORRECTED, volatile)
-        temperature = reader.read(nv.nvmlDeviceGetTemperature, handle, nv.NVML_TEMPERATURE_GPU)
-        return GpuSample(
-            identity=identity,
-            lost=reader.lost,
-            ecc_uncorrected_volatile=_int(uncorrected),
-            ecc_corrected_volatile=_int(corrected),
-            temperature_c=_int(temperature),
-            error=reader.error,
-        )
+
+def read_sample(nv: Any, index: int) -> GpuSample:
+    """GPU ``index`` as seen through the pynvml module ``nv``."""
+    reader = rd.Reader(nv)
+    handle = reader.read(nv.nvmlDeviceGetHandleByIndex, index)
+    if handle is None:
+        return GpuSample(GpuIdentity(index=index), lost=reader.lost, error=reader.error)
+    identity = _identity(reader, handle, index)
+    ecc = rd.read_ecc(reader, handle)
+    volatile = ecc.volatile if ecc is not None else None
+    fields: dict[str, Any] = {
+        "ecc_uncorrected_volatile": volatile.uncorrected if volatile else None,
+        "ecc_corrected_volatile": volatile.corrected if volatile else None,
+        "temperature_c": _int(
+            reader.read(nv.nvmlDeviceGetTemperature, handle, nv.NVML_TEMPERATURE_GPU)
+        ),
+        "utilization_pct": rd.read_utilization(reader, handle),
+        "ecc": ecc,
+        "row_remap": rd.read_row_remap(reader, handle),
+        "retired_pages": rd.read_retired_pages(reader, handle),
+        "thermal": rd.read_thermal(reader, handle),
+        "clock_events": rd.read_clock_events(reader, handle),
+        "power": rd.read_power(reader, handle),
+        "pcie": rd.read_pcie(reader, handle),
+        "nvlink": rd.read_nvlink(reader, handle),
+        "fabric": rd.read_fabric(reader, handle),
+        "recovery_action": rd.read_recovery_action(reader, handle),
+    }
+    if reader.lost:  # like a lost GPU everywhere: it answers nothing
+        return GpuSample(identity=identity, lost=True, error=reader.error)
+    return GpuSample(identity=identity, error=reader.error, **fields)
 
 
-class _Reader:
-    """Calls NVML functions for one GPU and sorts their errors."""
-
-    def __init__(self, nv: Any) -> None:
-        self._nv = nv
-        self.lost = False
-        self._errors: list[str] = []
-
-    @property
-    def error(self) -> str | None:
-        return "; ".join(self._errors) if self._errors else None
-
-    def read(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self.lost:
-            return None
-        nv = self._nv
-        try:
-            return fn(*args)
-        except nv.NVMLError_NotSupported:
-            return None
-        except nv.NVMLError_GpuIsLost:
-            self.lost = True
-            return None
-        except nv.NVMLError as exc:
-            self._errors.append(f"{getattr(fn, '__name__', 'nvml')}: {exc}")
-            return None
+def _identity(reader: rd.Reader, handle: Any, index: int) -> GpuIdentity:
+    nv = reader.nv
+    pci = reader.read(nv.nvmlDeviceGetPciInfo, handle)
+    return GpuIdentity(
+        index=index,
+        uuid=_text(reader.read(nv.nvmlDeviceGetUUID, handle)),
+        serial=_text(reader.read(nv.nvmlDeviceGetSerial, handle)),
+        pci_bus_id=normalize_bus_id(_text(pci.busId) or "") if pci is not None else None,
+        name=_text(reader.read(nv.nvmlDeviceGetName, handle)),
+    )
 
 
 def _text(value: Any) -> str | None:

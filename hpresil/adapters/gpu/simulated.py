@@ -6,6 +6,14 @@ PCI addresses of a typical HGX board, with identities derived from the node name
 that every run sees the same UUIDs and serials. Faults are injected by changing the
 file with :func:`set_gpu_state` (atomic replace, so a reading agent never sees half a
 file) and undone with :func:`reset_state`.
+
+Healthy defaults are an idle H100 SXM5 on an HGX board: ECC on, row remapping with
+nothing remapped (page retirement unsupported, as on every GPU since Ampere), PCIe
+Gen5 x16, 18 NVLinks active, fabric COMPLETED/success, 700 W power limit (the SXM5
+TDP, as nvidia-smi shows it on such boards), temperature thresholds shutdown 92,
+slowdown 89, GPU max 87, memory max 95 degrees C (the last three: recalled H100 SXM
+values, to be confirmed with scripts/record-gpu-fixture; the A100 SXM4 recording in
+tests/fixtures/gpu shows 92/89/85/95). A field set to None reads as unsupported.
 """
 
 from __future__ import annotations
@@ -17,11 +25,24 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpresil.adapters.gpu.base import GpuSample
+from hpresil.adapters.gpu.records import (
+    ClockEvents,
+    EccCounts,
+    EccInfo,
+    Fabric,
+    FabricState,
+    NvLink,
+    Pcie,
+    Power,
+    RetiredPages,
+    RowRemap,
+    Thermal,
+)
 from hpresil.config import expand
 from hpresil.errors import GpuError
 from hpresil.fsutil import atomic_write
@@ -39,9 +60,8 @@ BUS_IDS = (
     "0000:db:00",
 )
 _NAMESPACE = uuid.UUID("6f1c3e1e-5a0b-4d0e-9a43-8d1f5e0c2b7a")  # hpresil simulation
-SETTABLE = frozenset(
-    {"present", "lost", "ecc_uncorrected_volatile", "ecc_corrected_volatile", "temperature_c"}
-)
+H100_LINKS = 18
+Count = int | None
 
 
 class SimGpu(BaseModel):
@@ -57,6 +77,44 @@ class SimGpu(BaseModel):
     ecc_uncorrected_volatile: int | None = Field(default=0, ge=0)
     ecc_corrected_volatile: int | None = Field(default=0, ge=0)
     temperature_c: int | None = 35
+    utilization_pct: int | None = Field(default=0, ge=0, le=100)
+    ecc_enabled: bool | None = True
+    ecc_uncorrected_aggregate: Count = Field(default=0, ge=0)
+    ecc_corrected_aggregate: Count = Field(default=0, ge=0)  # DRAM
+    ecc_sram_corrected_aggregate: Count = Field(default=0, ge=0)
+    ecc_sram_threshold_exceeded: bool | None = False
+    row_remap_correctable: Count = Field(default=0, ge=0)  # None: no row remapping
+    row_remap_uncorrectable: int = Field(default=0, ge=0)
+    row_remap_pending: bool = False
+    row_remap_failure: bool = False
+    retired_pages_sbe: Count = Field(default=None, ge=0)  # None: no page retirement
+    retired_pages_dbe: int = Field(default=0, ge=0)
+    retired_pages_pending: bool = False
+    memory_temperature_c: int | None = 40
+    temp_shutdown_c: int | None = 92
+    temp_slowdown_c: int | None = 89
+    temp_gpu_max_c: int | None = 87
+    temp_mem_max_c: int | None = 95
+    clock_event_reasons: Count = Field(default=0x1, ge=0)  # GPU idle
+    power_w: float | None = Field(default=70.0, ge=0)
+    power_limit_w: float | None = Field(default=700.0, ge=0)
+    pcie_gen: Count = Field(default=5, ge=1)
+    pcie_gen_max: Count = Field(default=5, ge=1)
+    pcie_width: Count = Field(default=16, ge=1)
+    pcie_width_max: Count = Field(default=16, ge=1)
+    pcie_replays: Count = Field(default=0, ge=0)
+    nvlink_links: int = Field(default=H100_LINKS, ge=0, le=36)  # 0: no NVLink
+    nvlink_down: list[int] = Field(default_factory=list)
+    nvlink_replay: dict[int, int] = Field(default_factory=dict)  # link -> count
+    nvlink_recovery: dict[int, int] = Field(default_factory=dict)
+    nvlink_crc_flit: dict[int, int] = Field(default_factory=dict)
+    nvlink_crc_data: dict[int, int] = Field(default_factory=dict)
+    fabric_state: Literal["not_supported", "not_started", "in_progress", "completed"] = "completed"
+    fabric_status: str = "success"
+    recovery_action: Count = Field(default=0, ge=0)
+
+
+SETTABLE = frozenset(SimGpu.model_fields) - {"index", "uuid", "serial", "pci_bus_id"}
 
 
 class SimState(BaseModel):
@@ -124,7 +182,7 @@ def set_gpu_state(path: str | os.PathLike[str], node: str, index: int, **fields:
         if gpu is None:
             raise GpuError(f"simulated GPU state {file}: node {node} has no GPU index {index}")
         try:
-            new = SimGpu.model_validate({**gpu.model_dump(), **fields})
+            new = SimGpu.model_validate(_merged(gpu.model_dump(), fields))
         except ValidationError as exc:
             raise GpuError(f"simulated GPU {index}: {_first_error(exc)}") from None
         state.gpus[state.gpus.index(gpu)] = new
@@ -139,6 +197,15 @@ def reset_state(path: str | os.PathLike[str], node: str) -> None:
         _write(file, initial_state(node))
 
 
+def _merged(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``current`` with ``changes``; per-link counters are merged link by link."""
+    out = {**current, **changes}
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(current.get(key), dict):
+            out[key] = {**current[key], **value}
+    return out
+
+
 def _sample(gpu: SimGpu) -> GpuSample:
     identity = GpuIdentity(
         index=gpu.index, uuid=gpu.uuid, serial=gpu.serial, pci_bus_id=gpu.pci_bus_id, name=gpu.name
@@ -150,7 +217,99 @@ def _sample(gpu: SimGpu) -> GpuSample:
         ecc_uncorrected_volatile=gpu.ecc_uncorrected_volatile,
         ecc_corrected_volatile=gpu.ecc_corrected_volatile,
         temperature_c=gpu.temperature_c,
+        utilization_pct=gpu.utilization_pct,
+        ecc=_ecc(gpu),
+        row_remap=_row_remap(gpu),
+        retired_pages=_retired_pages(gpu),
+        thermal=Thermal(
+            memory_c=gpu.memory_temperature_c,
+            shutdown_c=gpu.temp_shutdown_c,
+            slowdown_c=gpu.temp_slowdown_c,
+            gpu_max_c=gpu.temp_gpu_max_c,
+            mem_max_c=gpu.temp_mem_max_c,
+        ),
+        clock_events=None
+        if gpu.clock_event_reasons is None
+        else ClockEvents(reasons=gpu.clock_event_reasons),
+        power=Power(draw_w=gpu.power_w, limit_w=gpu.power_limit_w),
+        pcie=Pcie(
+            gen=gpu.pcie_gen,
+            max_gen=gpu.pcie_gen_max,
+            width=gpu.pcie_width,
+            max_width=gpu.pcie_width_max,
+            replays=gpu.pcie_replays,
+        ),
+        nvlink=_nvlink(gpu),
+        fabric=None
+        if gpu.fabric_state == "not_supported"
+        else Fabric(state=FabricState(gpu.fabric_state), status=gpu.fabric_status),
+        recovery_action=gpu.recovery_action,
     )
+
+
+def _ecc(gpu: SimGpu) -> EccInfo | None:
+    if gpu.ecc_enabled is None:
+        return None
+    return EccInfo(
+        enabled=gpu.ecc_enabled,
+        pending_enabled=gpu.ecc_enabled,
+        volatile=EccCounts(
+            corrected=gpu.ecc_corrected_volatile,
+            uncorrected=gpu.ecc_uncorrected_volatile,
+            dram_corrected=gpu.ecc_corrected_volatile,
+            dram_uncorrected=gpu.ecc_uncorrected_volatile,
+        ),
+        aggregate=EccCounts(
+            corrected=_add(gpu.ecc_corrected_aggregate, gpu.ecc_sram_corrected_aggregate),
+            uncorrected=gpu.ecc_uncorrected_aggregate,
+            dram_corrected=gpu.ecc_corrected_aggregate,
+            dram_uncorrected=gpu.ecc_uncorrected_aggregate,
+            sram_corrected=gpu.ecc_sram_corrected_aggregate,
+            sram_uncorrected=0,
+        ),
+        sram_threshold_exceeded=gpu.ecc_sram_threshold_exceeded,
+    )
+
+
+def _row_remap(gpu: SimGpu) -> RowRemap | None:
+    if gpu.row_remap_correctable is None:
+        return None
+    return RowRemap(
+        correctable=gpu.row_remap_correctable,
+        uncorrectable=gpu.row_remap_uncorrectable,
+        pending=gpu.row_remap_pending,
+        failure=gpu.row_remap_failure,
+    )
+
+
+def _retired_pages(gpu: SimGpu) -> RetiredPages | None:
+    if gpu.retired_pages_sbe is None:
+        return None
+    return RetiredPages(
+        single_bit=gpu.retired_pages_sbe,
+        double_bit=gpu.retired_pages_dbe,
+        pending=gpu.retired_pages_pending,
+    )
+
+
+def _nvlink(gpu: SimGpu) -> tuple[NvLink, ...] | None:
+    if gpu.nvlink_links == 0:
+        return None
+    return tuple(
+        NvLink(
+            link=link,
+            active=link not in gpu.nvlink_down,
+            replay=gpu.nvlink_replay.get(link, 0),
+            recovery=gpu.nvlink_recovery.get(link, 0),
+            crc_flit=gpu.nvlink_crc_flit.get(link, 0),
+            crc_data=gpu.nvlink_crc_data.get(link, 0),
+        )
+        for link in range(gpu.nvlink_links)
+    )
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    return None if a is None and b is None else (a or 0) + (b or 0)
 
 
 def _parse(file: Path, text: str) -> SimState:
