@@ -12,6 +12,7 @@ POST     /v1/nodes/{node}/resume                                   :class:`Resum
 GET      /v1/incidents?status=&node=                               list[:class:`IncidentView`]
 GET      /v1/incidents/{id}                                        :class:`IncidentView`
 GET      /v1/stats/mttf?by=                                        :class:`MttfView`
+GET      /v1/burnin/median?model=                                  :class:`BurninMedianView`
 GET      /healthz                                                  ``{"ok": true}``
 =======  ============================  ==========================  =====================
 
@@ -140,3 +141,18 @@ class MttfView(_View):
     until: datetime
     rows: list[MttfRow]
     total: MttfRow
+
+
+class BurninMetric(_View):
+    median: float
+    samples: int  # GPUs counted (each node's latest result per GPU)
+    nodes: int
+
+
+class BurninMedianView(_View):
+    """Fleet medians of the burn-in's per-GPU figures for one GPU model."""
+
+    model: str  # the GPU name as the driver reports it, e.g. "NVIDIA H100 80GB HBM3"
+    dtype: str | None  # GEMM figures narrowed to this dtype, if given
+    size: int | None  # and to this matrix size
+    metrics: dict[str, BurninMetric]  # "tflops", "membw_gbps"; absent: no sample yet

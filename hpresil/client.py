@@ -62,6 +62,16 @@ class ControllerClient:
     def mttf(self, by: str = "all") -> api.MttfView:
         return self._call("GET", "/v1/stats/mttf", api.MttfView, params={"by": by})
 
+    def burnin_median(
+        self, model: str, dtype: str | None = None, size: int | None = None
+    ) -> api.BurninMedianView:
+        params = {"model": model}
+        if dtype is not None:
+            params["dtype"] = dtype
+        if size is not None:
+            params["size"] = str(size)
+        return self._call("GET", "/v1/burnin/median", api.BurninMedianView, params=params)
+
     def drain(self, node: str, reason: str) -> api.DrainAnswer:
         body = api.DrainRequest(reason=reason).model_dump()
         return self._call("POST", f"/v1/nodes/{node}/drain", api.DrainAnswer, json=body)

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hpresil import __version__
 from hpresil.adapters.slurm import Slurm
 from hpresil.api import (
+    BurninMedianView,
     DrainAnswer,
     DrainRequest,
     IncidentView,
@@ -36,6 +37,7 @@ from hpresil.api import (
 from hpresil.auth import token_matches
 from hpresil.config import Config
 from hpresil.controller.errors import Conflict, NotFound
+from hpresil.controller.fleet import Fleet
 from hpresil.controller.ingest import Ingest
 from hpresil.controller.operator import Operator
 from hpresil.controller.views import Views
@@ -54,6 +56,7 @@ class Services:
     ingest: Ingest
     operator: Operator
     views: Views
+    fleet: Fleet
     token: str
 
 
@@ -73,6 +76,7 @@ def create_app(
         ingest=Ingest(store, config.policy, clock, wake),
         operator=Operator(store, slurm, config.policy, clock),
         views=Views(store, config.controller, clock),
+        fleet=Fleet(store),
         token=token,
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
@@ -150,6 +154,16 @@ def get_mttf(
     svc: Svc, by: Literal["all", "node", "category"] = "all", since: datetime | None = None
 ) -> MttfView:
     return svc.views.mttf(by, as_utc(since) if since else None)
+
+
+@v1.get("/burnin/median")
+def get_burnin_median(
+    svc: Svc,
+    model: str,
+    dtype: Literal["bf16", "fp16", "fp32"] | None = None,
+    size: int | None = None,
+) -> BurninMedianView:
+    return svc.fleet.burnin_median(model, dtype, size)
 
 
 # --- errors: one line each ---

@@ -88,5 +88,6 @@ def test_openapi_and_healthz_need_no_token(client: TestClient) -> None:
         "/v1/incidents",
         "/v1/incidents/{incident_id}",
         "/v1/stats/mttf",
+        "/v1/burnin/median",
     }
     assert client.get("/v1/nodes", headers=bare).status_code == 401
