@@ -10,27 +10,64 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpresil.adapters.gpu import GpuBackend
 from hpresil.agent.snapshot import FactSource
 from hpresil.checks.base import Check, Registry, load_plugins
-from hpresil.config import Config
+from hpresil.config import Config, expand
 
 TIERS = ("quick", "continuous", "deep", "burnin")
 
 
 def checks_for(cfg: Config) -> list[Check]:
     """Every built-in check, configured from ``cfg`` (less ``checks.disabled``)."""
-    from hpresil.checks.ecc import EccCheck
-    from hpresil.checks.gpu_presence import GpuPresenceCheck
-    from hpresil.checks.xid import XidCheck
-
-    gpu: list[Check] = [XidCheck(cfg.xid), GpuPresenceCheck(), EccCheck()]
-    every = gpu + _dcgm_checks(cfg) + _host(cfg)[1]
+    every = _gpu_checks(cfg) + _dcgm_checks(cfg) + _host(cfg, node="")[1]
     return [c for c in every if c.name not in cfg.checks.disabled]
 
 
 def sources_for(cfg: Config, node: str) -> list[FactSource[Any]]:
     """The fact sources the configured quick and continuous checks read."""
-    return _host(cfg)[0] + _dcgm_sources(cfg)
+    return _host(cfg, node)[0] + _dcgm_sources(cfg)
+
+
+def with_history(backend: GpuBackend) -> tuple[GpuBackend, list[FactSource[Any]]]:
+    """The GPU backend wrapped so that it keeps a short history of its samples (for
+    rates and deltas: clock events, PCIe replays, NVLink counters), and that history
+    as a fact source."""
+    from hpresil.adapters.gpu.history import GpuHistoryRecorder
+
+    recorder = GpuHistoryRecorder(backend)
+    return recorder, [recorder]
+
+
+def _gpu_checks(cfg: Config) -> list[Check]:
+    from hpresil.checks.clock_events import ClockEventsCheck
+    from hpresil.checks.ecc import EccCheck
+    from hpresil.checks.fabric import FabricCheck
+    from hpresil.checks.gpu_presence import GpuPresenceCheck
+    from hpresil.checks.nvlink import NvlinkCheck
+    from hpresil.checks.pcie import PcieCheck
+    from hpresil.checks.power import PowerCheck
+    from hpresil.checks.recovery_action import RecoveryActionCheck
+    from hpresil.checks.retired_pages import RetiredPagesCheck
+    from hpresil.checks.row_remap import RowRemapCheck
+    from hpresil.checks.temperature import TemperatureCheck
+    from hpresil.checks.xid import XidCheck
+
+    c = cfg.checks
+    return [
+        XidCheck(cfg.xid),
+        GpuPresenceCheck(),
+        EccCheck(c.ecc),
+        RowRemapCheck(c.row_remap),
+        RetiredPagesCheck(c.retired_pages),
+        TemperatureCheck(c.temperature),
+        ClockEventsCheck(c.clock_events),
+        PowerCheck(c.power),
+        PcieCheck(c.pcie),
+        NvlinkCheck(c.nvlink),
+        FabricCheck(),
+        RecoveryActionCheck(),
+    ]
 
 
 def agent_registry(cfg: Config, *, plugins: bool = True) -> Registry:
@@ -64,16 +101,17 @@ def _dcgm_sources(cfg: Config) -> list[FactSource[Any]]:
     ]
 
 
-def _host(cfg: Config) -> tuple[list[FactSource[Any]], list[Check]]:
+def _host(cfg: Config, node: str) -> tuple[list[FactSource[Any]], list[Check]]:
     from hpresil.host.wiring import host_monitoring
 
     c = cfg.checks
+    ib = c.ib.model_copy(update={"sysfs_root": expand(str(c.ib.sysfs_root), node)})
 
     def on(name: str) -> bool:
         return name not in c.disabled
 
     return host_monitoring(
-        ib=c.ib if on("ib") else None,
+        ib=ib if on("ib") else None,
         mounts=c.mounts if on("mounts") else None,
         headroom=c.headroom if on("headroom") else None,
         processes=c.processes if on("processes") else None,

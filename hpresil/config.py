@@ -19,6 +19,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hpresil.burnin.config import BurninConfig
+from hpresil.checks.clock_events import ClockEventsConfig
+from hpresil.checks.ecc import EccConfig
+from hpresil.checks.nvlink import NvlinkConfig
+from hpresil.checks.pcie import PcieConfig
+from hpresil.checks.power import PowerConfig
+from hpresil.checks.retired_pages import RetiredPagesConfig
+from hpresil.checks.row_remap import RowRemapConfig
+from hpresil.checks.temperature import TemperatureConfig
 from hpresil.checks.xid_table import XidPolicyConfig
 from hpresil.dcgm.config import DcgmConfig
 from hpresil.errors import ConfigError
@@ -55,7 +64,7 @@ class KernelLogConfig(_Section):
 
 
 class GpuConfig(_Section):
-    backend: Literal["nvml", "simulated"] = "nvml"
+    backend: Literal["nvml", "nvidia_smi", "simulated"] = "nvml"
     state_file: str = "/var/lib/hpresil/sim/{node}.json"  # simulated backend only
     expected_count: int | None = Field(default=None, ge=0)  # None: whatever is found at start
 
@@ -102,6 +111,14 @@ class ChecksConfig(_Section):
     """Per-check settings (``[checks.<area>]``) and the checks a site turns off."""
 
     disabled: tuple[str, ...] = ()  # check names not to run, e.g. ["processes"]
+    ecc: EccConfig = EccConfig()
+    row_remap: RowRemapConfig = RowRemapConfig()
+    retired_pages: RetiredPagesConfig = RetiredPagesConfig()
+    temperature: TemperatureConfig = TemperatureConfig()
+    clock_events: ClockEventsConfig = ClockEventsConfig()
+    power: PowerConfig = PowerConfig()
+    pcie: PcieConfig = PcieConfig()
+    nvlink: NvlinkConfig = NvlinkConfig()
     ib: IbConfig = IbConfig()
     mounts: MountsConfig = MountsConfig()
     headroom: HeadroomConfig = HeadroomConfig()
@@ -119,6 +136,7 @@ class Config(_Section):
     checks: ChecksConfig = ChecksConfig()
     xid: XidPolicyConfig = XidPolicyConfig()  # [xid.overrides.<N>] site overrides
     dcgm: DcgmConfig = DcgmConfig()
+    burnin: BurninConfig = BurninConfig()
     source: Path | None = None  # the file this was read from (set by load)
 
     def node_name(self, override: str | None = None) -> str:

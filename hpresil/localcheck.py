@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from hpresil.adapters.gpu import open_backend
 from hpresil.agent.snapshot import Collector
-from hpresil.assembly import registry_for, sources_for
+from hpresil.assembly import registry_for, sources_for, with_history
 from hpresil.checks.base import EVENT_TAG, CheckRunner, Registry, unknown
 from hpresil.config import Config
 from hpresil.errors import HpresilError
@@ -20,6 +20,8 @@ def run_tier(cfg: Config, node: str, tier: str) -> list[CheckResult]:
     deep tier runs the DCGM diagnostic, on an idle node only."""
     if tier == "deep":
         return run_deep_tier(cfg, node)
+    if tier == "burnin":
+        return run_burnin_tier(cfg, node)
     registry = Registry(c for c in registry_for(cfg, tier=tier) if EVENT_TAG not in c.tags)
     try:
         backend = open_backend(cfg.agent.gpu, node)
@@ -28,8 +30,12 @@ def run_tier(cfg: Config, node: str, tier: str) -> list[CheckResult]:
 
         return [unknown("gpu_backend", str(exc), utcnow())]
     try:
+        recorder, history = with_history(backend)
         collector = Collector(
-            node, backend, cfg.agent.gpu.expected_count, sources=sources_for(cfg, node)
+            node,
+            recorder,
+            cfg.agent.gpu.expected_count,
+            sources=[*history, *sources_for(cfg, node)],
         )
         return CheckRunner(registry).run(collector.collect())
     finally:
@@ -62,3 +68,19 @@ def node_is_idle(cfg: Config, node: str) -> bool:
     except HpresilError:
         return False
     return not any(j.running for j in jobs)
+
+
+def run_burnin_tier(cfg: Config, node: str) -> list[CheckResult]:
+    """The burn-in on this node's GPUs, judged against expected figures (offline: the
+    fleet median needs ``hpresil burnin``, which asks the controller)."""
+    from hpresil.burnin.run import run_burnin
+
+    try:
+        backend = open_backend(cfg.agent.gpu, node)
+        try:
+            gpus = [g.identity for g in backend.devices()]
+        finally:
+            backend.close()
+    except HpresilError:
+        gpus = []
+    return run_burnin(cfg.burnin, gpus, None, progress=False)

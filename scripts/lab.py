@@ -93,6 +93,7 @@ class Lab:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._make_gpu_devices()
         self._write_hooks()
+        self._make_ib_trees()
         self.conf.write_text(self._slurm_conf())
         (self.root / "etc" / "gres.conf").write_text(
             "AutoDetect=off\n"
@@ -107,6 +108,18 @@ class Lab:
             with os.fdopen(fd, "w") as fh:
                 fh.write(os.urandom(24).hex() + "\n")
         os.chmod(token, 0o600)
+
+    def _make_ib_trees(self) -> None:
+        """One simulated 8-port NDR InfiniBand sysfs tree per node (kept if present)."""
+        for node in self.node_names:
+            tree = self.root / "sysfs" / node
+            if not tree.exists():
+                python = VENV / "bin" / "python"
+                subprocess.run(
+                    [str(python), "-m", "hpresil.host.simulated_ib", "create", str(tree)],
+                    check=True,
+                    timeout=60,
+                )
 
     def _make_gpu_devices(self) -> None:
         for i in range(self.gpus):
@@ -215,6 +228,11 @@ expected_count = {self.gpus}
 [hooks]
 gpu_devices = "{r}/dev/nvidia[0-9]*"   # the lab's gres device files
 munge_socket = "/run/munge/munge.socket.2"
+
+[checks.ib]              # simulated HCAs: one sysfs tree per node (hpresil inject ib)
+sysfs_root = "{r}/sysfs/{{node}}"
+expected_ports = 8
+min_rate_gbps = 400
 
 [slurm]
 conf = "{self.conf}"
@@ -345,7 +363,7 @@ retries = 3
     def reset_state(self) -> None:
         """Forget everything the lab remembers (lab must be down): Slurm's saved state
         (drains, jobs), hpresil's database, spools and simulated GPU state, job output."""
-        for sub in ("state", "kmsg", "sim", "spool", "jobs", "run"):
+        for sub in ("state", "kmsg", "sim", "sysfs", "spool", "jobs", "run"):
             shutil.rmtree(self.root / sub, ignore_errors=True)
 
 

@@ -42,7 +42,7 @@ from hpresil import __version__
 from hpresil.adapters.gpu import GpuBackend, GpuSample, open_backend
 from hpresil.agent.snapshot import Collector, Snapshot
 from hpresil.agent.spool import ReportSink, Spool
-from hpresil.assembly import agent_registry, sources_for
+from hpresil.assembly import agent_registry, sources_for, with_history
 from hpresil.checks.base import EVENT_TAG, CheckRunner, Registry
 from hpresil.clock import utcnow
 from hpresil.config import Config, GpuConfig, expand
@@ -79,11 +79,15 @@ class Agent:
         self._client = client
         self._clock = clock
         self._on_tick = on_tick
-        self._backend = backend or _ReopeningBackend(agent.gpu, node)
+        self._backend, history = with_history(backend or _ReopeningBackend(agent.gpu, node))
         self._registry = registry if registry is not None else agent_registry(cfg)
         self._event_checks = {c.name for c in self._registry.select(EVENT_TAG)}
         self._collector = Collector(
-            node, self._backend, agent.gpu.expected_count, clock, sources=sources_for(cfg, node)
+            node,
+            self._backend,
+            agent.gpu.expected_count,
+            clock,
+            sources=[*history, *sources_for(cfg, node)],
         )
         self._runner = CheckRunner(self._registry)
         self.spool = Spool(expand(agent.spool_dir, node))

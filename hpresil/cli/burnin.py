@@ -88,11 +88,8 @@ def burnin(
 
 
 def base_settings(cfg: Config) -> BurninConfig:
-    """The burn-in settings from the configuration file.
-
-    Until :class:`Config` carries a ``burnin`` section these are the defaults."""
-    found = getattr(cfg, "burnin", None)
-    return found if isinstance(found, BurninConfig) else BurninConfig()
+    """The burn-in settings from the configuration file (``[burnin]``)."""
+    return cfg.burnin
 
 
 def execute(

@@ -52,6 +52,7 @@ def clean_lab(lab: Lab) -> Iterator[Lab]:
     lab.slurm(["scancel", "--full", "--quiet", "-p", "gpu"])
     for node in lab.node_names:
         (lab.root / "sim" / f"{node}.json").unlink(missing_ok=True)
+        _ib_ports_up(lab.root / "sysfs" / node)
     lab.up()
     lab.start_controller()
     wait_for("healthy verdicts on every node", lambda: _verdicts_ok(lab), 30, 0.2)
@@ -71,3 +72,11 @@ def _verdicts_ok(lab: Lab) -> bool:
         if data.get("status") == "fail":
             return False
     return True
+
+
+def _ib_ports_up(tree: Path) -> None:
+    from hpresil.host.simulated_ib import set_port
+
+    for state in tree.glob("*/ports/*/state"):
+        if "ACTIVE" not in state.read_text():
+            set_port(tree, f"{state.parents[2].name}/{state.parent.name}", up=True)

@@ -4,8 +4,12 @@ simulation for labs without GPUs (:mod:`.simulated`), chosen by ``agent.gpu.back
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hpresil.adapters.gpu.base import GpuBackend, GpuSample, normalize_bus_id
-from hpresil.config import GpuConfig
+
+if TYPE_CHECKING:  # the config imports check modules that import this package
+    from hpresil.config import GpuConfig
 
 __all__ = ["GpuBackend", "GpuSample", "normalize_bus_id", "open_backend"]
 

@@ -90,3 +90,13 @@ def test_xid_overrides_come_from_the_config(tmp_path: Path) -> None:
     p = write(tmp_path / "h.toml", '[xid.overrides.13]\naction = "drain"\n')
     with pytest.raises(ConfigError, match=r"xid\.overrides"):
         config.load(p)  # application XIDs never drain a node
+
+
+@pytest.mark.parametrize("module", ["hpresil.config", "hpresil.cli.main", "hpresil.assembly"])
+def test_module_imports_in_a_fresh_interpreter(module: str) -> None:
+    """Check modules carry their own config models: no import cycle through config."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
