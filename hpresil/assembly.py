@@ -29,13 +29,15 @@ def sources_for(cfg: Config, node: str) -> list[FactSource[Any]]:
     return _host(cfg, node)[0] + _dcgm_sources(cfg)
 
 
-def with_history(backend: GpuBackend) -> tuple[GpuBackend, list[FactSource[Any]]]:
+def with_history(cfg: Config, backend: GpuBackend) -> tuple[GpuBackend, list[FactSource[Any]]]:
     """The GPU backend wrapped so that it keeps a short history of its samples (for
     rates and deltas: clock events, PCIe replays, NVLink counters), and that history
-    as a fact source."""
+    as a fact source. It keeps as long as the longest configured window needs."""
     from hpresil.adapters.gpu.history import GpuHistoryRecorder
 
-    recorder = GpuHistoryRecorder(backend)
+    c = cfg.checks
+    windows = (c.clock_events.window_s, c.nvlink.window_s, c.pcie.replay_window_s)
+    recorder = GpuHistoryRecorder(backend, retention_s=max(windows) + 2 * cfg.agent.poll_s)
     return recorder, [recorder]
 
 

@@ -30,7 +30,7 @@ def run_tier(cfg: Config, node: str, tier: str) -> list[CheckResult]:
 
         return [unknown("gpu_backend", str(exc), utcnow())]
     try:
-        recorder, history = with_history(backend)
+        recorder, history = with_history(cfg, backend)
         collector = Collector(
             node,
             recorder,

@@ -79,7 +79,7 @@ class Agent:
         self._client = client
         self._clock = clock
         self._on_tick = on_tick
-        self._backend, history = with_history(backend or _ReopeningBackend(agent.gpu, node))
+        self._backend, history = with_history(cfg, backend or _ReopeningBackend(agent.gpu, node))
         self._registry = registry if registry is not None else agent_registry(cfg)
         self._event_checks = {c.name for c in self._registry.select(EVENT_TAG)}
         self._collector = Collector(

@@ -16,9 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
+from typing import Any
 
 from hpresil.adapters import proc
 from hpresil.burnin import gpu_burn, nccl
@@ -325,6 +323,9 @@ class _Bars:
     """One bar per GPU over its GEMM then copy phases; silent unless ``show``."""
 
     def __init__(self, show: bool, cfg: BurninConfig) -> None:
+        from rich.console import Console  # only the burn-in draws progress bars
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
         self._total = cfg.duration_s + cfg.membw_duration_s
         self._progress = Progress(
             TextColumn("{task.description}"),
@@ -334,7 +335,7 @@ class _Bars:
             console=Console(stderr=True),
             disable=not show,
         )
-        self._tasks: dict[int, TaskID] = {}
+        self._tasks: dict[int, Any] = {}  # GPU index -> rich TaskID
 
     def __enter__(self) -> _Bars:
         self._progress.start()
@@ -364,5 +365,7 @@ def _status(show: bool, what: str) -> Iterator[None]:
     if not show:
         yield
         return
+    from rich.console import Console
+
     with Console(stderr=True).status(f"burn-in: {what}"):
         yield

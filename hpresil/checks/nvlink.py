@@ -72,8 +72,9 @@ class NvlinkCheck(PerGpuCheck):
         self, links: tuple[NvLink, ...], points: tuple[Timed, ...], evidence: dict[str, Any]
     ) -> list[Finding]:
         found: list[Finding] = []
+        indexed = _by_link(points)
         for link in links:
-            grown = {name: _growth(points, link.link, name) for name in _COUNTERS}
+            grown = {name: _growth(indexed, link.link, name) for name in _COUNTERS}
             bad = {k: v for k, v in grown.items() if v is not None and v[0] > 0}
             if bad:
                 evidence.setdefault("errors", {})[str(link.link)] = {
@@ -102,9 +103,17 @@ class NvlinkCheck(PerGpuCheck):
 _COUNTERS = ("replay", "recovery", "crc_flit", "crc_data")
 
 
-def _growth(points: tuple[Timed, ...], link: int, counter: str) -> tuple[int, float] | None:
+_Indexed = list[tuple[float, dict[int, NvLink]]]
+
+
+def _by_link(points: tuple[Timed, ...]) -> _Indexed:
+    """Each sample's links by number, built once per GPU (not per link and counter)."""
+    return [(p.at, {x.link: x for x in p.sample.nvlink or ()}) for p in points]
+
+
+def _growth(indexed: _Indexed, link: int, counter: str) -> tuple[int, float] | None:
     series = []
-    for p in points:
-        found = next((x for x in p.sample.nvlink or () if x.link == link), None)
-        series.append((p.at, getattr(found, counter) if found is not None else None))
+    for at, links in indexed:
+        found = links.get(link)
+        series.append((at, getattr(found, counter) if found is not None else None))
     return increase(series)

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import click
-from rich.text import Text
 
 from hpresil import __version__
 from hpresil.adapters import proc
@@ -25,20 +24,13 @@ from hpresil.burnin.config import BurninConfig
 from hpresil.burnin.gpulib import open_library
 from hpresil.burnin.names import BUSBW_GBPS, MEMBW_GBPS, TFLOPS
 from hpresil.burnin.run import FleetMedians, LibraryLoader, Which, run_burnin
-from hpresil.cli.output import emit_json, json_option, table
+from hpresil.cli.output import emit_json, json_option, status_text, table
 from hpresil.client import ControllerClient
 from hpresil.clock import utcnow
 from hpresil.config import Config
 from hpresil.errors import HpresilError
 from hpresil.vocab import CheckResult, GpuIdentity, Report, Status
 
-_STYLE = {
-    Status.OK: "green",
-    Status.WARN: "yellow",
-    Status.FAIL: "bold red",
-    Status.UNKNOWN: "magenta",
-    Status.UNSUPPORTED: "dim",
-}
 VERDICTS = {0: "healthy", 1: "unhealthy", 2: "could not check"}
 
 
@@ -220,7 +212,7 @@ def _show(node: str, results: Sequence[CheckResult], code: int) -> None:
             [
                 r.check,
                 "-" if r.gpu is None else str(r.gpu.index),
-                Text(r.status.value, style=_STYLE[r.status]),
+                status_text(r.status),
                 figure(r),
                 r.summary,
             ]

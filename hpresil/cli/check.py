@@ -10,19 +10,10 @@ import json
 import sys
 
 import click
-from rich.text import Text
 
-from hpresil.cli.output import table
+from hpresil.cli.output import status_text, table
 from hpresil.config import Config
 from hpresil.vocab import CheckResult, Status
-
-_STYLE = {
-    Status.OK: "green",
-    Status.WARN: "yellow",
-    Status.FAIL: "bold red",
-    Status.UNKNOWN: "magenta",
-    Status.UNSUPPORTED: "dim",
-}
 
 
 @click.command()
@@ -52,7 +43,7 @@ def check(cfg: Config, tier: str, node: str | None, as_json: bool) -> None:
                 [
                     r.check,
                     "-" if r.gpu is None else str(r.gpu.index),
-                    Text(r.status.value, style=_STYLE[r.status]),
+                    status_text(r.status),
                     r.action.value,
                     r.summary,
                 ]

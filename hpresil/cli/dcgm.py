@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
-from rich.text import Text
 
-from hpresil.cli.output import emit_json, json_option, table
+from hpresil.cli.output import emit_json, json_option, styled, table
+
+if TYPE_CHECKING:
+    from rich.text import Text
 from hpresil.dcgm.health import parse_health
 from hpresil.dcgm.model import DiagReport, HealthReport
 from hpresil.dcgm.parse import documents, parse_diag
@@ -134,7 +137,7 @@ def _n(value: int | None) -> str:
 
 
 def _styled(key: str, text: str | None = None) -> Text:
-    return Text(text if text is not None else key, style=_STYLE.get(key, ""))
+    return styled(text if text is not None else key, _STYLE.get(key, ""))
 
 
 COMMANDS = [dcgm]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.text import Text
 
 from hpresil.api import Health
-from hpresil.cli.output import age, emit_json, json_option, table
+from hpresil.cli.output import age, emit_json, json_option, styled, table
 from hpresil.client import ControllerClient
 from hpresil.config import Config
 
@@ -36,7 +35,7 @@ def status(cfg: Config, as_json: bool) -> None:
             [
                 n.name,
                 n.slurm_state or "-",
-                Text(n.health.value, style=_HEALTH_STYLE[n.health]),
+                styled(n.health.value, _HEALTH_STYLE[n.health]),
                 f"#{n.open_incident}" if n.open_incident else "-",
                 age(n.last_report_age_s),
                 "-" if n.gpus is None else str(n.gpus),

@@ -5,6 +5,8 @@ Sources take a ``list_processes`` callable so tests pass a fixed table.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,3 +45,27 @@ def list_processes() -> list[ProcInfo]:
             )
         )
     return found
+
+
+class SharedProcessTable:
+    """One process listing shared by the sources of a tick: the table is listed at
+    most once per ``ttl_s`` (listing every process costs milliseconds of CPU)."""
+
+    def __init__(
+        self,
+        lister: ProcessLister = list_processes,
+        ttl_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lister = lister
+        self._ttl = ttl_s
+        self._clock = clock
+        self._cached: tuple[float, list[ProcInfo]] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> list[ProcInfo]:
+        with self._lock:
+            now = self._clock()
+            if self._cached is None or now - self._cached[0] >= self._ttl:
+                self._cached = (now, self._lister())
+            return list(self._cached[1])

@@ -21,6 +21,7 @@ from hpresil.host.headroom import HeadroomConfig, HeadroomSource
 from hpresil.host.ib import IbConfig, IbSource
 from hpresil.host.mounts import MountsConfig, MountSource
 from hpresil.host.processes import ProcessesConfig, ProcessesSource
+from hpresil.host.procs import SharedProcessTable
 from hpresil.host.services import ServicesConfig, ServicesSource
 
 
@@ -35,6 +36,7 @@ def host_monitoring(
 ) -> tuple[list[FactSource[Any]], list[Check]]:
     sources: list[FactSource[Any]] = []
     checks: list[Check] = []
+    table = SharedProcessTable()  # processes and services read one listing per tick
     if ib is not None:
         sources.append(IbSource(ib, clock=clock))
         checks.append(IbCheck(ib))
@@ -45,9 +47,9 @@ def host_monitoring(
         sources.append(HeadroomSource(headroom))
         checks.append(HeadroomCheck(headroom))
     if processes is not None:
-        sources.append(ProcessesSource(processes, clock=clock))
+        sources.append(ProcessesSource(processes, clock=clock, list_processes=table))
         checks.append(ProcessesCheck(processes))
     if services is not None:
-        sources.append(ServicesSource(services))
+        sources.append(ServicesSource(services, list_processes=table))
         checks.append(ServicesCheck(services))
     return sources, checks

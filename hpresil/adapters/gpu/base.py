@@ -44,7 +44,7 @@ def normalize_bus_id(text: str) -> str | None:
     return f"{domain:04x}:{int(m.group('bus'), 16):02x}:{int(m.group('dev'), 16):02x}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GpuSample:
     """One GPU as seen at one moment.
 

@@ -36,13 +36,13 @@ def gpu_key(identity: GpuIdentity) -> str:
     return identity.uuid or identity.pci_bus_id or f"index:{identity.index}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Timed:
     at: float  # monotonic seconds
     sample: GpuSample
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GpuHistory:
     """Recent samples per GPU, oldest first (a snapshot fact)."""
 

@@ -30,7 +30,7 @@ def reason_names(mask: int) -> list[str]:
     return [r.name.lower() for r in ClockReason if r.name and mask & r.value]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EccCounts:
     """ECC error counts of one kind (volatile: since the last reset; aggregate: life)."""
 
@@ -42,7 +42,7 @@ class EccCounts:
     sram_uncorrected: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EccInfo:
     enabled: bool | None = None  # current ECC mode
     pending_enabled: bool | None = None  # mode after the next reset
@@ -51,7 +51,7 @@ class EccInfo:
     sram_threshold_exceeded: bool | None = None  # the driver's own SRAM error threshold
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RowRemap:
     """Row remapping (A100 and later): rows remapped for correctable and uncorrectable
     errors, a remap waiting for a GPU reset, a remap that could not be done."""
@@ -62,7 +62,7 @@ class RowRemap:
     failure: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RetiredPages:
     """Dynamic page retirement (before Ampere)."""
 
@@ -75,7 +75,7 @@ class RetiredPages:
         return self.single_bit + self.double_bit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Thermal:
     """Temperatures beyond the GPU's own (``GpuSample.temperature_c``): memory, and
     the device's own thresholds in degrees C."""
@@ -87,7 +87,7 @@ class Thermal:
     mem_max_c: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClockCounters:
     """Cumulative time spent clock-limited, in microseconds, where the driver counts it."""
 
@@ -98,20 +98,20 @@ class ClockCounters:
     hw_power_brake_us: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClockEvents:
     reasons: int  # bits of ClockReason active now
     supported: int | None = None  # bits the GPU can report
     counters: ClockCounters | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Power:
     draw_w: float | None = None
     limit_w: float | None = None  # the enforced limit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pcie:
     gen: int | None = None
     max_gen: int | None = None  # what GPU and host can reach together
@@ -120,7 +120,7 @@ class Pcie:
     replays: int | None = None  # replay counter, cumulative since the last reset
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NvLink:
     """One NVLink: its state and cumulative data-link error counters."""
 
@@ -140,7 +140,7 @@ class FabricState(StrEnum):
     COMPLETED = "completed"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fabric:
     state: FabricState
     status: str | None = None  # "success", or the error the fabric manager reported

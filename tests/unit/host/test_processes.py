@@ -122,3 +122,21 @@ def test_a_failed_collection_is_unknown() -> None:
 def test_failing_sooner_than_warning_is_refused() -> None:
     with pytest.raises(ValidationError, match="d_state_fail_s"):
         ProcessesConfig(d_state_warn_s=600, d_state_fail_s=60)
+
+
+def test_shared_process_table_lists_once_per_ttl() -> None:
+    from hpresil.host.procs import ProcInfo, SharedProcessTable
+
+    calls = []
+    now = [100.0]
+
+    def lister() -> list[ProcInfo]:
+        calls.append(now[0])
+        return [ProcInfo(pid=1, name="init", status="sleeping")]
+
+    table = SharedProcessTable(lister, ttl_s=1.0, clock=lambda: now[0])
+    assert table() == table() == [ProcInfo(pid=1, name="init", status="sleeping")]
+    assert len(calls) == 1
+    now[0] += 1.5
+    table()
+    assert len(calls) == 2
