@@ -61,18 +61,7 @@ class DcgmHealthCheck:
         return results
 
     def _gpu(self, gpu: GpuIdentity, incidents: list[HealthIncident], at: datetime) -> CheckResult:
-        status = worst_status(i.status for i in incidents)
-        worst = next(i for i in incidents if i.status is status)
-        return CheckResult(
-            check=self.name,
-            status=status,
-            action=worst_action(i.action for i in incidents),
-            category=worst.category,
-            summary=f"GPU {gpu.index}: {_describe(incidents)}"[:500],
-            gpu=gpu,
-            evidence={"incidents": [_evidence(i) for i in incidents]},
-            observed_at=at,
-        )
+        return self._judged(incidents, at, gpu)
 
     def _quiet(self, gpu: GpuIdentity, at: datetime) -> CheckResult:
         return CheckResult(
@@ -89,14 +78,22 @@ class DcgmHealthCheck:
         if not incidents:
             status = Status.OK if report.overall == "healthy" else Status.UNKNOWN
             return self._node(status, f"DCGM overall health: {report.overall}", at)
+        return self._judged(incidents, at, None)
+
+    def _judged(
+        self, incidents: list[HealthIncident], at: datetime, gpu: GpuIdentity | None
+    ) -> CheckResult:
+        """The worst of ``incidents``, on ``gpu`` or (None) on the node's other entities."""
         status = worst_status(i.status for i in incidents)
         worst = next(i for i in incidents if i.status is status)
+        where = f"GPU {gpu.index}: " if gpu is not None else ""
         return CheckResult(
             check=self.name,
             status=status,
             action=worst_action(i.action for i in incidents),
             category=worst.category,
-            summary=_describe(incidents)[:500],
+            summary=f"{where}{_describe(incidents)}"[:500],
+            gpu=gpu,
             evidence={"incidents": [_evidence(i) for i in incidents]},
             observed_at=at,
         )
