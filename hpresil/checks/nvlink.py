@@ -72,6 +72,8 @@ class NvlinkCheck(PerGpuCheck):
         self, links: tuple[NvLink, ...], points: tuple[Timed, ...], evidence: dict[str, Any]
     ) -> list[Finding]:
         found: list[Finding] = []
+        if not points or points[0].sample.nvlink == points[-1].sample.nvlink:
+            return found  # counters only grow (or reset): equal ends, nothing grew
         indexed = _by_link(points)
         for link in links:
             grown = {name: _growth(indexed, link.link, name) for name in _COUNTERS}

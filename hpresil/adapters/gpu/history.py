@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from hpresil.adapters.gpu.base import GpuBackend, GpuSample
@@ -100,8 +100,8 @@ class GpuHistoryRecorder:
     def record(self, samples: Sequence[GpuSample], at: float) -> None:
         with self._lock:
             for s in samples:
-                key = gpu_key(s.identity)
-                self._series.setdefault(key, deque(maxlen=self._max)).append(Timed(at, s))
+                series = self._series.setdefault(gpu_key(s.identity), deque(maxlen=self._max))
+                series.append(Timed(at, _share(s, series[-1].sample if series else None)))
             horizon = at - self._retention
             for key in list(self._series):
                 points = self._series[key]
@@ -114,6 +114,22 @@ class GpuHistoryRecorder:
         with self._lock:
             frozen = {k: tuple(v) for k, v in self._series.items()}
         return GpuHistory(MappingProxyType(frozen))
+
+
+def _share(sample: GpuSample, previous: GpuSample | None) -> GpuSample:
+    """``sample``, holding the previous sample's identity and NVLink records where they
+    are equal: a GPU's 18 link records rarely change, and the history keeps minutes."""
+    if previous is None:
+        return sample
+    same_links = sample.nvlink is not None and sample.nvlink == previous.nvlink
+    same_identity = sample.identity == previous.identity
+    if not (same_links or same_identity):
+        return sample
+    return replace(
+        sample,
+        nvlink=previous.nvlink if same_links else sample.nvlink,
+        identity=previous.identity if same_identity else sample.identity,
+    )
 
 
 def increase(points: Sequence[tuple[float, int | None]]) -> tuple[int, float] | None:

@@ -93,3 +93,38 @@ def test_increase_of_a_counter() -> None:
     assert increase([(0.0, 100), (5.0, 3), (10.0, 4)]) == (4, 10.0)  # reset: 3 new, then 1
     assert increase([(0.0, 5)]) is None
     assert increase([(0.0, None), (5.0, None)]) is None
+
+
+def test_history_shares_unchanged_link_records_between_samples() -> None:
+    from dataclasses import replace as _replace
+
+    from hpresil.adapters.gpu.history import GpuHistoryRecorder
+    from hpresil.adapters.gpu.records import NvLink
+
+    links = tuple(NvLink(link=i, active=True) for i in range(18))
+    first = _sample_with_links(links)
+    same = _sample_with_links(tuple(NvLink(link=i, active=True) for i in range(18)))
+    grown = _replace(same, nvlink=(NvLink(link=0, active=True, replay=3), *links[1:]))
+    recorder = GpuHistoryRecorder(_NoBackend())
+    recorder.record([first], 0.0)
+    recorder.record([same], 5.0)
+    recorder.record([grown], 10.0)
+    (series,) = recorder.collect().series.values()
+    assert series[1].sample.nvlink is series[0].sample.nvlink  # equal: one copy kept
+    assert series[2].sample.nvlink == grown.nvlink  # a change is kept as it is
+    assert series[2].sample.nvlink is not series[0].sample.nvlink
+
+
+class _NoBackend:
+    def devices(self) -> list[object]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def _sample_with_links(links: tuple[object, ...]) -> object:
+    from hpresil.adapters.gpu.base import GpuSample
+    from hpresil.vocab import GpuIdentity
+
+    return GpuSample(identity=GpuIdentity(index=0, uuid="GPU-1"), nvlink=links)  # type: ignore[arg-type]
