@@ -83,4 +83,18 @@ def run_burnin_tier(cfg: Config, node: str) -> list[CheckResult]:
             backend.close()
     except HpresilError:
         gpus = []
-    return run_burnin(cfg.burnin, gpus, None, progress=False)
+    return run_burnin(cfg.burnin, gpus, None, progress=False) + burnin_dcgm(cfg, node)
+
+
+def burnin_dcgm(cfg: Config, node: str) -> list[CheckResult]:
+    """DCGM's stress-level diagnostic as part of a burn-in, where dcgmi is installed
+    (idle nodes only, like the deep tier)."""
+    import shutil
+
+    level = cfg.burnin.dcgm_level
+    if level is None or not cfg.dcgm.enabled or shutil.which(cfg.dcgm.binary) is None:
+        return []
+    from hpresil.adapters.dcgm import Dcgmi
+    from hpresil.checks.dcgm_diag import run_deep
+
+    return run_deep(Dcgmi.from_config(cfg.dcgm), level, lambda: node_is_idle(cfg, node))

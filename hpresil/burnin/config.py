@@ -42,5 +42,8 @@ class BurninConfig(BaseModel):
     gpu_burn: bool = True
     gpu_burn_binary: str = Field(default="gpu_burn", min_length=1)
     gpu_burn_s: int = Field(default=60, ge=1)
+    # DCGM's level-3 diagnostic (targeted stress, power, memory bandwidth) when dcgmi is
+    # installed; None: skip it.
+    dcgm_level: int | None = Field(default=3, ge=1, le=4)
     gpu_burn_tensor_cores: bool = True  # -tc
     gpu_burn_compare: str | None = None  # compare.ptx; default: next to the binary

@@ -95,6 +95,7 @@ def execute(
     which: Which = shutil.which,
     runner: Callable[..., proc.Completed] = proc.run,
     clock: Callable[[], datetime] = utcnow,
+    dcgm: Callable[[Config, str], list[CheckResult]] | None = None,
 ) -> int:
     """The command's work, with the host-facing parts as parameters. ``gpus``: the
     node's GPUs (default: ask the configured GPU backend). Answers the exit status."""
@@ -114,6 +115,9 @@ def execute(
         runner=runner,
         clock=clock,
     )
+    from hpresil.localcheck import burnin_dcgm
+
+    results = [*results, *(dcgm or burnin_dcgm)(cfg, node)]
     reported = client is not None and _report(client, node, found, results, clock)
     code = exit_code(results)
     if as_json:
