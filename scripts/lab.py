@@ -49,6 +49,7 @@ class Lab:
     ctld_port: int = 16817
     controller_port: int = 18787
     fast_agents: bool = True  # lab-speed agent intervals; False: hpresil's defaults
+    kernel_log: str = "file"  # "kmsg": agents read the real /dev/kmsg (no injections)
     host: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
 
     # ---------- paths ----------
@@ -199,6 +200,12 @@ PartitionName=gpu Nodes=node[1-{self.nodes}] Default=YES MaxTime=INFINITE State=
     def _hpresil_toml(self) -> str:
         r = self.root
         intervals = "heartbeat_s = 5.0\npoll_s = 2.0\nflush_s = 1.0\n" if self.fast_agents else ""
+        kernel_log = (
+            'source = "kmsg"          # as on real nodes (no per-node injection here)\n'
+            if self.kernel_log == "kmsg"
+            else 'source = "file"          # the lab\'s nodes share one kernel: one file each\n'
+            f'path = "{r}/kmsg/{{node}}.log"\npoll_s = 0.1\n'
+        )
         return f"""# hpresil lab configuration: written by scripts/lab.py
 cluster = "hpresil-lab"
 
@@ -216,9 +223,7 @@ spool_dir = "{r}/spool/{{node}}"
 {intervals}cache_file = "{r}/run/{{node}}.verdict.json"
 
 [agent.kernel_log]
-source = "file"           # the lab's nodes share one kernel: one file per node
-path = "{r}/kmsg/{{node}}.log"
-poll_s = 0.1
+{kernel_log}
 
 [agent.gpu]
 backend = "simulated"     # no GPUs here: the simulation backend, one state file per node

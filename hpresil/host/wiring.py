@@ -24,6 +24,8 @@ from hpresil.host.processes import ProcessesConfig, ProcessesSource
 from hpresil.host.procs import SharedProcessTable
 from hpresil.host.services import ServicesConfig, ServicesSource
 
+PROCESS_TABLE_TTL_S = 15.0
+
 
 def host_monitoring(
     *,
@@ -36,7 +38,10 @@ def host_monitoring(
 ) -> tuple[list[FactSource[Any]], list[Check]]:
     sources: list[FactSource[Any]] = []
     checks: list[Check] = []
-    table = SharedProcessTable()  # processes and services read one listing per tick
+    # processes and services read one listing, at most 15 s old: listing every process
+    # is the largest cost of a tick, and their thresholds are minutes (D state) or
+    # seconds that a 15 s delay does not change (a service down)
+    table = SharedProcessTable(ttl_s=PROCESS_TABLE_TTL_S)
     if ib is not None:
         sources.append(IbSource(ib, clock=clock))
         checks.append(IbCheck(ib))

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Agent footprint: the lab with hpresil's default agent intervals (poll 5 s,
-heartbeat 10 s), one agent per node; samples node1's agent process every 5 s for the
-duration (default 600 s): RSS (max, last) and CPU time / wall time. Writes
-scripts/bench/results/agent_footprint.json."""
+"""Agent footprint: the lab with hpresil's defaults as on a real node (poll 5 s,
+heartbeat 10 s, the kernel log read from /dev/kmsg), one agent per node; samples
+node1's agent process every 5 s for the duration (default 600 s): RSS (max, last) and
+CPU time / wall time. Writes scripts/bench/results/agent_footprint.json.
+
+(The lab's usual file-based kernel log, polled every 0.1 s so injections are seen at
+once, costs about 0.2 % of a core by itself; real nodes read /dev/kmsg, blocking.)"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600.0)
     args = parser.parse_args()
-    lab = Lab(fast_agents=False)
+    lab = Lab(fast_agents=False, kernel_log="kmsg")
     try:
         lab.down()
         lab.reset_state()
