@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lab import Lab, LabError
 from scenario import (
+    FAULTS,
     ScenarioError,
     hpresil,
     inject_and_measure,
@@ -35,7 +36,13 @@ def say(text: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--xid", type=int, default=79)
+    parser.add_argument(
+        "--fault",
+        choices=FAULTS,
+        default="xid79",
+        help="what breaks: XID 79, uncorrectable ECC, row-remap failure, "
+        "an InfiniBand port (default: xid79)",
+    )
     parser.add_argument("--gpu", type=int, default=3)
     args = parser.parse_args()
     lab = Lab()
@@ -54,19 +61,22 @@ def main() -> int:
         say(f"submitted training job {job.job_id} (requeueable, checkpoints every 5 steps)")
         node = wait_running(lab, job, min_step=12)
         say(f"job {job.job_id} running on {node}, at step {job.last_step()}")
-        say(f"injecting XID {args.xid} on GPU {args.gpu} of {node}")
-        result = inject_and_measure(lab, job, xid=args.xid, gpu=args.gpu, say=say)
+        say(f"injecting {args.fault} (GPU {args.gpu}) on {node}")
+        result = inject_and_measure(lab, job, fault=args.fault, gpu=args.gpu, say=say)
         print(hpresil(lab, "incidents", str(result.incident)), end="")
         print(hpresil(lab, "status"), end="")
         print(hpresil(lab, "stats", "mttf", "--by", "node"), end="")
         say("timeline (seconds after the injection):")
         for key in ("detect_s", "drain_s", "requeue_s", "resume_s"):
-            print(f"    {key[:-2]:8s} {getattr(result, key):7.2f}")
-        print(
-            f"    resumed from step {result.resumed_from_step} on {result.resumed_node} "
-            f"({result.steps_lost} steps lost); {result.drained_node} drained "
-            f"{result.drain_reason!r}"
-        )
+            value = getattr(result, key)
+            shown = "   -  (policy: the job finishes)" if value is None else f"{value:7.2f}"
+            print(f"    {key[:-2]:8s} {shown}")
+        if result.resumed_node is not None:
+            print(
+                f"    resumed from step {result.resumed_from_step} on {result.resumed_node} "
+                f"({result.steps_lost} steps lost)"
+            )
+        print(f"    {result.drained_node} drained {result.drain_reason!r}")
         ok = 0
     except (LabError, ScenarioError, OSError) as exc:
         say(f"demo failed: {exc}")

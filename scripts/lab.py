@@ -370,6 +370,10 @@ retries = 3
         (drains, jobs), hpresil's database, spools and simulated GPU state, job output."""
         for sub in ("state", "kmsg", "sim", "sysfs", "spool", "jobs", "run"):
             shutil.rmtree(self.root / sub, ignore_errors=True)
+        # configuration drop-ins a benchmark or test left behind
+        shutil.rmtree(
+            self.hpresil_conf.with_name(self.hpresil_conf.name + ".d"), ignore_errors=True
+        )
 
 
 # ---------- munge ----------

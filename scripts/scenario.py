@@ -62,14 +62,17 @@ class TrainingJob:
 
 @dataclass
 class FaultResult:
+    """Seconds from the injection to each step; requeue/resume are None for faults
+    whose policy lets the running job finish (plain ``drain``)."""
+
     detect_s: float
     drain_s: float
-    requeue_s: float
-    resume_s: float
-    resumed_from_step: int
-    steps_lost: int
+    requeue_s: float | None
+    resume_s: float | None
+    resumed_from_step: int | None
+    steps_lost: int | None
     drained_node: str
-    resumed_node: str
+    resumed_node: str | None
     incident: int
     drain_reason: str
 
@@ -177,24 +180,46 @@ def wait_running(lab: Lab, job: TrainingJob, min_step: int, timeout: float = 60)
     return str(wait_for(f"job {job.job_id} to run past step {min_step}", ready, timeout, 0.2))
 
 
+FAULTS = ("xid79", "ecc", "row-remap", "ib")
+REQUEUES = {"xid79": True, "ecc": True, "row-remap": True, "ib": False}  # per the policy
+
+
+def inject(lab: Lab, node: str, fault: str, gpu: int) -> tuple[float, str]:
+    """Inject ``fault`` on ``node``; answer when it happened (the mtime of what the
+    injection wrote: the kernel-log file, the simulated GPU state, the port's sysfs
+    state file) and what was injected."""
+    g = str(gpu)
+    if fault == "xid79":
+        line = hpresil(lab, "inject", "xid", "79", "--gpu", g, "--node", node).strip()
+        return lab.kmsg_file(node).stat().st_mtime, line
+    if fault in ("ecc", "row-remap"):
+        what = ["--ecc-uncorrected", "2"] if fault == "ecc" else ["--row-remap-failure"]
+        said = hpresil(lab, "inject", "gpu", "--gpu", g, *what, "--node", node).strip()
+        return (lab.root / "sim" / f"{node}.json").stat().st_mtime, said
+    if fault == "ib":
+        said = hpresil(lab, "inject", "ib", "--port", "mlx5_3/1", "--down", "--node", node)
+        state = lab.root / "sysfs" / node / "mlx5_3" / "ports" / "1" / "state"
+        return state.stat().st_mtime, said.strip()
+    raise ScenarioError(f"unknown fault {fault!r}; choose from {', '.join(FAULTS)}")
+
+
 def inject_and_measure(
     lab: Lab,
     job: TrainingJob,
     *,
-    xid: int = 79,
+    fault: str = "xid79",
     gpu: int = 3,
     timeout: float = 90,
     say: Callable[[str], None] = lambda _: None,
 ) -> FaultResult:
-    """Inject XID on the job's node and time each step of hpresil's answer."""
+    """Inject ``fault`` on the job's node and time each step of hpresil's answer."""
     node = job_field(lab, job.job_id, "BatchHost")
     restarts_before = int(job_field(lab, job.job_id, "Restarts") or 0)
     starts_before = len(job.starts())
-    line = hpresil(lab, "inject", "xid", str(xid), "--gpu", str(gpu), "--node", node).strip()
-    # The injection is the moment the line entered the node's kernel log: the lab's
-    # kernel-log file was last written then.
-    t0 = lab.kmsg_file(node).stat().st_mtime
-    say(f"+{0:6.2f}s injected on {node}: {line}")
+    t0, what = inject(lab, node, fault, gpu)
+    say(f"+{0:6.2f}s injected on {node}: {what}")
+    if not REQUEUES[fault]:
+        return _drain_only(lab, job, node, t0, timeout, say)
     marks: dict[str, float] = {}
     incident: dict[str, object] = {}
     drain_reason = ""
@@ -245,6 +270,59 @@ def inject_and_measure(
         resumed_node=info.get("node", "?"),
         incident=int(str(incident["id"])),
         drain_reason=drain_reason,
+    )
+
+
+def _drain_only(
+    lab: Lab,
+    job: TrainingJob,
+    node: str,
+    t0: float,
+    timeout: float,
+    say: Callable[[str], None],
+) -> FaultResult:
+    """A fault whose policy drains but lets the running job finish."""
+
+    def opened() -> object:
+        found = api_get(lab, f"/v1/incidents?status=open&node={node}")
+        assert isinstance(found, list)
+        return next((i for i in found if _epoch(i["detected_at"]) >= t0 - 1), None)
+
+    incident = wait_for("the incident", opened, timeout, 0.02)
+    assert isinstance(incident, dict)
+    detect = _epoch(str(incident["detected_at"]))
+    say(f"+{detect - t0:6.2f}s detected: {_describe(incident)}")
+    wait_for("the drain", lambda: "DRAIN" in node_state(lab, node)[0], timeout, 0.02)
+    drained = time.time()
+    state, reason = node_state(lab, node)
+    say(f"+{drained - t0:6.2f}s {node} {state} in Slurm, reason {reason!r}")
+    time.sleep(3)
+    still = job_field(lab, job.job_id, "JobState"), job_field(lab, job.job_id, "BatchHost")
+    say(
+        f"+{time.time() - t0:6.2f}s job {job.job_id} still {still[0]} on {still[1]}: "
+        f"policy {incident['action']} lets it finish, nothing requeued"
+    )
+    return FaultResult(
+        detect_s=round(detect - t0, 3),
+        drain_s=round(drained - t0, 3),
+        requeue_s=None,
+        resume_s=None,
+        resumed_from_step=None,
+        steps_lost=None,
+        drained_node=node,
+        resumed_node=None,
+        incident=int(str(incident["id"])),
+        drain_reason=reason,
+    )
+
+
+def _describe(incident: dict[str, object]) -> str:
+    gpu = incident.get("gpu")
+    where = f" gpu {gpu['index']}" if isinstance(gpu, dict) else ""
+    xid = f" xid {incident['xid']}" if incident.get("xid") is not None else ""
+    return (
+        f"incident #{incident['id']} {incident['category']}{xid}{where}, "
+        f"action {incident['action']}"
     )
 
 

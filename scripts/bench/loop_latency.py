@@ -50,7 +50,7 @@ def run_rounds(lab: Lab, job: TrainingJob, n: int, label: str) -> list[dict[str,
     rounds: list[dict[str, object]] = []
     for i in range(1, n + 1):
         wait_running(lab, job, min_step=job.last_step() + 6, timeout=120)  # fresh checkpoint
-        r = inject_and_measure(lab, job, xid=79, gpu=i % 8)
+        r = inject_and_measure(lab, job, fault="xid79", gpu=i % 8)
         rounds.append(r.summary())
         print(
             f"{label} {i:2d}: "
@@ -74,7 +74,7 @@ def run_rounds(lab: Lab, job: TrainingJob, n: int, label: str) -> list[dict[str,
 
 def summarise(rounds: list[dict[str, object]]) -> dict[str, dict[str, float]]:
     def col(k: str) -> list[float]:
-        return [float(str(r[k])) for r in rounds]
+        return [float(str(r[k])) for r in rounds if r[k] is not None]
 
     return {
         k: {"p50": round(pct(col(k), 0.5), 3), "p95": round(pct(col(k), 0.95), 3)} for k in KEYS
@@ -106,12 +106,14 @@ def main() -> int:
         if args.baseline_rounds:
             dropin = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
             dropin.mkdir(exist_ok=True)
-            (dropin / "50-bench-baseline.toml").write_text("[policy]\nexpedite_requeue = false\n")
+            baseline_conf = dropin / "50-bench-baseline.toml"
+            baseline_conf.write_text("[policy]\nexpedite_requeue = false\n")
             lab.stop_process("controller")
             lab.start_controller()
             baseline = run_rounds(lab, job, args.baseline_rounds, "plain")
     finally:
         lab.down()
+        lab.reset_state()  # also removes the baseline's configuration drop-in
     summary = summarise(rounds)
     where = f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)"
     show(f"{len(rounds)} rounds on {where}, seconds after the injection:", summary, True)

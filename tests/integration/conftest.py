@@ -17,7 +17,7 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 from lab import Lab  # noqa: E402
-from scenario import node_state, wait_agents, wait_for  # noqa: E402
+from scenario import ScenarioError, node_state, wait_agents, wait_for  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,7 +55,10 @@ def clean_lab(lab: Lab) -> Iterator[Lab]:
         _ib_ports_up(lab.root / "sysfs" / node)
     lab.up()
     lab.start_controller()
-    wait_for("healthy verdicts on every node", lambda: _verdicts_ok(lab), 30, 0.2)
+    try:
+        wait_for("healthy verdicts on every node", lambda: _verdicts_ok(lab), 60, 0.2)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{exc}: {_verdicts(lab)}") from None
     for node in lab.node_names:
         state, _ = node_state(lab, node)
         if "DRAIN" in state or "DOWN" in state:
@@ -63,15 +66,20 @@ def clean_lab(lab: Lab) -> Iterator[Lab]:
     wait_agents(lab)
 
 
-def _verdicts_ok(lab: Lab) -> bool:
+def _verdicts(lab: Lab) -> dict[str, str]:
+    """Each node's cached verdict status ("missing" if none can be read)."""
+    found = {}
     for node in lab.node_names:
         try:
             data = json.loads((lab.root / "run" / f"{node}.verdict.json").read_text())
+            found[node] = str(data.get("status"))
         except (OSError, ValueError):
-            return False
-        if data.get("status") == "fail":
-            return False
-    return True
+            found[node] = "missing"
+    return found
+
+
+def _verdicts_ok(lab: Lab) -> bool:
+    return all(status not in ("fail", "missing") for status in _verdicts(lab).values())
 
 
 def _ib_ports_up(tree: Path) -> None:

@@ -23,7 +23,7 @@ def test_xid79_drains_requeues_resumes_and_is_recorded(clean_lab: Lab) -> None:
     node = wait_running(lab, job, min_step=12)
     newest_ckpt = max(int(p.stem.split("-")[1]) for p in job.ckpt_dir.glob("step-*.json"))
 
-    result = inject_and_measure(lab, job, xid=79, gpu=3, timeout=90)
+    result = inject_and_measure(lab, job, fault="xid79", gpu=3, timeout=90)
 
     # Slurm: the faulty node is drained with hpresil's reason, the job runs elsewhere.
     state, reason = node_state(lab, node)
@@ -34,8 +34,11 @@ def test_xid79_drains_requeues_resumes_and_is_recorded(clean_lab: Lab) -> None:
     assert job_field(lab, job.job_id, "BatchHost") == result.resumed_node
     assert int(job_field(lab, job.job_id, "Restarts")) == 1
     # The job resumed from its newest checkpoint, not from step 0.
+    assert result.resumed_from_step is not None
     assert result.resumed_from_step >= newest_ckpt >= 10
-    assert result.steps_lost < 5 + 10  # at most one checkpoint interval plus the kill delay
+    assert (
+        result.steps_lost is not None and result.steps_lost < 5 + 10
+    )  # at most one checkpoint interval plus the kill delay
 
     # The ledger: category, XID, GPU identity, affected job, actions with reasons.
     incident: Any = hpresil_json(lab, "incidents", str(result.incident))
