@@ -97,6 +97,36 @@ class PolicyConfig(_Section):
     recurrence_window_days: float = Field(default=30.0, gt=0)
 
 
+class IdleJobsConfig(_Section):
+    """Allocated GPUs that stay unused: ``hpresil jobs --idle`` and an optional action."""
+
+    below_pct: float = Field(default=5.0, ge=0, le=100)  # every allocated GPU under this
+    window_s: float = Field(default=1800.0, gt=0)  # ... for this long: the job is idle
+    action: Literal["none", "notify", "cancel"] = "none"
+
+
+class JobsConfig(_Section):
+    """Job resilience: checkpoint-aware requeue, budgets, blame, fencing, hangs, idle GPUs.
+
+    Per-job overrides come from the job's comment: ``hpresil:ckpt=DIR,budget=N,hang=S``."""
+
+    restart_budget: int = Field(default=5, ge=0)  # requeues allowed; past it: held + notified
+    exclude_failed_nodes: bool = True  # add the failed node (and suspects) to ExcNodeList
+    suspect_window_h: float = Field(default=24.0, ge=0)  # a node with an incident this recent
+    blame_nodes: int = Field(default=3, ge=2)  # same failure on this many nodes: the job's fault
+    blame_window_days: float = Field(default=7.0, gt=0)
+    hold_on_app_xid: bool = True  # a protected job raising only application XIDs is held
+    hang_after_s: float = Field(default=1800.0, ge=0)  # protected job without progress: hung (0: off)
+    hang_signal: str = Field(default="USR1", pattern=r"^(SIG)?[A-Z0-9+]+$")
+    hang_grace_s: float = Field(default=120.0, ge=0)  # after the signal, before the requeue
+    webhook_url: str = ""  # POSTed a JSON event when a job is held, hung or idle
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    kill_orphans: bool = True  # agent: kill a job's processes Slurm no longer runs here
+    orphan_grace_s: float = Field(default=30.0, ge=0)  # seen orphaned this long before kill
+    observe_s: float = Field(default=15.0, gt=0)  # agent: Slurm and checkpoint look-ups
+    idle: IdleJobsConfig = IdleJobsConfig()
+
+
 class HooksConfig(_Section):
     """Live probes of the Slurm hooks' quick tier (slurm-plugins/hpresil-hook)."""
 
@@ -132,6 +162,7 @@ class Config(_Section):
     agent: AgentConfig = AgentConfig()
     slurm: SlurmConfig = SlurmConfig()
     policy: PolicyConfig = PolicyConfig()
+    jobs: JobsConfig = JobsConfig()
     hooks: HooksConfig = HooksConfig()
     checks: ChecksConfig = ChecksConfig()
     xid: XidPolicyConfig = XidPolicyConfig()  # [xid.overrides.<N>] site overrides

@@ -72,12 +72,13 @@ class Category(StrEnum):
     HOST = "host"
     APP = "app"
     OPERATOR = "operator"  # a person drained the node through hpresil
+    JOB_HANG = "job_hang"  # a job stopped making progress: the job's incident, not the node's
     UNKNOWN = "unknown"
 
     @property
     def is_hardware(self) -> bool:
         """Whether a failure of this category counts against a node's MTTF."""
-        return self not in (Category.APP, Category.OPERATOR)
+        return self not in (Category.APP, Category.OPERATOR, Category.JOB_HANG)
 
 
 class _Record(BaseModel):
@@ -143,6 +144,32 @@ class CheckResult(_Record):
         return self.status is Status.FAIL and self.action.drains
 
 
+class JobObservation(_Record):
+    """A Slurm job as the agent sees it on its node, from the job's own processes.
+
+    The agent finds a job's processes by their ``SLURM_JOB_ID`` and ``SLURMD_NODENAME``
+    environment, so it needs no Slurm call to see what runs here. ``progress_at`` is the
+    newest sign of progress: the job helper's heartbeat, the job's progress file, or
+    growth of its output file (``progress_source`` says which). The checkpoint fields
+    are set on the job's first node only (``SLURM_NODEID`` 0), where the agent looks
+    for the newest complete checkpoint under ``ckpt_dir`` now and then.
+    """
+
+    job_id: int = Field(ge=1)
+    restart_count: int = Field(default=0, ge=0)  # SLURM_RESTART_COUNT of its processes
+    lead: bool = False  # the job's first node (SLURM_NODEID 0): batch script or rank 0 here
+    processes: int = Field(default=0, ge=0)
+    ckpt_dir: str | None = None  # HPRESIL_CKPT_DIR
+    gpus: tuple[int, ...] = ()  # GPU indexes on this node allocated to the job
+    gpu_util_pct: float | None = None  # mean SM utilisation of those GPUs this tick
+    progress_at: datetime | None = None
+    progress_source: Literal["heartbeat", "progress_file", "output"] | None = None
+    step: int | None = None  # the step the job helper last reported
+    checkpoint: str | None = None  # newest complete checkpoint (path)
+    checkpoint_step: int | None = None
+    checkpoint_at: datetime | None = None  # when that checkpoint was committed
+
+
 class Report(_Record):
     """What an agent sends: a heartbeat when ``results`` is empty.
 
@@ -157,3 +184,4 @@ class Report(_Record):
     agent_version: str = ""
     gpus: tuple[GpuIdentity, ...] = ()
     results: tuple[CheckResult, ...] = ()
+    jobs: tuple[JobObservation, ...] = ()  # Slurm jobs running here (absent: not observed)
