@@ -13,6 +13,8 @@ GET      /v1/incidents?status=&node=                               list[:class:`
 GET      /v1/incidents/{id}                                        :class:`IncidentView`
 GET      /v1/stats/mttf?by=                                        :class:`MttfView`
 GET      /v1/burnin/median?model=                                  :class:`BurninMedianView`
+GET      /v1/jobs?idle=&all=                                       list[:class:`JobView`]
+GET      /v1/jobs/{job_id}                                         :class:`JobView`
 GET      /healthz                                                  ``{"ok": true}``
 =======  ============================  ==========================  =====================
 
@@ -71,11 +73,11 @@ class ActionStatus(StrEnum):
 
 class ActionView(_View):
     id: int
-    kind: Literal["drain", "requeue", "resume"]
+    kind: Literal["drain", "requeue", "resume", "hold", "signal", "cancel", "notify"]
     target: str  # node name, or job id as text
     why: str
     status: ActionStatus
-    outcome: str | None  # DrainOutcome / RequeueOutcome / ResumeOutcome value
+    outcome: str | None  # DrainOutcome / RequeueOutcome / ResumeOutcome / HoldOutcome value
     attempts: int
     error: str | None
     created_at: datetime
@@ -95,6 +97,7 @@ class AffectedJob(_View):
 class IncidentView(_View):
     id: int
     node: str
+    job_id: int | None = None  # a job's incident (a hang, or a fault blamed on the job)
     status: Literal["open", "resolved"]
     category: Category
     action: Action  # the most severe action suggested by the findings
@@ -156,3 +159,45 @@ class BurninMedianView(_View):
     dtype: str | None  # GEMM figures narrowed to this dtype, if given
     size: int | None  # and to this matrix size
     metrics: dict[str, BurninMetric]  # "tflops", "membw_gbps"; absent: no sample yet
+
+
+class InterruptionView(_View):
+    at: datetime  # when the job was stopped
+    node: str | None  # where it was running
+    cause: str
+    incident: int | None
+    checkpoint: str | None  # the newest complete checkpoint then: what it resumes from
+    checkpoint_step: int | None
+    lost_s: float | None  # work lost: time since that checkpoint (or since the start)
+    resumed_at: datetime | None  # running again
+    resumed_node: str | None
+
+
+class JobView(_View):
+    job_id: int
+    name: str
+    user: str
+    status: Literal["running", "pending", "held", "hung", "ended", "other"]
+    state: str  # Slurm's, last seen
+    nodes: str
+    protected: bool  # named a checkpoint directory
+    ckpt_dir: str | None
+    restarts: int
+    budget: int  # restarts allowed before the job is held
+    checkpoint: str | None  # newest complete checkpoint an agent found
+    checkpoint_step: int | None
+    checkpoint_at: datetime | None
+    since_checkpoint_s: float | None  # work an interruption now would lose (running jobs)
+    step: int | None
+    progress_at: datetime | None
+    progress_source: str | None
+    gpus: int
+    gpu_util_pct: float | None
+    idle_since: datetime | None
+    idle: bool  # below the threshold for the whole idle window
+    held_reason: str | None
+    blamed: str | None
+    interruptions: list[InterruptionView] = []
+    mean_lost_s: float | None = None  # over interruptions with a known loss
+    first_seen_at: datetime
+    ended_at: datetime | None

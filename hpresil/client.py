@@ -72,6 +72,13 @@ class ControllerClient:
             params["size"] = str(size)
         return self._call("GET", "/v1/burnin/median", api.BurninMedianView, params=params)
 
+    def jobs(self, *, idle: bool = False, all_jobs: bool = False) -> list[api.JobView]:
+        params = {"idle": str(idle).lower(), "all": str(all_jobs).lower()}
+        return self._call("GET", "/v1/jobs", list[api.JobView], params=params)
+
+    def job(self, job_id: int) -> api.JobView:
+        return self._call("GET", f"/v1/jobs/{job_id}", api.JobView)
+
     def drain(self, node: str, reason: str) -> api.DrainAnswer:
         body = api.DrainRequest(reason=reason).model_dump()
         return self._call("POST", f"/v1/nodes/{node}/drain", api.DrainAnswer, json=body)

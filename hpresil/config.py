@@ -116,7 +116,8 @@ class JobsConfig(_Section):
     blame_nodes: int = Field(default=3, ge=2)  # same failure on this many nodes: the job's fault
     blame_window_days: float = Field(default=7.0, gt=0)
     hold_on_app_xid: bool = True  # a protected job raising only application XIDs is held
-    hang_after_s: float = Field(default=1800.0, ge=0)  # protected job without progress: hung (0: off)
+    # a protected job without progress for this long is hung (0: never)
+    hang_after_s: float = Field(default=1800.0, ge=0)
     hang_signal: str = Field(default="USR1", pattern=r"^(SIG)?[A-Z0-9+]+$")
     hang_grace_s: float = Field(default=120.0, ge=0)  # after the signal, before the requeue
     webhook_url: str = ""  # POSTed a JSON event when a job is held, hung or idle

@@ -29,6 +29,7 @@ from hpresil.api import (
     DrainAnswer,
     DrainRequest,
     IncidentView,
+    JobView,
     MttfView,
     NodeView,
     ReportAck,
@@ -73,9 +74,11 @@ def create_app(
     executor when a report queues an action."""
     app = FastAPI(title="hpresil", version=__version__, summary="GPU cluster resiliency")
     app.state.services = Services(
-        ingest=Ingest(store, config.policy, clock, wake),
+        ingest=Ingest(
+            store, config.policy, clock, wake, config.jobs, fresh_s=config.controller.stale_after_s
+        ),
         operator=Operator(store, slurm, config.policy, clock),
-        views=Views(store, config.controller, clock),
+        views=Views(store, config.controller, clock, config.jobs),
         fleet=Fleet(store),
         token=token,
     )
@@ -164,6 +167,16 @@ def get_burnin_median(
     size: int | None = None,
 ) -> BurninMedianView:
     return svc.fleet.burnin_median(model, dtype, size)
+
+
+@v1.get("/jobs")
+def get_jobs(svc: Svc, idle: bool = False, all: bool = False) -> list[JobView]:
+    return svc.views.jobs(idle=idle, all_jobs=all)
+
+
+@v1.get("/jobs/{job_id}")
+def get_job(job_id: int, svc: Svc) -> JobView:
+    return svc.views.job(job_id)
 
 
 # --- errors: one line each ---

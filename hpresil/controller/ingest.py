@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,11 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hpresil.api import ReportAck
-from hpresil.config import PolicyConfig
+from hpresil.config import JobsConfig, PolicyConfig
 from hpresil.controller import policy
+from hpresil.controller.jobs import blame, ledger
 from hpresil.controller.policy import Decision, Finding, OpenIncident
 from hpresil.store import Clock, Store, repo
-from hpresil.store.models import OPEN, IncidentRow, NodeRow
+from hpresil.store.models import OPEN, IncidentRow, JobRow, NodeRow
 from hpresil.vocab import CheckResult, Report
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,19 @@ DUPLICATE = ReportAck(accepted=True, duplicate=True)
 
 class Ingest:
     def __init__(
-        self, store: Store, cfg: PolicyConfig, clock: Clock, wake: Callable[[], None]
+        self,
+        store: Store,
+        cfg: PolicyConfig,
+        clock: Clock,
+        wake: Callable[[], None],
+        jobs: JobsConfig | None = None,
+        *,
+        fresh_s: float = 60.0,
     ) -> None:
         self._store = store
         self._cfg = cfg
+        self._jobs = jobs or JobsConfig()
+        self._fresh_s = fresh_s  # a node's job usage older than this is not current
         self._clock = clock
         self._wake = wake
         self._lock = threading.Lock()  # one report at a time: one open incident per node
@@ -44,30 +55,55 @@ class Ingest:
             with self._lock, self._store.write() as s:
                 if repo.report_seen(s, report.report_id):
                     return DUPLICATE
-                decision, incidents = self._take(s, report)
+                decision, incidents, acted = self._take(s, report)
         except IntegrityError as exc:
             if "report_id" not in str(exc.orig):  # only a racing duplicate is expected
                 raise
             log.info("report %s was stored meanwhile: duplicate", report.report_id)
             return DUPLICATE
-        if decision.drain:
+        if decision.drain or acted:
             self._wake()
         return ReportAck(accepted=True, duplicate=False, incidents=incidents)
 
-    def _take(self, s: Session, report: Report) -> tuple[Decision, list[int]]:
+    def _take(self, s: Session, report: Report) -> tuple[Decision, list[int], bool]:
         now = self._clock()
         node = repo.ensure_node(s, report.node, now)
         s.flush()  # the report's foreign key needs the node row
         repo.add_report(s, report, now)
         note_report(node, report, now)
+        here = ledger.observe(s, node.name, report.jobs, now, self._jobs, fresh_s=self._fresh_s)
         current = repo.open_incident(s, node.name)
         summary = _summary(s, current) if current else None
         earlier = self._earlier(s, report, current, now)
         decision = policy.decide(report.results, summary, self._cfg, earlier, node.name)
+        culprits = self._culprits(s, report, decision, here, now)
+        blamed = [blame.record(s, node.name, c, now, self._jobs).id for c in culprits]
+        if culprits and decision.drain:
+            log.info("%s: not drained: %s", node.name, "; ".join(c.why for c in culprits))
+            decision = replace(decision, drain=False, requeue=False)
+            if current is None:  # the job's incident records it; the node has none
+                return decision, blamed, True
         if not decision.acts:
-            return decision, []
+            return decision, blamed, bool(blamed)
         incident = apply(s, node.name, decision, current, now)
-        return decision, [incident.id]
+        return decision, [incident.id, *blamed], bool(blamed)
+
+    def _culprits(
+        self,
+        s: Session,
+        report: Report,
+        decision: Decision,
+        here: Sequence[JobRow],
+        now: datetime,
+    ) -> list[blame.Culprit]:
+        """Jobs to blame instead of the node: the same failure on several nodes, or a
+        protected job's application XIDs."""
+        if decision.drain and decision.identity is not None and decision.identity.hardware:
+            found = blame.same_failure(s, report.node, decision.identity, here, self._jobs, now)
+            if found:
+                return found
+        seen = {j.job_id: j for j in report.jobs}
+        return blame.app_xids(report.results, seen, {r.job_id: r for r in here}, self._jobs)
 
     def _earlier(
         self, s: Session, report: Report, current: IncidentRow | None, now: datetime

@@ -6,7 +6,14 @@ bad node; the jobs are listed when the drain has been done, and each gets its ow
 ``requeue`` action and ``incident_jobs`` row. With ``policy.expedite_requeue`` the
 requeued jobs are then made eligible at once, from a short-lived side thread.
 
-A Slurm failure leaves the action pending with a growing back-off (0.5, 1, 2 … 30 s)
+Job actions (:mod:`hpresil.controller.jobs`) run here too. A requeue first checks
+the job's restart budget: past it the job is requeued *held* and its owner notified.
+Each requeue records the interruption (the work lost since the job's newest
+checkpoint) and, once the job is PENDING, keeps it off the failed node and the nodes
+under suspicion (``jobs.exclude_failed_nodes``). ``hold``, ``signal``, ``cancel`` and
+``notify`` (a webhook POST) act on one job each.
+
+A Slurm (or webhook) failure leaves the action pending with a growing back-off (0.5, 1, 2 … 30 s)
 until ``max_attempts``, then it is ``failed``. No database transaction is held while
 Slurm is called. Pending actions are in the database, so a restarted controller
 picks them up.
@@ -18,16 +25,24 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from hpresil.adapters.slurm import DrainOutcome, RequeueOutcome, Slurm, SlurmJob
+from hpresil.adapters.slurm import DrainOutcome, HoldOutcome, RequeueOutcome, Slurm, SlurmJob
 from hpresil.api import ActionStatus
-from hpresil.config import PolicyConfig
+from hpresil.config import JobsConfig, PolicyConfig
+from hpresil.controller.jobs import actions, notify, rules
 from hpresil.controller.policy import clip, drain_reason
 from hpresil.errors import HpresilError, SlurmError
-from hpresil.store import Clock, Store, repo, utcnow
-from hpresil.store.models import ActionRow, IncidentJobRow, IncidentRow
+from hpresil.store import Clock, Store, jobrepo, repo, utcnow
+from hpresil.store.models import (
+    ActionRow,
+    IncidentJobRow,
+    IncidentRow,
+    JobInterruptionRow,
+    JobRow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +69,7 @@ class _Task:
     target: str
     reason: str
     requeue_jobs: bool
+    payload: dict[str, Any]
 
 
 class Executor:
@@ -63,6 +79,7 @@ class Executor:
         slurm: Slurm,
         cfg: PolicyConfig,
         *,
+        jobs: JobsConfig | None = None,
         clock: Clock = utcnow,
         backoff: Backoff = Backoff(),
         idle_s: float = 30.0,
@@ -70,13 +87,14 @@ class Executor:
         self._store = store
         self._slurm = slurm
         self._cfg = cfg
+        self._jobs = jobs or JobsConfig()
         self._clock = clock
         self._backoff = backoff
         self._idle_s = idle_s
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._requeued: list[int] = []  # this pass's requeued jobs, to expedite
+        self._requeued: dict[int, set[str]] = {}  # this pass's requeued jobs: nodes to avoid
 
     # --- thread ---
     def wake(self) -> None:
@@ -138,6 +156,7 @@ class Executor:
             target=row.target,
             reason=self._reason(row),
             requeue_jobs=row.requeue_jobs,
+            payload=dict(row.payload or {}),
         )
 
     def _reason(self, row: ActionRow) -> str:
@@ -154,9 +173,17 @@ class Executor:
                 self._drain(task)
             elif task.kind == "requeue":
                 self._requeue(task)
+            elif task.kind == "hold":
+                self._hold(task)
+            elif task.kind == "signal":
+                self._signal(task)
+            elif task.kind == "cancel":
+                self._cancel(task)
+            elif task.kind == "notify":
+                self._notify(task)
             else:
                 raise HpresilError(f"the executor does not run {task.kind!r} actions")
-        except SlurmError as exc:
+        except (SlurmError, notify.WebhookError) as exc:
             self._retry_later(task, exc)
         except HpresilError as exc:  # retrying will not help (e.g. node unknown to Slurm)
             self._finish_failed(task, str(exc))
@@ -188,34 +215,108 @@ class Executor:
 
     def _requeue(self, task: _Task) -> None:
         job_id = int(task.target)
-        outcome = self._slurm.requeue(job_id)
+        job = self._slurm.job(job_id)
+        with self._store.read() as s:
+            row = jobrepo.active_job(s, job_id)
+            budget = rules.budget_of(row.budget if row else None, self._jobs)
+            blamed = row.blamed if row else None
+        restarts = job.restart_count if job else 0
+        over = rules.over_budget(restarts, budget)
+        outcome = self._slurm.requeue(job_id, hold=over or blamed is not None)
         now = self._clock()
         with self._store.write() as s:
-            row = _row(s, task)
-            requeued = outcome is RequeueOutcome.REQUEUED
-            _finish(
-                row, ActionStatus.DONE if requeued else ActionStatus.SKIPPED, outcome.value, now
-            )
-            if row.incident_job is not None:
-                row.incident_job.requeue_outcome = outcome.value
-                row.incident_job.requeued_at = now if requeued else None
-        if requeued and self._cfg.expedite_requeue:
-            self._requeued.append(job_id)
+            action = _row(s, task)
+            stopped = outcome in (RequeueOutcome.REQUEUED, RequeueOutcome.HELD)
+            status = ActionStatus.DONE if stopped else ActionStatus.SKIPPED
+            _finish(action, status, outcome.value, now)
+            if action.incident_job is not None:
+                action.incident_job.requeue_outcome = outcome.value
+                action.incident_job.requeued_at = now if stopped else None
+            failed_on = action.incident.node if action.incident is not None else None
+            ledger_row = jobrepo.active_job(s, job_id)
+            if ledger_row is not None and job is not None:
+                ledger_row.name, ledger_row.user = job.name, job.user
+            if ledger_row is not None and stopped:
+                interrupted(ledger_row, now, failed_on, action.why, restarts, action.incident)
+            if ledger_row is not None and outcome is RequeueOutcome.HELD:
+                why = blamed or (
+                    f"job {job_id} used its restart budget ({restarts} of {budget}): held"
+                )
+                held(ledger_row, why, now)
+                if blamed is None:
+                    actions.notify(s, ledger_row, "job_held", why, now, self._jobs, action.incident)
+            avoid = self._avoid(s, failed_on, now)
+        if outcome is RequeueOutcome.REQUEUED:
+            self._requeued[job_id] = avoid
         log.info("requeue job %s: %s", task.target, outcome)
+
+    def _avoid(self, s: Session, failed_on: str | None, now: datetime) -> set[str]:
+        """Nodes a requeued job is kept off: the one it failed on, and the suspects."""
+        if not self._jobs.exclude_failed_nodes:
+            return set()
+        since = now - timedelta(hours=self._jobs.suspect_window_h)
+        avoid = jobrepo.suspect_nodes(s, since)
+        if failed_on is not None:
+            avoid.add(failed_on)
+        return avoid
+
+    def _hold(self, task: _Task) -> None:
+        job_id = int(task.target)
+        job = self._slurm.job(job_id)
+        outcome = self._slurm.hold(job_id)
+        now = self._clock()
+        with self._store.write() as s:
+            action = _row(s, task)
+            done = outcome in (HoldOutcome.HELD, HoldOutcome.REQUEUE_HELD, HoldOutcome.ALREADY_HELD)
+            _finish(action, ActionStatus.DONE if done else ActionStatus.SKIPPED, outcome.value, now)
+            row = jobrepo.active_job(s, job_id)
+            if row is not None and done:
+                held(row, action.why, now)
+                if outcome is HoldOutcome.REQUEUE_HELD:
+                    restarts = job.restart_count if job else row.restarts
+                    interrupted(row, now, None, action.why, restarts, action.incident)
+        log.info("hold job %s: %s", task.target, outcome)
+
+    def _signal(self, task: _Task) -> None:
+        signal = str(task.payload.get("signal") or self._jobs.hang_signal)
+        sent = self._slurm.signal(int(task.target), signal)
+        self._finish_now(task, sent, f"sent {signal}" if sent else "not_running")
+
+    def _cancel(self, task: _Task) -> None:
+        cancelled = self._slurm.cancel(int(task.target))
+        self._finish_now(task, cancelled, "cancelled" if cancelled else "not_active")
+
+    def _notify(self, task: _Task) -> None:
+        code = notify.post(self._jobs.webhook_url, task.payload, self._jobs.webhook_timeout_s)
+        self._finish_now(task, True, f"http {code}")
+
+    def _finish_now(self, task: _Task, done: bool, outcome: str) -> None:
+        with self._store.write() as s:
+            status = ActionStatus.DONE if done else ActionStatus.SKIPPED
+            _finish(_row(s, task), status, outcome, self._clock())
+        log.info("%s job %s: %s", task.kind, task.target, outcome)
 
     def _expedite(self) -> None:
         """Make this pass's requeued jobs eligible at once, off the executor thread
         (Slurm takes a moment to turn them PENDING, and other drains must not wait)."""
-        jobs, self._requeued = self._requeued, []
+        jobs, self._requeued = self._requeued, {}
         if jobs:
             threading.Thread(
                 target=self._expedite_now, args=(jobs,), name="hpresil-expedite", daemon=True
             ).start()
 
-    def _expedite_now(self, jobs: list[int]) -> None:
+    def _expedite_now(self, jobs: dict[int, set[str]]) -> None:
+        start_now = self._cfg.expedite_requeue
+        if not start_now and not any(jobs.values()):
+            return
         try:
-            done = self._slurm.expedite(jobs)
-            log.info("expedited requeued jobs %s", sorted(done))
+            done = self._slurm.expedite(list(jobs), exclude=jobs, start_now=start_now)
+            log.info(
+                "requeued jobs updated once pending: %s",
+                ", ".join(
+                    f"{j} (avoiding {','.join(sorted(jobs[j])) or '-'})" for j in sorted(done)
+                ),
+            )
         except HpresilError as exc:
             log.warning("could not expedite jobs %s: %s", jobs, _one_line(exc))
 
@@ -289,6 +390,35 @@ def _queue_requeue(
         incident=incident,
     )
     action.incident_job = affected
+
+
+def interrupted(
+    row: JobRow,
+    now: datetime,
+    node: str | None,
+    cause: str,
+    restarts: int,
+    incident: IncidentRow | None,
+) -> JobInterruptionRow:
+    """Record that the job was stopped ``now``, and the work it lost."""
+    stop = JobInterruptionRow(
+        incident_id=incident.id if incident is not None else None,
+        at=now,
+        node=node,
+        cause=clip(cause, 500),
+        restarts_before=restarts,
+        checkpoint=row.checkpoint,
+        checkpoint_step=row.checkpoint_step,
+        lost_s=rules.lost_work_s(now, row.checkpoint_at, row.started_at),
+    )
+    row.interruptions.append(stop)
+    return stop
+
+
+def held(row: JobRow, why: str, now: datetime) -> None:
+    row.held_at = now
+    row.held_reason = why
+    row.state = "HELD"
 
 
 def _one_line(exc: Exception) -> str:

@@ -23,6 +23,7 @@ from hpresil.auth import read_token
 from hpresil.clock import utcnow
 from hpresil.config import Config
 from hpresil.controller.app import create_app
+from hpresil.controller.jobs.watch import JobWatch
 from hpresil.controller.reconcile import Periodic, Reconciler
 from hpresil.controller.remediation import Executor
 from hpresil.store import Store
@@ -38,9 +39,15 @@ def run_controller(cfg: Config) -> None:
     store = Store.open(cfg.controller.database)
     store.migrate()
     slurm = Slurm.from_config(cfg.slurm, cfg.policy.reason_prefix)
-    executor = Executor(store, slurm, cfg.policy, clock=utcnow)
+    executor = Executor(store, slurm, cfg.policy, jobs=cfg.jobs, clock=utcnow)
     reconciler = Reconciler(store, slurm, cfg.controller, clock=utcnow)
-    loop = Periodic(cfg.controller.reconcile_interval_s, reconciler.run_once, "hpresil-reconcile")
+    watch = JobWatch(store, slurm, cfg.jobs, clock=utcnow, wake=executor.wake)
+
+    def reconcile() -> None:
+        reconciler.run_once()
+        watch.run_once()
+
+    loop = Periodic(cfg.controller.reconcile_interval_s, reconcile, "hpresil-reconcile")
     app = create_app(store=store, slurm=slurm, config=cfg, token=token, wake=executor.wake)
     server = uvicorn.Server(
         uvicorn.Config(

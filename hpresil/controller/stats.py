@@ -41,10 +41,11 @@ class IncidentSpan:
     detected_at: datetime
     drained_at: datetime | None = None
     resolved_at: datetime | None = None
+    job: bool = False  # a job's incident (a hang, a fault blamed on the job): never the node's
 
     @property
     def hardware(self) -> bool:
-        return self.category.is_hardware
+        return self.category.is_hardware and not self.job
 
 
 @dataclass(frozen=True)

@@ -10,23 +10,46 @@ from hpresil.api import (
     AffectedJob,
     Health,
     IncidentView,
+    JobView,
     MttfView,
     NodeView,
 )
-from hpresil.config import ControllerConfig
+from hpresil.config import ControllerConfig, JobsConfig
 from hpresil.controller import stats
 from hpresil.controller.errors import NotFound
-from hpresil.store import Clock, Store, repo
+from hpresil.controller.jobs.views import job_view as ledger_job_view
+from hpresil.store import Clock, Store, jobrepo, repo
 from hpresil.store.models import ActionRow, IncidentJobRow, IncidentRow, NodeRow
 from hpresil.store.repo import StatusFilter
 from hpresil.vocab import GpuIdentity, Status
 
 
 class Views:
-    def __init__(self, store: Store, cfg: ControllerConfig, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, cfg: ControllerConfig, clock: Clock, jobs: JobsConfig | None = None
+    ) -> None:
         self._store = store
         self._cfg = cfg
+        self._jobs = jobs or JobsConfig()
         self._clock = clock
+
+    def jobs(self, *, idle: bool = False, all_jobs: bool = False) -> list[JobView]:
+        """Protected jobs (``all_jobs``: every job seen, ended ones too); ``idle``: the
+        jobs whose GPUs are idle now, protected or not."""
+        now = self._clock()
+        with self._store.read() as s:
+            views = [ledger_job_view(r, now, self._jobs) for r in jobrepo.jobs(s, ended=all_jobs)]
+        if idle:
+            return [v for v in views if v.idle]
+        return views if all_jobs else [v for v in views if v.protected]
+
+    def job(self, job_id: int) -> JobView:
+        now = self._clock()
+        with self._store.read() as s:
+            rows = [r for r in jobrepo.jobs(s, ended=True) if r.job_id == job_id]
+            if not rows:
+                raise NotFound(f"hpresil has not seen job {job_id}")
+            return ledger_job_view(rows[-1], now, self._jobs)
 
     def nodes(self) -> list[NodeView]:
         with self._store.read() as s:
@@ -93,6 +116,7 @@ def incident_view(row: IncidentRow) -> IncidentView:
     return IncidentView(
         id=row.id,
         node=row.node,
+        job_id=row.job_id,
         status=row.status,
         category=row.category,
         action=row.action,
@@ -142,4 +166,5 @@ def _span(row: IncidentRow) -> stats.IncidentSpan:
         detected_at=row.detected_at,
         drained_at=row.drained_at,
         resolved_at=row.resolved_at,
+        job=row.job_id is not None,
     )

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -25,7 +26,7 @@ from hpresil.api import ActionStatus
 from hpresil.store.types import StrEnumType, UtcDateTime
 from hpresil.vocab import Action, Category
 
-ActionKind = Literal["drain", "requeue", "resume"]
+ActionKind = Literal["drain", "requeue", "resume", "hold", "signal", "cancel", "notify"]
 IncidentStatus = Literal["open", "resolved"]
 OPEN: IncidentStatus = "open"
 RESOLVED: IncidentStatus = "resolved"
@@ -101,6 +102,9 @@ class IncidentRow(Base):
     drained_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     findings: Mapped[int] = mapped_column(Integer, default=0)
+    # a job's incident (a hang, or a fault blamed on the job): never the node's open
+    # incident, never drains it, never counts against its MTTF
+    job_id: Mapped[int | None] = mapped_column(Integer)
 
     jobs: Mapped[list[IncidentJobRow]] = relationship(
         back_populates="incident", order_by="IncidentJobRow.id"
@@ -147,6 +151,8 @@ class ActionRow(Base):
     target: Mapped[str] = mapped_column(String(128))  # node name or job id
     why: Mapped[str] = mapped_column(Text)
     requeue_jobs: Mapped[bool] = mapped_column(default=False)  # drain: then requeue its jobs
+    # what the action needs beyond its target: a signal's name, a webhook's event body
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[ActionStatus] = mapped_column(
         StrEnumType(ActionStatus), default=ActionStatus.PENDING
     )
@@ -159,3 +165,72 @@ class ActionRow(Base):
 
     incident: Mapped[IncidentRow | None] = relationship(back_populates="actions")
     incident_job: Mapped[IncidentJobRow | None] = relationship()
+
+
+class JobRow(Base):
+    """A Slurm job hpresil follows: protected (it named a checkpoint directory) or seen
+    holding GPUs by an agent. Keyed like incident jobs on (job id, first submit time):
+    a requeue keeps the id and changes the submit time, so ``submit_time`` is the
+    first one seen and the restart count tells incarnations apart."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("job_id", "submit_time"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(Integer, index=True)
+    submit_time: Mapped[datetime] = mapped_column(UtcDateTime())
+    name: Mapped[str] = mapped_column(String(256), default="")
+    user: Mapped[str] = mapped_column(String(128), default="")
+    protected: Mapped[bool] = mapped_column(default=False)
+    ckpt_dir: Mapped[str | None] = mapped_column(Text)
+    budget: Mapped[int | None] = mapped_column(Integer)  # the job's own; None: the default
+    hang_s: Mapped[float | None] = mapped_column(Float)  # the job's own; None: the default
+    state: Mapped[str] = mapped_column(String(32), default="")  # Slurm's, last seen
+    nodes: Mapped[str] = mapped_column(Text, default="")  # comma list, last seen running
+    restarts: Mapped[int] = mapped_column(Integer, default=0)  # Slurm's restart count
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # this incarnation
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    checkpoint: Mapped[str | None] = mapped_column(Text)
+    checkpoint_step: Mapped[int | None] = mapped_column(Integer)
+    checkpoint_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    step: Mapped[int | None] = mapped_column(Integer)
+    progress_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    progress_source: Mapped[str | None] = mapped_column(String(32))
+    gpus: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_util_pct: Mapped[float | None] = mapped_column(Float)
+    # per node: {"util": pct | null, "gpus": n, "at": iso}; the job is idle when all are
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    idle_since: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    idle_acted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    hang_signalled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    held_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    held_reason: Mapped[str | None] = mapped_column(Text)
+    blamed: Mapped[str | None] = mapped_column(Text)  # why the job, not a node, is at fault
+
+    interruptions: Mapped[list[JobInterruptionRow]] = relationship(
+        back_populates="job", order_by="JobInterruptionRow.id"
+    )
+
+
+class JobInterruptionRow(Base):
+    """One time a job was stopped and put back in the queue (or held), and what it lost:
+    the work since the checkpoint it resumes from."""
+
+    __tablename__ = "job_interruptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_row_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())  # when it was stopped
+    node: Mapped[str | None] = mapped_column(String(128))
+    cause: Mapped[str] = mapped_column(Text, default="")
+    restarts_before: Mapped[int] = mapped_column(Integer, default=0)
+    checkpoint: Mapped[str | None] = mapped_column(Text)  # the newest complete one then
+    checkpoint_step: Mapped[int | None] = mapped_column(Integer)
+    lost_s: Mapped[float | None] = mapped_column(Float)  # at - checkpoint_at (or - start)
+    resumed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    resumed_node: Mapped[str | None] = mapped_column(String(128))
+
+    job: Mapped[JobRow] = relationship(back_populates="interruptions")

@@ -70,14 +70,17 @@ def prune_reports(s: Session, before: datetime) -> int:
 
 # --- incidents ---
 def open_incident(s: Session, node: str) -> IncidentRow | None:
-    query = select(IncidentRow).where(IncidentRow.node == node, IncidentRow.status == OPEN)
+    """The node's open incident; a job's incident (``job_id`` set) is never the node's."""
+    query = select(IncidentRow).where(
+        IncidentRow.node == node, IncidentRow.status == OPEN, IncidentRow.job_id.is_(None)
+    )
     return s.scalars(query.order_by(IncidentRow.id)).first()
 
 
 def open_incidents(s: Session) -> dict[str, IncidentRow]:
     """The open incident of each node that has one."""
-    rows = s.scalars(select(IncidentRow).where(IncidentRow.status == OPEN))
-    return {row.node: row for row in rows}
+    query = select(IncidentRow).where(IncidentRow.status == OPEN, IncidentRow.job_id.is_(None))
+    return {row.node: row for row in s.scalars(query)}
 
 
 def incidents(
@@ -183,16 +186,20 @@ def add_action(
     incident: IncidentRow | None = None,
     requeue_jobs: bool = False,
     done: tuple[ActionStatus, str | None] | None = None,
+    payload: dict[str, Any] | None = None,
+    not_before: datetime | None = None,
 ) -> ActionRow:
-    """A new action row: pending, or ``done=(status, outcome)`` for one already run."""
+    """A new action row: pending (from ``not_before``, default now), or
+    ``done=(status, outcome)`` for one already run."""
     row = ActionRow(
         kind=kind,
         target=target,
         why=why,
         incident=incident,
         requeue_jobs=requeue_jobs,
+        payload=payload,
         created_at=now,
-        not_before=now,
+        not_before=not_before or now,
         status=ActionStatus.PENDING,
         attempts=0,
     )

@@ -6,19 +6,22 @@ backend can sit behind the same protocol where a Slurm-matched pyslurm exists) a
 * drain reasons carry the ``hpresil:`` prefix; a reason someone else set is never
   overwritten, and only nodes hpresil drained are ever resumed;
 * only RUNNING, requeueable jobs are requeued (``scontrol requeue`` re-runs a job
-  that already completed);
+  that already completed); a job past its restart budget is requeued *held*;
+* a requeued job is kept off nodes by adding them to its ExcNodeList (merged with
+  the job's own) once it is PENDING, when Slurm accepts the change;
 * transient failures are retried with back-off; the last error is raised.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import TypeVar
 
 from hpresil.adapters.slurm.model import (
     Backend,
     DrainOutcome,
+    HoldOutcome,
     RequeueOutcome,
     ResumeOutcome,
     SlurmJob,
@@ -29,6 +32,7 @@ from hpresil.errors import HpresilError, SlurmError
 
 __all__ = [
     "DrainOutcome",
+    "HoldOutcome",
     "RequeueOutcome",
     "ResumeOutcome",
     "Slurm",
@@ -110,8 +114,9 @@ class Slurm:
         self._retry(lambda: self.backend.set_node_state(name, "resume"))
         return ResumeOutcome.RESUMED
 
-    def requeue(self, job_id: int) -> RequeueOutcome:
-        """Requeue a RUNNING, requeueable job (never a finished one: that would re-run it)."""
+    def requeue(self, job_id: int, *, hold: bool = False) -> RequeueOutcome:
+        """Requeue a RUNNING, requeueable job (never a finished one: that would re-run it);
+        ``hold``: requeue it held (``scontrol requeuehold``), to wait for its owner."""
         job = self.job(job_id)
         if job is None:
             return RequeueOutcome.GONE
@@ -119,34 +124,78 @@ class Slurm:
             return RequeueOutcome.NOT_RUNNING
         if not job.requeue:
             return RequeueOutcome.NOT_REQUEUEABLE
+        if hold:
+            self._retry(lambda: self.backend.requeue_hold(job_id))
+            return RequeueOutcome.HELD
         self._retry(lambda: self.backend.requeue(job_id))
         return RequeueOutcome.REQUEUED
 
-    def expedite(self, job_ids: Collection[int], *, wait_s: float = 15.0) -> set[int]:
-        """Make requeued jobs eligible now instead of after Slurm's cred_expire wait.
+    def hold(self, job_id: int) -> HoldOutcome:
+        """Stop a job from (re)starting: hold it where it waits, or stop a running one
+        and hold it in the queue (``requeuehold``) so its owner decides what next."""
+        job = self.job(job_id)
+        if job is None:
+            return HoldOutcome.GONE
+        if job.held:
+            return HoldOutcome.ALREADY_HELD
+        if job.state == "PENDING":
+            self._retry(lambda: self.backend.hold(job_id))
+            return HoldOutcome.HELD
+        if job.running and job.requeue:
+            self._retry(lambda: self.backend.requeue_hold(job_id))
+            return HoldOutcome.REQUEUE_HELD
+        return HoldOutcome.FINISHED
+
+    def signal(self, job_id: int, signal: str) -> bool:
+        """Send ``signal`` to a running job's batch shell and steps; False if not running."""
+        job = self.job(job_id)
+        if job is None or not job.running:
+            return False
+        self._retry(lambda: self.backend.signal(job_id, signal))
+        return True
+
+    def cancel(self, job_id: int) -> bool:
+        job = self.job(job_id)
+        if job is None or job.state not in ACTIVE_JOB_STATES:
+            return False
+        self._retry(lambda: self.backend.cancel(job_id))
+        return True
+
+    def expedite(
+        self,
+        job_ids: Collection[int],
+        *,
+        exclude: Mapping[int, Collection[str]] | None = None,
+        start_now: bool = True,
+        wait_s: float = 15.0,
+    ) -> set[int]:
+        """Once requeued jobs are PENDING, keep each off the nodes in ``exclude`` (added
+        to its own ExcNodeList) and, with ``start_now``, make it eligible at once
+        instead of after Slurm's cred_expire wait.
 
         A requeued job is COMPLETING until its processes are gone; only when it turns
         PENDING does Slurm set its BeginTime (now + cred_expire), so ``StartTime=now``
-        must come after that. Polls all jobs together; returns the ids expedited."""
+        must come after that. Polls all jobs together; returns the ids updated."""
+        exclude = exclude or {}
         waiting, done = set(job_ids), set()
         deadline = time.monotonic() + wait_s
         while waiting and time.monotonic() < deadline:
-            states = {
-                j.job_id: j.state for j in self.jobs(active_only=False) if j.job_id in waiting
-            }
+            found = {j.job_id: j for j in self.jobs(active_only=False) if j.job_id in waiting}
             for job_id in list(waiting):
-                state = states.get(job_id)
-                if state == "PENDING":
-                    self._start_now(job_id)
-                    done.add(job_id)
-                if state != "COMPLETING":
+                job = found.get(job_id)
+                if job is not None and job.state == "PENDING":
+                    fields = _pending_update(job, exclude.get(job_id, ()), start_now)
+                    if fields:
+                        self._update(job_id, fields)
+                        done.add(job_id)
+                if job is None or job.state != "COMPLETING":
                     waiting.discard(job_id)
             if waiting:
                 time.sleep(0.1)
         return done
 
-    def _start_now(self, job_id: int) -> None:
-        self._retry(lambda: self.backend.start_now(job_id))
+    def _update(self, job_id: int, fields: Mapping[str, str]) -> None:
+        self._retry(lambda: self.backend.update_job(job_id, **fields))
 
     def _retry(self, call: Callable[[], T]) -> T:
         for attempt in range(self._retries + 1):
@@ -157,3 +206,13 @@ class Slurm:
                     raise
                 time.sleep(self._backoff * 2**attempt)
         raise AssertionError("unreachable")
+
+
+def _pending_update(job: SlurmJob, exclude: Collection[str], start_now: bool) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    excluded = sorted(set(job.excluded) | set(exclude))
+    if set(exclude) - set(job.excluded):
+        fields["ExcNodeList"] = ",".join(excluded)
+    if start_now:
+        fields["StartTime"] = "now"
+    return fields

@@ -38,8 +38,21 @@ class CliBackend:
     def requeue(self, job_id: int) -> None:
         self._run("scontrol", "requeue", str(job_id))
 
-    def start_now(self, job_id: int) -> None:
-        self._run("scontrol", "update", f"jobid={job_id}", "StartTime=now")
+    def update_job(self, job_id: int, **fields: str) -> None:
+        self._run("scontrol", "update", f"jobid={job_id}", *(f"{k}={v}" for k, v in fields.items()))
+
+    def hold(self, job_id: int) -> None:
+        self._run("scontrol", "hold", str(job_id))
+
+    def requeue_hold(self, job_id: int) -> None:
+        self._run("scontrol", "requeuehold", str(job_id))
+
+    def signal(self, job_id: int, signal: str) -> None:
+        # --full: the batch shell and every step (a job's own trap or its ranks)
+        self._run("scancel", "--full", f"--signal={signal}", str(job_id))
+
+    def cancel(self, job_id: int) -> None:
+        self._run("scancel", str(job_id))
 
     def _run(self, command: str, *args: str) -> str:
         exe = str(self._bin / command) if self._bin else command

@@ -50,10 +50,16 @@ class SlurmJob:
     batch_host: str | None = None
     comment: str = ""
     reason: str = ""
+    excluded: tuple[str, ...] = ()  # ExcNodeList, expanded
 
     @property
     def running(self) -> bool:
         return self.state == "RUNNING"
+
+    @property
+    def held(self) -> bool:
+        """Held by an administrator or its user: Slurm will not start it."""
+        return self.reason in ("JobHeldAdmin", "JobHeldUser")
 
 
 class Backend(Protocol):
@@ -69,7 +75,15 @@ class Backend(Protocol):
 
     def requeue(self, job_id: int) -> None: ...
 
-    def start_now(self, job_id: int) -> None: ...
+    def update_job(self, job_id: int, **fields: str) -> None: ...
+
+    def hold(self, job_id: int) -> None: ...
+
+    def requeue_hold(self, job_id: int) -> None: ...
+
+    def signal(self, job_id: int, signal: str) -> None: ...
+
+    def cancel(self, job_id: int) -> None: ...
 
 
 class DrainOutcome(StrEnum):
@@ -86,6 +100,15 @@ class ResumeOutcome(StrEnum):
 
 class RequeueOutcome(StrEnum):
     REQUEUED = "requeued"
+    HELD = "held"  # requeued and held: past its restart budget, or blamed
     NOT_RUNNING = "not_running"  # requeueing a finished job re-runs it: never done
     NOT_REQUEUEABLE = "not_requeueable"
+    GONE = "gone"
+
+
+class HoldOutcome(StrEnum):
+    HELD = "held"  # pending: held where it waits
+    REQUEUE_HELD = "requeue_held"  # running: stopped, back in the queue, held
+    ALREADY_HELD = "already_held"
+    FINISHED = "finished"  # nothing to hold
     GONE = "gone"

@@ -112,6 +112,7 @@ def _job(j: dict[str, Any]) -> SlurmJob:
         batch_host=j.get("batch_host") or None,
         comment=str(j.get("comment") or ""),
         reason="" if j.get("state_reason") in (None, "None") else str(j["state_reason"]),
+        excluded=tuple(expand(j.get("excluded_nodes") or "")),
     )
 
 

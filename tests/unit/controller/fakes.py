@@ -98,8 +98,32 @@ class FakeBackend:
             submit_time=job.submit_time + timedelta(hours=1),  # Slurm resets it on requeue
         )
 
-    def start_now(self, job_id: int) -> None:
-        self.calls.append(("start_now", job_id))
+    def update_job(self, job_id: int, **fields: str) -> None:
+        self._maybe_fail("scontrol")
+        self.calls.append(("update", job_id, fields))
+        job = self.jobs_by_id[job_id]
+        if "ExcNodeList" in fields:
+            excluded = tuple(fields["ExcNodeList"].split(","))
+            self.jobs_by_id[job_id] = replace(job, excluded=excluded)
+
+    def hold(self, job_id: int) -> None:
+        self._maybe_fail("scontrol")
+        self.calls.append(("hold", job_id))
+        self.jobs_by_id[job_id] = replace(self.jobs_by_id[job_id], reason="JobHeldAdmin")
+
+    def requeue_hold(self, job_id: int) -> None:
+        self.requeue(job_id)
+        self.calls[-1] = ("requeuehold", job_id)
+        self.jobs_by_id[job_id] = replace(self.jobs_by_id[job_id], reason="JobHeldAdmin")
+
+    def signal(self, job_id: int, signal: str) -> None:
+        self._maybe_fail("scancel")
+        self.calls.append(("signal", job_id, signal))
+
+    def cancel(self, job_id: int) -> None:
+        self._maybe_fail("scancel")
+        self.calls.append(("cancel", job_id))
+        self.jobs_by_id[job_id] = replace(self.jobs_by_id[job_id], state="CANCELLED")
 
     def _maybe_fail(self, command: str) -> None:
         with self._lock:

@@ -89,5 +89,7 @@ def test_openapi_and_healthz_need_no_token(client: TestClient) -> None:
         "/v1/incidents/{incident_id}",
         "/v1/stats/mttf",
         "/v1/burnin/median",
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
     }
     assert client.get("/v1/nodes", headers=bare).status_code == 401

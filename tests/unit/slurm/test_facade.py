@@ -6,7 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hpresil.adapters.slurm import DrainOutcome, RequeueOutcome, ResumeOutcome, Slurm
+from hpresil.adapters.slurm import (
+    DrainOutcome,
+    HoldOutcome,
+    RequeueOutcome,
+    ResumeOutcome,
+    Slurm,
+)
 from hpresil.adapters.slurm.model import SlurmJob, SlurmNode
 from hpresil.errors import SlurmError
 
@@ -38,16 +44,37 @@ class RecordingBackend:
     def requeue(self, job_id: int) -> None:
         self.calls.append(("requeue", job_id))
 
-    def start_now(self, job_id: int) -> None:
-        self.calls.append(("start_now", job_id))
+    def update_job(self, job_id: int, **fields: str) -> None:
+        self.calls.append(("update", job_id, fields))
+
+    def hold(self, job_id: int) -> None:
+        self.calls.append(("hold", job_id))
+
+    def requeue_hold(self, job_id: int) -> None:
+        self.calls.append(("requeuehold", job_id))
+
+    def signal(self, job_id: int, signal: str) -> None:
+        self.calls.append(("signal", job_id, signal))
+
+    def cancel(self, job_id: int) -> None:
+        self.calls.append(("cancel", job_id))
 
 
 def node(name: str, *states: str, reason: str | None = None) -> SlurmNode:
     return SlurmNode(name=name, states=frozenset(states), reason=reason)
 
 
-def job(job_id: int, state: str = "RUNNING", requeue: bool = True) -> SlurmJob:
-    return SlurmJob(job_id, "train", "alice", state, ("n1",), requeue, 0, T0)
+def job(
+    job_id: int,
+    state: str = "RUNNING",
+    requeue: bool = True,
+    *,
+    excluded: tuple[str, ...] = (),
+    reason: str = "",
+) -> SlurmJob:
+    return SlurmJob(
+        job_id, "train", "alice", state, ("n1",), requeue, 0, T0, excluded=excluded, reason=reason
+    )
 
 
 def slurm(*nodes: SlurmNode, jobs: tuple[SlurmJob, ...] = (), fail_first: int = 0) -> Slurm:
@@ -109,7 +136,48 @@ def test_requeue_of_unknown_job_is_gone() -> None:
 def test_expedite_waits_for_pending_and_skips_others() -> None:
     s = slurm(jobs=(job(1, state="PENDING"), job(2, state="RUNNING")))
     assert s.expedite([1, 2], wait_s=1) == {1}
-    assert calls(s) == [("start_now", 1)]
+    assert calls(s) == [("update", 1, {"StartTime": "now"})]
+
+
+def test_expedite_keeps_the_job_off_failed_nodes_as_well_as_its_own() -> None:
+    s = slurm(jobs=(job(1, state="PENDING", excluded=("n7",)),))
+    assert s.expedite([1], exclude={1: ["n1", "n3"]}, start_now=False, wait_s=1) == {1}
+    assert calls(s) == [("update", 1, {"ExcNodeList": "n1,n3,n7"})]
+
+
+def test_expedite_sends_nothing_when_the_nodes_are_already_excluded() -> None:
+    s = slurm(jobs=(job(1, state="PENDING", excluded=("n1",)),))
+    assert s.expedite([1], exclude={1: ["n1"]}, start_now=False, wait_s=1) == set()
+    assert calls(s) == []
+
+
+def test_requeue_held_uses_requeuehold() -> None:
+    s = slurm(jobs=(job(1),))
+    assert s.requeue(1, hold=True) is RequeueOutcome.HELD
+    assert calls(s) == [("requeuehold", 1)]
+
+
+@pytest.mark.parametrize(
+    ("the_job", "outcome", "call"),
+    [
+        (job(1, state="PENDING"), HoldOutcome.HELD, ("hold", 1)),
+        (job(1), HoldOutcome.REQUEUE_HELD, ("requeuehold", 1)),
+        (job(1, state="PENDING", reason="JobHeldAdmin"), HoldOutcome.ALREADY_HELD, None),
+        (job(1, state="COMPLETED"), HoldOutcome.FINISHED, None),
+    ],
+)
+def test_hold_fits_the_job_state(
+    the_job: SlurmJob, outcome: HoldOutcome, call: tuple[object, ...] | None
+) -> None:
+    s = slurm(jobs=(the_job,))
+    assert s.hold(1) is outcome
+    assert calls(s) == ([call] if call else [])
+
+
+def test_signal_only_reaches_running_jobs() -> None:
+    s = slurm(jobs=(job(1), job(2, state="PENDING")))
+    assert s.signal(1, "USR1") and not s.signal(2, "USR1")
+    assert calls(s) == [("signal", 1, "USR1")]
 
 
 def test_transient_failures_are_retried() -> None:

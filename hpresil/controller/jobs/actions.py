@@ -1,0 +1,73 @@
+"""Queueing what hpresil does to a job: hold, signal, requeue, cancel, notify.
+
+Each becomes an action row run by the remediation executor, like drains, so it is
+retried on a Slurm (or webhook) failure and recorded in the incident ledger.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from hpresil.config import JobsConfig
+from hpresil.controller.policy import clip
+from hpresil.store import repo
+from hpresil.store.models import ActionRow, IncidentRow, JobRow
+
+
+def event(row: JobRow, kind: str, why: str, now: datetime, **extra: Any) -> dict[str, Any]:
+    """The webhook body: what happened to which job, and why."""
+    return {
+        "event": kind,
+        "job_id": row.job_id,
+        "name": row.name,
+        "user": row.user,
+        "nodes": row.nodes,
+        "restarts": row.restarts,
+        "checkpoint": row.checkpoint,
+        "why": why,
+        "at": now.isoformat(),
+        **extra,
+    }
+
+
+def notify(
+    s: Session,
+    row: JobRow,
+    kind: str,
+    why: str,
+    now: datetime,
+    cfg: JobsConfig,
+    incident: IncidentRow | None = None,
+    **extra: Any,
+) -> ActionRow | None:
+    """A webhook event for the job's owner; nothing when no webhook is configured."""
+    if not cfg.webhook_url:
+        return None
+    return repo.add_action(
+        s,
+        kind="notify",
+        target=str(row.job_id),
+        why=clip(f"{kind}: {why}", 500),
+        now=now,
+        incident=incident,
+        payload=event(row, kind, why, now, **extra),
+    )
+
+
+def hold(
+    s: Session,
+    row: JobRow,
+    why: str,
+    now: datetime,
+    cfg: JobsConfig,
+    incident: IncidentRow | None = None,
+) -> ActionRow:
+    """Hold the job (a running one is requeued held) and tell its owner."""
+    action = repo.add_action(
+        s, kind="hold", target=str(row.job_id), why=why, now=now, incident=incident
+    )
+    notify(s, row, "job_held", why, now, cfg, incident)
+    return action

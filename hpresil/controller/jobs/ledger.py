@@ -1,0 +1,109 @@
+"""The job ledger: what agents and Slurm say of each job, kept per job.
+
+Agents report the jobs running on their node (:class:`~hpresil.vocab.JobObservation`):
+progress, the newest complete checkpoint (from the job's first node), and the
+utilisation of its GPUs. Slurm says the rest (state, nodes, restart count, comment)
+through :func:`sync_job`. A job is *protected* when it named a checkpoint directory,
+in its comment (``hpresil:ckpt=DIR``) or its environment (``HPRESIL_CKPT_DIR``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from hpresil.adapters.slurm import SlurmJob
+from hpresil.config import JobsConfig
+from hpresil.controller.jobs import rules
+from hpresil.job.spec import parse_comment
+from hpresil.store import jobrepo
+from hpresil.store.models import JobRow
+from hpresil.vocab import JobObservation
+
+USAGE_FRESH_FACTOR = 3.0  # a node's usage counts for 3 heartbeats (of the idle window's scale)
+
+
+def observe(
+    s: Session,
+    node: str,
+    jobs: Iterable[JobObservation],
+    now: datetime,
+    cfg: JobsConfig,
+    *,
+    fresh_s: float,
+) -> list[JobRow]:
+    """Record a report's job observations from ``node``; the rows touched."""
+    rows = []
+    for seen in jobs:
+        row = jobrepo.ensure_job(s, seen.job_id, now, now)
+        note_observation(row, node, seen, now, cfg, fresh_s=fresh_s)
+        rows.append(row)
+    return rows
+
+
+def note_observation(
+    row: JobRow, node: str, seen: JobObservation, now: datetime, cfg: JobsConfig, *, fresh_s: float
+) -> None:
+    row.last_seen_at = now
+    row.state = row.state or "RUNNING"  # its processes run here; Slurm's word comes later
+    if seen.restart_count > row.restarts:
+        start_incarnation(row, seen.restart_count, None)
+    if seen.ckpt_dir:
+        row.ckpt_dir = seen.ckpt_dir
+        row.protected = True
+    if seen.progress_at is not None and (
+        row.progress_at is None or seen.progress_at > row.progress_at
+    ):
+        row.progress_at = seen.progress_at
+        row.progress_source = seen.progress_source
+    if seen.step is not None:
+        row.step = seen.step
+    if seen.checkpoint is not None:
+        row.checkpoint = seen.checkpoint
+        row.checkpoint_step = seen.checkpoint_step
+        row.checkpoint_at = seen.checkpoint_at
+    usage: dict[str, Any] = dict(row.usage or {})
+    usage[node] = {
+        "util": seen.gpu_util_pct,
+        "gpus": len(seen.gpus),
+        "at": now.isoformat(),
+    }
+    row.usage = usage
+    row.gpus = sum(int(u.get("gpus") or 0) for u in usage.values())
+    util = rules.usage_util(usage, now, fresh_s)
+    row.gpu_util_pct = util
+    row.idle_since = rules.next_idle_since(row.idle_since, util, cfg.idle.below_pct, now)
+
+
+def sync_job(row: JobRow, job: SlurmJob, now: datetime) -> list[str]:
+    """Record what Slurm says of the job; one-line problems with its comment."""
+    spec, problems = parse_comment(job.comment)
+    row.name, row.user = job.name, job.user
+    row.state = "HELD" if job.held else job.state
+    if job.nodes:
+        row.nodes = ",".join(job.nodes)
+    if spec.ckpt_dir is not None:
+        row.ckpt_dir = str(spec.ckpt_dir)
+        row.protected = True
+    row.budget, row.hang_s = spec.budget, spec.hang_s
+    if job.restart_count > row.restarts:
+        start_incarnation(row, job.restart_count, job.start_time)
+    if job.running and job.start_time is not None:
+        row.started_at = job.start_time
+    row.last_seen_at = now
+    return problems
+
+
+def start_incarnation(row: JobRow, restarts: int, started_at: datetime | None) -> None:
+    """A new incarnation: progress, hang and usage state belong to the old one."""
+    row.restarts = restarts
+    row.started_at = started_at
+    row.progress_at = None
+    row.progress_source = None
+    row.hang_signalled_at = None
+    row.usage = None
+    row.idle_since = None
+    row.idle_acted_at = None
