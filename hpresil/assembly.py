@@ -8,12 +8,18 @@ tick), ``deep`` (minutes, idle nodes only: DCGM diagnostics), ``burnin`` (stress
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpresil.adapters.gpu import GpuBackend
 from hpresil.agent.snapshot import FactSource
 from hpresil.checks.base import Check, Registry, load_plugins
 from hpresil.config import Config, expand
+
+if TYPE_CHECKING:
+    from hpresil.adapters.slurm import Slurm, SlurmJob
+    from hpresil.host.orphans import OrphanReaper
+    from hpresil.host.procs import ProcessLister
+    from hpresil.host.slurm_jobs import LocalJobsSource
 
 TIERS = ("quick", "continuous", "deep", "burnin")
 
@@ -24,9 +30,49 @@ def checks_for(cfg: Config) -> list[Check]:
     return [c for c in every if c.name not in cfg.checks.disabled]
 
 
-def sources_for(cfg: Config, node: str) -> list[FactSource[Any]]:
-    """The fact sources the configured quick and continuous checks read."""
-    return _host(cfg, node)[0] + _dcgm_sources(cfg)
+def sources_for(
+    cfg: Config, node: str, *, table: ProcessLister | None = None
+) -> list[FactSource[Any]]:
+    """The fact sources the configured quick and continuous checks read (``table``: a
+    process listing to share with other sources, such as the agent's jobs source)."""
+    return _host(cfg, node, table)[0] + _dcgm_sources(cfg)
+
+
+def process_table() -> ProcessLister:
+    """One process listing for the agent's sources, listed at most every 15 s."""
+    from hpresil.host.procs import SharedProcessTable
+    from hpresil.host.wiring import PROCESS_TABLE_TTL_S
+
+    return SharedProcessTable(ttl_s=PROCESS_TABLE_TTL_S)
+
+
+def jobs_source_for(cfg: Config, node: str, table: ProcessLister) -> LocalJobsSource:
+    """The agent's view of the Slurm jobs on ``node`` (checkpoints looked up at most
+    every ``jobs.observe_s`` per job)."""
+    from hpresil.host.job_progress import JobProgress
+    from hpresil.host.slurm_jobs import LocalJobsSource
+
+    progress = JobProgress(every_s=cfg.jobs.observe_s)
+    return LocalJobsSource(node, list_processes=table, progress=progress)
+
+
+def reaper_for(cfg: Config, node: str) -> OrphanReaper | None:
+    """The orphan reaper when ``jobs.kill_orphans``; it asks Slurm only when job
+    processes run here (the adapter is made on first use)."""
+    if not cfg.jobs.kill_orphans:
+        return None
+    from hpresil.host.orphans import OrphanReaper
+
+    slurm: list[Slurm] = []
+
+    def slurm_jobs() -> list[SlurmJob]:
+        if not slurm:
+            from hpresil.adapters.slurm import Slurm
+
+            slurm.append(Slurm.from_config(cfg.slurm))
+        return slurm[0].jobs(active_only=False)
+
+    return OrphanReaper(node, slurm_jobs, grace_s=cfg.jobs.orphan_grace_s)
 
 
 def with_history(cfg: Config, backend: GpuBackend) -> tuple[GpuBackend, list[FactSource[Any]]]:
@@ -103,7 +149,9 @@ def _dcgm_sources(cfg: Config) -> list[FactSource[Any]]:
     ]
 
 
-def _host(cfg: Config, node: str) -> tuple[list[FactSource[Any]], list[Check]]:
+def _host(
+    cfg: Config, node: str, table: ProcessLister | None = None
+) -> tuple[list[FactSource[Any]], list[Check]]:
     from hpresil.host.wiring import host_monitoring
 
     c = cfg.checks
@@ -118,6 +166,7 @@ def _host(cfg: Config, node: str) -> tuple[list[FactSource[Any]], list[Check]]:
         headroom=c.headroom if on("headroom") else None,
         processes=c.processes if on("processes") else None,
         services=c.services if on("services") else None,
+        table=table,
     )
 
 

@@ -14,6 +14,12 @@ hook does not drain again a node returned to service after, say, a GPU reset).
 A tick whose results equal the last report's sends nothing; the heartbeat (every
 ``agent.heartbeat_s``) always does.
 
+Every report carries the Slurm jobs seen on the node at the latest tick
+(:mod:`hpresil.agent.jobs`: progress, GPU use, newest checkpoint), so the controller
+sees them at least every heartbeat. With ``jobs.kill_orphans`` the orphan reaper
+(:mod:`hpresil.host.orphans`) looks every ``jobs.observe_s``; a kill is reported at
+once with an "orphans" result, in that one report only.
+
 systemd: ``Type=notify``; READY=1 once started, WATCHDOG=1 after every tick when
 ``WATCHDOG_USEC`` is set (so WatchdogSec must exceed ``agent.poll_s`` plus the GPU
 query timeout), STOPPING=1 on SIGTERM/SIGINT.
@@ -40,17 +46,35 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from hpresil import __version__
 from hpresil.adapters.gpu import GpuBackend, GpuSample, open_backend
-from hpresil.agent.snapshot import Collector, Snapshot
+from hpresil.agent.jobs import job_observations
+from hpresil.agent.snapshot import Collector, FactSource, Snapshot
 from hpresil.agent.spool import ReportSink, Spool
-from hpresil.assembly import agent_registry, sources_for, with_history
+from hpresil.assembly import (
+    agent_registry,
+    jobs_source_for,
+    process_table,
+    reaper_for,
+    sources_for,
+    with_history,
+)
 from hpresil.checks.base import EVENT_TAG, CheckRunner, Registry
 from hpresil.clock import utcnow
 from hpresil.config import Config, GpuConfig, expand
 from hpresil.fsutil import atomic_write
+from hpresil.host.orphans import OrphanReaper
+from hpresil.host.slurm_jobs import LocalJobs
 from hpresil.kernlog.parse import LineParser
 from hpresil.kernlog.sources import KernelLogSource, follow_forever, open_source
 from hpresil.systemd import sd_notify, watchdog_interval
-from hpresil.vocab import Action, CheckResult, GpuIdentity, Report, Status, XidEvent
+from hpresil.vocab import (
+    Action,
+    CheckResult,
+    GpuIdentity,
+    JobObservation,
+    Report,
+    Status,
+    XidEvent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +98,8 @@ class Agent:
         registry: Registry | None = None,
         clock: Callable[[], datetime] = utcnow,
         on_tick: Callable[[], None] | None = None,
+        jobs: FactSource[LocalJobs] | None = None,
+        reaper: OrphanReaper | None = None,
     ) -> None:
         agent = cfg.agent
         self.node = node
@@ -84,13 +110,17 @@ class Agent:
         self._backend, history = with_history(cfg, backend or _ReopeningBackend(agent.gpu, node))
         self._registry = registry if registry is not None else agent_registry(cfg)
         self._event_checks = {c.name for c in self._registry.select(EVENT_TAG)}
+        table = process_table()  # one listing for the host checks and the jobs
+        jobs = jobs if jobs is not None else jobs_source_for(cfg, node, table)
         self._collector = Collector(
             node,
             self._backend,
             agent.gpu.expected_count,
             clock,
-            sources=[*history, *sources_for(cfg, node)],
+            sources=[*history, *sources_for(cfg, node, table=table), jobs],
         )
+        self._reaper = reaper if reaper is not None else reaper_for(cfg, node)
+        self._observe_s = cfg.jobs.observe_s
         self._runner = CheckRunner(self._registry)
         self.spool = Spool(expand(agent.spool_dir, node))
         self._source = source or open_source(agent.kernel_log, node)
@@ -101,6 +131,9 @@ class Agent:
         self._state_lock = threading.Lock()
         self._current: tuple[CheckResult, ...] = ()  # latest non-event results
         self._gpus: tuple[GpuIdentity, ...] = ()
+        self._jobs: tuple[JobObservation, ...] = ()  # as of the latest tick
+        self._local_jobs: LocalJobs | None = None
+        self._jobs_error: str | None = None
         self._last_key: frozenset[Hashable] | None = None
         self._cache_written = float("-inf")  # monotonic time of the last cache write
         self._recent: deque[tuple[float, CheckResult]] = deque()
@@ -127,6 +160,8 @@ class Agent:
         )
         self._scheduler.add_job(self.heartbeat, "interval", seconds=a.heartbeat_s, **common)
         self._scheduler.add_job(self._flush, "interval", seconds=a.flush_s, **common)
+        if self._reaper is not None:
+            self._scheduler.add_job(self.reap, "interval", seconds=self._observe_s, **common)
         self._scheduler.start()
         self._watcher.start()
         log.info(
@@ -169,6 +204,21 @@ class Agent:
     def flush(self) -> None:
         self._flush()
 
+    def reap(self) -> None:
+        """One look of the orphan reaper at the latest tick's job processes; kills are
+        reported at once."""
+        if self._reaper is None:
+            return
+        with self._state_lock:
+            local = self._local_jobs
+        if local is None:
+            return  # not collected this tick: no look without knowing what runs here
+        kills = self._reaper.look(local.processes())
+        if kills:
+            with self._state_lock:
+                results, gpus = self._current, self._gpus
+            self._send(results + tuple(kills), gpus)
+
     def _tick_once(self) -> None:
         events = _drain(self._events)
         try:
@@ -189,8 +239,11 @@ class Agent:
         state = tuple(r for r in results if not self._is_event(r))
         gpus = tuple(g.identity for g in snapshot.gpus) or snapshot.known_gpus
         key = frozenset(_key(r) for r in state)
+        self._note_jobs_error(snapshot.fact_error(LocalJobs))
+        local, jobs = snapshot.fact(LocalJobs), job_observations(snapshot)
         with self._state_lock:
             self._current, self._gpus = state, gpus
+            self._local_jobs, self._jobs = local, jobs
             changed = key != self._last_key
             self._last_key = key
             now = time.monotonic()
@@ -205,7 +258,18 @@ class Agent:
     def _is_event(self, result: CheckResult) -> bool:
         return result.check in self._event_checks and result.xid is not None
 
+    def _note_jobs_error(self, error: str | None) -> None:
+        """Log when the jobs source starts or stops failing (reports then carry no jobs:
+        stale progress could make a running job look hung)."""
+        if error is not None and self._jobs_error is None:
+            log.warning("Slurm jobs on this node not observed: %s", error)
+        elif error is None and self._jobs_error is not None:
+            log.info("Slurm jobs on this node observed again")
+        self._jobs_error = error
+
     def _send(self, results: Sequence[CheckResult], gpus: Sequence[GpuIdentity]) -> None:
+        with self._state_lock:
+            jobs = self._jobs
         report = Report(
             report_id=uuid.uuid4().hex,
             node=self.node,
@@ -214,6 +278,7 @@ class Agent:
             agent_version=__version__,
             gpus=tuple(gpus),
             results=tuple(results),
+            jobs=jobs,
         )
         self.spool.put(report)
         self._request(self._flush)

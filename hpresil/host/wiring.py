@@ -21,7 +21,7 @@ from hpresil.host.headroom import HeadroomConfig, HeadroomSource
 from hpresil.host.ib import IbConfig, IbSource
 from hpresil.host.mounts import MountsConfig, MountSource
 from hpresil.host.processes import ProcessesConfig, ProcessesSource
-from hpresil.host.procs import SharedProcessTable
+from hpresil.host.procs import ProcessLister, SharedProcessTable
 from hpresil.host.services import ServicesConfig, ServicesSource
 
 PROCESS_TABLE_TTL_S = 15.0
@@ -35,13 +35,16 @@ def host_monitoring(
     processes: ProcessesConfig | None = None,
     services: ServicesConfig | None = None,
     clock: Clock = utcnow,
+    table: ProcessLister | None = None,
 ) -> tuple[list[FactSource[Any]], list[Check]]:
     sources: list[FactSource[Any]] = []
     checks: list[Check] = []
     # processes and services read one listing, at most 15 s old: listing every process
     # is the largest cost of a tick, and their thresholds are minutes (D state) or
     # seconds that a 15 s delay does not change (a service down)
-    table = SharedProcessTable(ttl_s=PROCESS_TABLE_TTL_S)
+    # (the agent passes the table it also gives its jobs source)
+    if table is None:
+        table = SharedProcessTable(ttl_s=PROCESS_TABLE_TTL_S)
     if ib is not None:
         sources.append(IbSource(ib, clock=clock))
         checks.append(IbCheck(ib))

@@ -1,0 +1,47 @@
+"""The jobs part of a report: the local jobs of a snapshot as :class:`JobObservation`s.
+
+A job's GPU utilisation is the mean ``utilization_pct`` of the GPUs it holds here, from
+the same tick's GPU samples (GPUs that gave no reading are left out; None when none
+did). The controller judges idle GPUs and hangs from these; the agent only observes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hpresil.agent.snapshot import Snapshot
+from hpresil.host.slurm_jobs import LocalJob, LocalJobs
+from hpresil.vocab import JobObservation
+
+
+def job_observations(snapshot: Snapshot) -> tuple[JobObservation, ...]:
+    """One observation per job with processes here; () when the jobs were not collected."""
+    local = snapshot.fact(LocalJobs)
+    if local is None:
+        return ()
+    util = {
+        g.identity.index: float(g.utilization_pct)
+        for g in snapshot.gpus
+        if g.utilization_pct is not None and not g.lost
+    }
+    return tuple(observation(job, util) for job in local.jobs)
+
+
+def observation(job: LocalJob, util: Mapping[int, float]) -> JobObservation:
+    readings = [util[i] for i in job.gpus if i in util]
+    progress, ckpt = job.progress, job.checkpoint
+    return JobObservation(
+        job_id=job.job_id,
+        restart_count=job.restart_count,
+        lead=job.lead,
+        processes=len(job.processes),
+        ckpt_dir=job.ckpt_dir,
+        gpus=job.gpus,
+        gpu_util_pct=round(sum(readings) / len(readings), 1) if readings else None,
+        progress_at=progress.at if progress else None,
+        progress_source=progress.source if progress else None,
+        step=progress.step if progress else None,
+        checkpoint=ckpt.path if ckpt else None,
+        checkpoint_step=ckpt.step if ckpt else None,
+        checkpoint_at=ckpt.committed_at if ckpt else None,
+    )
