@@ -55,6 +55,7 @@ def xid(
 @click.option("--nvlink-down", type=click.IntRange(0, 17), multiple=True, help="A link down.")
 @click.option("--clock-events", type=int, help="Clock event bitmask (0x8 HW slowdown ...).")
 @click.option("--recovery-action", type=click.IntRange(0, 7), help="NVML recovery action.")
+@click.option("--util", type=click.IntRange(0, 100), help="GPU (SM) utilisation, percent.")
 @click.pass_obj
 def gpu(
     cfg: Config,
@@ -70,6 +71,7 @@ def gpu(
     nvlink_down: tuple[int, ...],
     clock_events: int | None,
     recovery_action: int | None,
+    util: int | None,
 ) -> None:
     """Change a simulated GPU's state (simulated backend only)."""
     from hpresil.agent.inject import inject_gpu
@@ -85,6 +87,7 @@ def gpu(
         "nvlink_down": list(nvlink_down) if nvlink_down else None,
         "clock_event_reasons": clock_events,
         "recovery_action": recovery_action,
+        "utilization_pct": util,
     }
     given = {k: v for k, v in changes.items() if v is not None}
     if not given:
