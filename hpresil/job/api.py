@@ -104,12 +104,12 @@ class Job:
             )
             return self._lease
         current = Lease.read(self.ckpt_dir)
-        if current is not None and (current.job_id, current.generation) == (
-            self.job_id,
-            self.generation,
-        ):
+        if current is not None and self._is_ours(current):
             self._lease = current
         return self._lease
+
+    def _is_ours(self, lease: Lease) -> bool:
+        return lease.job_id == self.job_id and lease.generation == self.generation
 
     def guard(self) -> None:
         """Raise ``Fenced`` if a newer instance took the checkpoint directory. Call it
@@ -133,8 +133,8 @@ class Job:
         """The checkpoint to resume from, or None to start fresh. Takes the lease first,
         so that nothing an older instance commits from now on can be chosen."""
         self.start()
-        if self.ckpt_dir is None:
-            return None
+        if self.ckpt_dir is None or not self.ckpt_dir.is_dir():
+            return None  # a first run: nothing saved yet (rank 0's start() creates it)
         if self.resume_hint and manifest.verify(Path(self.resume_hint)) is None:
             return Path(self.resume_hint)
         found = latest(self.ckpt_dir)

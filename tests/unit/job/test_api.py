@@ -133,6 +133,7 @@ def test_a_commit_that_slips_past_the_check_is_never_chosen(tmp_path: Path) -> N
 def test_other_ranks_adopt_the_lease_and_are_fenced_with_it(tmp_path: Path) -> None:
     ck = tmp_path / "ck"
     rank3 = Job(slurm_env(ck, SLURM_PROCID="3"))
+    assert rank3.resume_from() is None  # a first run, the directory not even made yet
     assert rank3.start() is None  # rank 0 has not taken it: rank 3 never writes the lease
     assert not lease_path(ck).exists()
     rank3.guard()  # nothing to be fenced by yet
