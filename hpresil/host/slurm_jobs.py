@@ -228,7 +228,7 @@ class LocalJobsSource:
         output = next((s for s in map(self._reader.stdout, (p.pid for p in top)) if s), None)
         # a script that exports a variable shows it in its children's environment only
         holder = _first_with(current, "HPRESIL_CKPT_DIR")
-        root = self._absolute(holder, holder.env.get("HPRESIL_CKPT_DIR")) if holder else None
+        root = self._absolute(holder, holder.ckpt_dir) if holder else None
         writer = _first_with(current, "HPRESIL_PROGRESS_FILE")
         foreign = writer is not None
         writer = writer or holder or (top or current)[0]
