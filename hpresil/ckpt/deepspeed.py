@@ -39,6 +39,7 @@ from hpresil.ckpt._files import Listing, first_empty, listdir, newest_mtime, rea
 from hpresil.ckpt.model import Checkpoint, Format, accepted, rejected
 
 LATEST = "latest"
+RECOVERY_SCRIPT = "zero_to_fp32.py"  # copied into the save directory before ``latest``
 TAG = re.compile(r"global_step(\d+)")
 _OPTIM = re.compile(r"(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_(\d+)_?optim_states\.pt")
 _ZERO3_MODEL = re.compile(r"zero_pp_rank_(\d+)_mp_rank_(\d+)_model_states\.pt")

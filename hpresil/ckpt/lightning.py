@@ -80,7 +80,7 @@ def _judge_dir(path: Path, step: int | None) -> Checkpoint:
     if META in listing:
         reason = torchzip.check(path / META) or dcp.check(listing)
         commit = path / META
-    elif deepspeed.LATEST in listing:
+    elif deepspeed.LATEST in listing or deepspeed.RECOVERY_SCRIPT in listing:
         reason = deepspeed.check_save_dir(path, listing)
         commit = path / deepspeed.LATEST
     elif dcp.looks_like(listing):

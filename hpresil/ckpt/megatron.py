@@ -172,6 +172,7 @@ def _grid(ranks: dict[tuple[int, ...], str], args: dict[str, int]) -> str | None
             sizes[d] = max(sizes[d], recorded)
     missing = sorted(set(product(*(range(s) for s in sizes))) - set(ranks))
     if missing:
-        want = "x".join(str(s) for s in sizes)
-        return f"{len(missing)} of {len(missing) + len(ranks)} rank directories missing ({want})"
+        labels = ("TP", "PP", "EP")[:dims]
+        shape = " x ".join(f"{label} {size}" for label, size in zip(labels, sizes, strict=True))
+        return f"{len(missing)} of {len(missing) + len(ranks)} rank directories missing ({shape})"
     return None

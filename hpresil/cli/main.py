@@ -13,7 +13,18 @@ import sys
 import click
 
 from hpresil import __version__, config
-from hpresil.cli import burnin, check, daemons, dcgm, incidents, inject, nodes, stats, xid
+from hpresil.cli import (
+    burnin,
+    check,
+    checkpoint,
+    daemons,
+    dcgm,
+    incidents,
+    inject,
+    nodes,
+    stats,
+    xid,
+)
 from hpresil.errors import HpresilError
 
 
@@ -34,7 +45,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     ctx.obj = config.load(config_path)
 
 
-for module in (daemons, nodes, incidents, stats, inject, check, xid, dcgm, burnin):
+for module in (daemons, nodes, incidents, stats, inject, check, xid, dcgm, burnin, checkpoint):
     for command in module.COMMANDS:
         cli.add_command(command)
 
