@@ -11,11 +11,12 @@ Reading a process's environment is the expensive part: it is read once per proce
 (pid, start time and name: a process that execs a new program is read again) and the
 process listing is the agent's shared one.
 
-Per job this answers its processes, restart count (``SLURM_RESTART_COUNT``, absent
-before the first requeue), whether this is the job's first node (``SLURM_NODEID`` 0),
-its checkpoint folder (``HPRESIL_CKPT_DIR``), the GPUs it holds here, its output file
-(the batch script's standard output, when that is a regular file) and the progress
-signs of :mod:`hpresil.host.job_progress`.
+Per job this answers its processes, restart count (``SLURM_RESTART_COUNT``, else the
+TaskProlog's ``HPRESIL_RESTART_COUNT``, else 0, as the job helper reads it), whether
+this is the job's first node (``SLURM_NODEID`` 0), its checkpoint folder
+(``HPRESIL_CKPT_DIR``), the GPUs it holds here, its output file (the batch script's
+standard output, when that is a regular file) and the progress signs of
+:mod:`hpresil.host.job_progress`.
 
 GPU indexes come from ``SLURM_STEP_GPUS`` (srun tasks), else ``SLURM_JOB_GPUS`` (the
 batch step), both global indexes set by Slurm's gres/gpu plugin, else a numeric
@@ -38,6 +39,7 @@ import psutil
 
 from hpresil.host.job_progress import CheckpointSeen, FileState, JobProgress, Progress
 from hpresil.host.procs import ZOMBIE, ProcessLister, ProcInfo, list_processes
+from hpresil.job.api import progress_file, restart_count
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ def job_process(info: ProcInfo, environ: Mapping[str, str], node: str) -> JobPro
         create_time=info.create_time,
         name=info.name,
         job_id=job_id,
-        restart_count=max(0, _int(environ.get("SLURM_RESTART_COUNT")) or 0),
+        restart_count=restart_count(environ),
         lead=environ.get("SLURM_NODEID") == "0",
         ppid=info.ppid,
         env={k: v for k, v in environ.items() if k.startswith(_KEPT_PREFIXES) or k in _KEPT},
@@ -183,13 +185,13 @@ class LocalJobsSource:
         list_processes: ProcessLister = list_processes,
         reader: ProcessReader | None = None,
         progress: JobProgress | None = None,
-        progress_file: ProgressFileFn | None = None,
+        progress_file: ProgressFileFn = progress_file,
     ) -> None:
         self.node = node
         self._list = list_processes
         self._reader = reader or ProcfsReader()
         self._progress = progress or JobProgress()
-        self._progress_file = progress_file or _progress_file
+        self._progress_file = progress_file
         self._seen: dict[tuple[int, float, str], JobProcess | None] = {}
 
     def collect(self) -> LocalJobs:
@@ -289,9 +291,3 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     if any(p is None or p < 0 for p in parts):
         return None
     return tuple(sorted({p for p in parts if p is not None}))
-
-
-def _progress_file(job_id: int, ckpt_dir: Path | None, env: Mapping[str, str]) -> Path | None:
-    from hpresil.job import progress_file
-
-    return progress_file(job_id, ckpt_dir, env)

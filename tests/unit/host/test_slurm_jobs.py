@@ -282,3 +282,10 @@ def test_a_hung_checkpoint_look_up_delays_the_answer_not_the_tick(
             break
         deadline.wait(0.02)
     assert job.checkpoint is not None and job.checkpoint.step == 1
+
+
+def test_the_restart_count_falls_back_to_the_task_prologs(table: FakeProcesses) -> None:
+    table.add(FakeProc(1000, "bash", job_env(42, HPRESIL_RESTART_COUNT="4")))
+    table.add(FakeProc(2000, "bash", job_env(43, SLURM_RESTART_COUNT="x")))
+    counts = {j.job_id: j.restart_count for j in source(table).collect().jobs}
+    assert counts == {42: 4, 43: 0}
