@@ -145,6 +145,14 @@ class Lab:
                 f"exec /usr/bin/python3 -I -S {PLUGINS / 'hpresil-hook'} {mode}\n"
             )
             wrapper.chmod(0o755)
+        # the TaskProlog runs the shipped wrapper with hpresil's Python (the venv here)
+        wrapper = hooks / "hpresil-hook-taskprolog"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f"export SLURM_CONF={self.conf} HPRESIL_PYTHON={VENV / 'bin' / 'python'}\n"
+            f"exec {PLUGINS / 'hpresil-hook-taskprolog'}\n"
+        )
+        wrapper.chmod(0o755)
 
     def _slurm_conf(self) -> str:
         r = self.root
@@ -187,6 +195,7 @@ SchedulerParameters=sched_interval=5,bf_interval=5
 Prolog={hook}-prolog
 Epilog={hook}-epilog
 PrologFlags=Alloc
+TaskProlog={hook}-taskprolog
 HealthCheckProgram={hook}-health
 HealthCheckInterval=10
 HealthCheckNodeState=ANY
@@ -238,6 +247,10 @@ munge_socket = "/run/munge/munge.socket.2"
 sysfs_root = "{r}/sysfs/{{node}}"
 expected_ports = 8
 min_rate_gbps = 400
+
+[jobs]
+observe_s = 2.0           # the lab's jobs are short: look at them (and for orphans) often
+orphan_grace_s = 4.0
 
 [slurm]
 conf = "{self.conf}"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab import REPO, Lab
+from lab import REPO, VENV, Lab
 
 TRAIN = REPO / "scripts" / "lab-jobs" / "train.py"
 _LINE = re.compile(r"^(?P<t>\d+\.\d+) (?P<what>\w+)(?: (?P<rest>.*))?$")
@@ -83,20 +83,36 @@ class FaultResult:
         return d
 
 
-def submit_training(lab: Lab, name: str = "train-demo", step_s: float = 0.25) -> TrainingJob:
+def submit_training(
+    lab: Lab,
+    name: str = "train-demo",
+    step_s: float = 0.25,
+    *,
+    fmt: str = "hf",
+    every: int = 5,
+    extra: tuple[str, ...] = (),
+    comment: str = "",
+) -> TrainingJob:
+    """A requeueable checkpointing job, protected by hpresil through its comment
+    (``hpresil:ckpt=DIR`` plus ``comment``'s keys): the TaskProlog tells each new
+    incarnation where to resume."""
     jobs = lab.root / "jobs"
     ckpt = jobs / f"{name}-{time.time_ns()}"
     out = ckpt.with_suffix(".out")
+    python = VENV / "bin" / "python"
+    keys = ",".join([f"ckpt={ckpt}", *([comment] if comment else [])])
     argv = [
         "sbatch",
         "--parsable",
         "--requeue",
         "--open-mode=append",
         f"--job-name={name}",
+        f"--comment=hpresil:{keys}",
         "-N1",
         "--gpus-per-node=8",
         f"--output={out}",
-        f"--wrap=exec python3 -u {TRAIN} --ckpt-dir {ckpt} --steps 100000 --step-s {step_s}",
+        f"--wrap=exec {python} -u {TRAIN} --format {fmt} --every {every} --steps 100000 "
+        f"--step-s {step_s} {' '.join(extra)}",
     ]
     job_id = int(lab.slurm(argv).stdout.strip().split(";")[0])
     return TrainingJob(job_id, out, ckpt)

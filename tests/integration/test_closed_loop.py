@@ -16,12 +16,16 @@ from scenario import (
     wait_running,
 )
 
+from hpresil.ckpt import latest
+
 
 def test_xid79_drains_requeues_resumes_and_is_recorded(clean_lab: Lab) -> None:
     lab = clean_lab
     job = submit_training(lab, name="it-loop")
     node = wait_running(lab, job, min_step=12)
-    newest_ckpt = max(int(p.stem.split("-")[1]) for p in job.ckpt_dir.glob("step-*.json"))
+    newest = latest(job.ckpt_dir)
+    assert newest is not None and newest.step is not None
+    newest_ckpt = newest.step
 
     result = inject_and_measure(lab, job, fault="xid79", gpu=3, timeout=90)
 
