@@ -29,6 +29,7 @@ are accepted, as the loader does.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from hpresil.ckpt.model import Checkpoint, Format, accepted, rejected
 LATEST = "latest"
 RECOVERY_SCRIPT = "zero_to_fp32.py"  # copied into the save directory before ``latest``
 TAG = re.compile(r"global_step(\d+)")
+_TAG_STEP = re.compile(r"(?:global_step|step[-_]?)(\d+)")  # default tags, and step-N ones
 _OPTIM = re.compile(r"(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_(\d+)_?optim_states\.pt")
 _ZERO3_MODEL = re.compile(r"zero_pp_rank_(\d+)_mp_rank_(\d+)_model_states\.pt")
 _MP_MODEL = re.compile(r"mp_rank_(\d+)_model_states\.pt")
@@ -56,7 +58,7 @@ class Pointer:
 
     @property
     def step(self) -> int | None:
-        m = TAG.fullmatch(self.tag or "")
+        m = _TAG_STEP.fullmatch(self.tag or "")
         return int(m.group(1)) if m else None
 
 
@@ -90,6 +92,24 @@ def judge_tag(path: Path, step: int | None, pointer: Pointer | None) -> Checkpoi
     if pointer is not None and pointer.tag == path.name:
         return accepted(path, step, Format.DEEPSPEED, path.parent / LATEST)
     return accepted(path, step, Format.DEEPSPEED, newest_mtime(path, listing))
+
+
+def is_tag(path: Path) -> bool:
+    """Whether ``path`` is a tag directory (it holds model states)."""
+    try:
+        return any(n.endswith("model_states.pt") for n in os.listdir(path))
+    except OSError:
+        return False
+
+
+def recorded_step(path: Path) -> int | None:
+    """``global_steps`` recorded in a tag's model states (for tags named otherwise);
+    None when it cannot be read (the tag is judged, and refused, later)."""
+    try:
+        models = sorted(n for n in os.listdir(path) if n.endswith("model_states.pt"))
+        return torchzip.ints(path / models[0], ("global_steps",)).get("global_steps")
+    except (OSError, IndexError):
+        return None
 
 
 def judge_missing(path: Path, step: int | None) -> Checkpoint:

@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from hpresil.ckpt import dcp, deepspeed, fencing, hf, lightning, manifest, megatron, nemo, plain
 from hpresil.ckpt._files import Listing, listdir
@@ -44,20 +44,22 @@ from hpresil.ckpt.model import Checkpoint, CheckpointRootError, Format, rejected
 
 Judge = Callable[[Path, int | None], Checkpoint]
 _SIBLING = "." + manifest.MANIFEST_NAME
-_TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
+    """A name found under the root, not judged yet. A tuple: 10,000 of them are made
+    for every ``latest`` call, and a frozen dataclass costs nearly three times as much
+    to build (0.9 against 0.34 µs)."""
+
     name: str  # relative to the root; "" for the root itself
     step: int | None
     format: Format  # what a rejection for an unreadable entry is filed under
     judge: Judge
     tiebreak: int = 0  # among equal steps, higher is newer
 
-    @property
-    def key(self) -> tuple[bool, int, int, str]:
-        return (self.step is not None, self.step or 0, self.tiebreak, self.name)
+
+def _newest_first(c: Candidate) -> tuple[bool, int, int, str]:
+    return (c.step is not None, c.step or 0, c.tiebreak, c.name)
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def _open(root: Path, verify_hashes: bool) -> _Root:
         markers = _parent_markers(root)
         lease = fencing.current(root) or fencing.current(root.parent)
         return _Root(root, [single], markers, lease, verify_hashes)
-    candidates.sort(key=lambda c: c.key, reverse=True)
+    candidates.sort(key=_newest_first, reverse=True)
     markers = frozenset(n for n in listing if n.endswith(nemo.MARKER_SUFFIX))
     return _Root(root, candidates, markers, fencing.current(root), verify_hashes)
 
@@ -154,6 +156,7 @@ def _discover(root: Path, listing: Listing) -> list[Candidate]:
     out: list[Candidate] = []
     tags: dict[str, int] = {}
     iters: dict[str, int] = {}
+    stepped: dict[str, int] = {}  # step-N: an hpresil or DCP save, or a DeepSpeed tag
     siblings: list[str] = []
     for name, entry in listing.items():
         if name.startswith("."):
@@ -175,11 +178,16 @@ def _discover(root: Path, listing: Listing) -> list[Candidate]:
         elif name.endswith(_SIBLING):
             siblings.append(name)
         elif m := plain.NAME.fullmatch(name):
-            out.append(Candidate(name, int(m.group(1)), Format.MANIFEST, plain.judge))
+            stepped[name] = int(m.group(1))
         elif "step=" in name and not name.endswith(nemo.MARKER_SUFFIX) and entry.is_dir():
             out.append(_nemo(name))
     if tags or deepspeed.LATEST in listing:
-        out.extend(_deepspeed(root, listing, tags))
+        pointer = deepspeed.read_pointer(root, listing)
+        if pointer.tag in stepped and deepspeed.is_tag(root / pointer.tag):
+            tags.update(stepped)  # save_checkpoint(tag=f"step-{n}"): the tags are named so
+            stepped.clear()
+        out.extend(_deepspeed(root, listing, tags, pointer, taken=set(stepped)))
+    out.extend(Candidate(n, step, Format.MANIFEST, plain.judge) for n, step in stepped.items())
     if iters or megatron.TRACKER in listing:
         out.extend(_megatron(root, listing, iters))
     known = {c.name for c in out}
@@ -210,18 +218,20 @@ def _nemo(name: str) -> Candidate:
     return Candidate(name, lightning.step_in_name(name), Format.NEMO, nemo.judge, tiebreak)
 
 
-def _deepspeed(root: Path, listing: Listing, tags: dict[str, int]) -> list[Candidate]:
-    pointer = deepspeed.read_pointer(root, listing)
+def _deepspeed(
+    root: Path, listing: Listing, tags: dict[str, int], pointer: deepspeed.Pointer, taken: set[str]
+) -> list[Candidate]:
     judge = partial(deepspeed.judge_tag, pointer=pointer)
     out = [Candidate(name, step, Format.DEEPSPEED, judge) for name, step in tags.items()]
     tag = pointer.tag
-    if tag is not None and tag not in tags:
-        step = pointer.step if pointer.step is not None else _trailing_number(tag)
-        if tag not in listing:
-            if tags or deepspeed.TAG.fullmatch(tag):
-                out.append(Candidate(tag, step, Format.DEEPSPEED, deepspeed.judge_missing))
-        elif not plain.NAME.fullmatch(tag):  # a custom tag (Lightning names it "checkpoint")
-            out.append(Candidate(tag, step, Format.DEEPSPEED, judge, tiebreak=1))
+    if tag is None or tag in tags or tag in taken:
+        return out
+    if tag not in listing:
+        if tags or pointer.step is not None:
+            out.append(Candidate(tag, pointer.step, Format.DEEPSPEED, deepspeed.judge_missing))
+    elif deepspeed.is_tag(root / tag):  # a tag of another name ("best", "checkpoint")
+        step = pointer.step if pointer.step is not None else deepspeed.recorded_step(root / tag)
+        out.append(Candidate(tag, step, Format.DEEPSPEED, judge))
     return out
 
 
@@ -262,11 +272,6 @@ def _step_of_file(name: str, manifest_path: Path) -> int | None:
         return manifest.read(manifest_path).step
     except manifest.ManifestError:
         return None
-
-
-def _trailing_number(text: str) -> int | None:
-    m = _TRAILING_NUMBER.search(text)
-    return int(m.group(1)) if m else None
 
 
 # --- the root as one checkpoint -----------------------------------------------------

@@ -103,3 +103,33 @@ def test_the_old_shard_name_without_underscore_is_accepted(
 def test_a_tag_given_directly_is_judged_by_its_files(tmp_path: Path, layouts: ModuleType) -> None:
     tag = layouts.write("deepspeed", tmp_path, 100, stop_after=4)
     assert [(ck.path, ck.complete) for ck in scan(tag)] == [(tag, True)]
+
+
+def test_tags_named_step_n_are_deepspeed_tags(tmp_path: Path, layouts: ModuleType) -> None:
+    for step in (100, 200, 300):  # save_checkpoint(dir, tag=f"step-{step}")
+        layouts.write("deepspeed", tmp_path, step).rename(tmp_path / f"step-{step}")
+    (tmp_path / "latest").write_text("step-200")
+    got = rows(tmp_path)
+    assert got["step-300"] == (False, "not committed (latest names step-200)")
+    found = latest(tmp_path)
+    assert found is not None and (found.path.name, found.format) == ("step-200", Format.DEEPSPEED)
+
+
+def test_a_tag_of_another_name_gets_its_step_from_the_model_states(
+    tmp_path: Path, layouts: ModuleType
+) -> None:
+    layouts.write("deepspeed", tmp_path, 100)
+    layouts.write("deepspeed", tmp_path, 200).rename(tmp_path / "best")
+    (tmp_path / "latest").write_text("best")
+    found = latest(tmp_path)
+    assert found is not None and (found.path.name, found.step) == ("best", 200)
+
+
+def test_a_latest_file_naming_an_hpresil_save_does_not_make_it_deepspeed(
+    tmp_path: Path, layouts: ModuleType
+) -> None:
+    path = layouts.write("hpresil", tmp_path, 100)
+    (tmp_path / "latest").write_text("step-100")  # a training script's own pointer
+    found = latest(tmp_path)
+    assert found is not None and (found.path, found.format) == (path, Format.MANIFEST)
+    assert [ck.path for ck in scan(tmp_path)] == [path]
