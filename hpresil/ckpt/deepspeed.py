@@ -67,7 +67,10 @@ def read_pointer(save_dir: Path, listing: Listing) -> Pointer:
     if entry is None or not entry.is_file():
         why = f"no {LATEST} file (rank 0 writes it after every rank's files)"
         return Pointer(None, why, missing=True)
-    tag = read_small(save_dir / LATEST).strip()
+    try:
+        tag = read_small(save_dir / LATEST).strip()
+    except OSError as exc:  # discovery never raises: the tags are judged by their files
+        return Pointer(None, f"{LATEST} unreadable: {exc.strerror or exc}")
     if not tag or "/" in tag or "\n" in tag:
         return Pointer(None, f"{LATEST} is empty or unreadable ({tag[:40]!r})")
     return Pointer(tag, None)

@@ -71,7 +71,10 @@ class Tracker:
 def read_tracker(save_dir: Path, listing: Listing) -> Tracker:
     if TRACKER not in listing:
         return Tracker(None, False, f"no {TRACKER} (rank 0 writes it after the save)", True)
-    text = read_small(save_dir / TRACKER).strip()
+    try:
+        text = read_small(save_dir / TRACKER).strip()
+    except OSError as exc:  # discovery never raises: the directories are judged by their files
+        return Tracker(None, False, f"{TRACKER} unreadable: {exc.strerror or exc}")
     if text == RELEASE:
         return Tracker(None, True, None)
     if not text.isdigit():

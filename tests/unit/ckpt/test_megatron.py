@@ -121,3 +121,12 @@ def test_an_iteration_given_directly_is_judged_by_its_files(
 ) -> None:
     path = layouts.write("megatron", tmp_path, 100, stop_after=6)
     assert [(ck.path, ck.step, ck.complete) for ck in scan(path)] == [(path, 100, True)]
+
+
+def test_an_unreadable_tracker_is_a_reason_not_an_exception(
+    tmp_path: Path, layouts: ModuleType
+) -> None:
+    path = layouts.write("megatron", tmp_path, 100, stop_after=6)
+    (tmp_path / TRACKER).mkdir()  # open() fails on it as it would without permission
+    found = latest(tmp_path)
+    assert found is not None and found.path == path  # torch_dist: metadata.json commits it
