@@ -21,6 +21,7 @@ from hpresil.cli import (
     dcgm,
     incidents,
     inject,
+    jobs,
     nodes,
     stats,
     xid,
@@ -45,7 +46,19 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     ctx.obj = config.load(config_path)
 
 
-for module in (daemons, nodes, incidents, stats, inject, check, xid, dcgm, burnin, checkpoint):
+for module in (
+    daemons,
+    nodes,
+    incidents,
+    jobs,
+    stats,
+    inject,
+    check,
+    xid,
+    dcgm,
+    burnin,
+    checkpoint,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 
