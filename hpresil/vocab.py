@@ -168,6 +168,10 @@ class JobObservation(_Record):
     checkpoint: str | None = None  # newest complete checkpoint (path)
     checkpoint_step: int | None = None
     checkpoint_at: datetime | None = None  # when that checkpoint was committed
+    # what this incarnation resumed from (HPRESIL_RESUME_FROM, from the TaskProlog)
+    resumed_from: str | None = None
+    resumed_from_step: int | None = None
+    resumed_from_at: datetime | None = None  # when that checkpoint was committed
 
 
 class Report(_Record):

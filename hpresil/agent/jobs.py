@@ -29,7 +29,7 @@ def job_observations(snapshot: Snapshot) -> tuple[JobObservation, ...]:
 
 def observation(job: LocalJob, util: Mapping[int, float]) -> JobObservation:
     readings = [util[i] for i in job.gpus if i in util]
-    progress, ckpt = job.progress, job.checkpoint
+    progress, ckpt, resumed = job.progress, job.checkpoint, job.resumed_from
     return JobObservation(
         job_id=job.job_id,
         restart_count=job.restart_count,
@@ -44,4 +44,7 @@ def observation(job: LocalJob, util: Mapping[int, float]) -> JobObservation:
         checkpoint=ckpt.path if ckpt else None,
         checkpoint_step=ckpt.step if ckpt else None,
         checkpoint_at=ckpt.committed_at if ckpt else None,
+        resumed_from=resumed.path if resumed else None,
+        resumed_from_step=resumed.step if resumed else None,
+        resumed_from_at=resumed.committed_at if resumed else None,
     )

@@ -94,7 +94,8 @@ class Executor:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._requeued: dict[int, set[str]] = {}  # this pass's requeued jobs: nodes to avoid
+        # this pass's requeued jobs: (nodes to keep them off, earlier exclusions to lift)
+        self._requeued: dict[int, tuple[set[str], set[str]]] = {}
 
     # --- thread ---
     def wake(self) -> None:
@@ -223,6 +224,7 @@ class Executor:
         restarts = job.restart_count if job else 0
         over = rules.over_budget(restarts, budget)
         outcome = self._slurm.requeue(job_id, hold=over or blamed is not None)
+        usable = self._usable_nodes() if outcome is RequeueOutcome.REQUEUED else set()
         now = self._clock()
         with self._store.write() as s:
             action = _row(s, task)
@@ -245,20 +247,27 @@ class Executor:
                 held(ledger_row, why, now)
                 if blamed is None:
                     actions.notify(s, ledger_row, "job_held", why, now, self._jobs, action.incident)
-            avoid = self._avoid(s, failed_on, now)
-        if outcome is RequeueOutcome.REQUEUED:
-            self._requeued[job_id] = avoid
+            if outcome is RequeueOutcome.REQUEUED and self._jobs.exclude_failed_nodes:
+                suspects = jobrepo.suspect_nodes(
+                    s, now - timedelta(hours=self._jobs.suspect_window_h)
+                )
+                need = len(job.nodes) if job is not None and job.nodes else 1
+                avoid = rules.nodes_to_avoid(failed_on, suspects, usable, need)
+                earlier = set(ledger_row.excluded or []) if ledger_row is not None else set()
+                if ledger_row is not None:
+                    ledger_row.excluded = sorted(avoid)
+                self._requeued[job_id] = (avoid, earlier - avoid)
         log.info("requeue job %s: %s", task.target, outcome)
 
-    def _avoid(self, s: Session, failed_on: str | None, now: datetime) -> set[str]:
-        """Nodes a requeued job is kept off: the one it failed on, and the suspects."""
+    def _usable_nodes(self) -> set[str]:
+        """Nodes Slurm could start a job on now (not drained, not down)."""
         if not self._jobs.exclude_failed_nodes:
             return set()
-        since = now - timedelta(hours=self._jobs.suspect_window_h)
-        avoid = jobrepo.suspect_nodes(s, since)
-        if failed_on is not None:
-            avoid.add(failed_on)
-        return avoid
+        try:
+            return {n.name for n in self._slurm.nodes() if not (n.drained or n.down)}
+        except SlurmError as exc:
+            log.warning("could not list nodes for the requeued job's exclusions: %s", exc)
+            return set()
 
     def _hold(self, task: _Task) -> None:
         job_id = int(task.target)
@@ -305,16 +314,18 @@ class Executor:
                 target=self._expedite_now, args=(jobs,), name="hpresil-expedite", daemon=True
             ).start()
 
-    def _expedite_now(self, jobs: dict[int, set[str]]) -> None:
+    def _expedite_now(self, jobs: dict[int, tuple[set[str], set[str]]]) -> None:
         start_now = self._cfg.expedite_requeue
-        if not start_now and not any(jobs.values()):
+        if not start_now and not any(a or d for a, d in jobs.values()):
             return
+        exclude = {j: avoid for j, (avoid, _) in jobs.items()}
+        drop = {j: lift for j, (_, lift) in jobs.items()}
         try:
-            done = self._slurm.expedite(list(jobs), exclude=jobs, start_now=start_now)
+            done = self._slurm.expedite(list(jobs), exclude=exclude, drop=drop, start_now=start_now)
             log.info(
                 "requeued jobs updated once pending: %s",
                 ", ".join(
-                    f"{j} (avoiding {','.join(sorted(jobs[j])) or '-'})" for j in sorted(done)
+                    f"{j} (avoiding {','.join(sorted(exclude[j])) or '-'})" for j in sorted(done)
                 ),
             )
         except HpresilError as exc:

@@ -135,7 +135,7 @@ class _Lookup:
     def _run(self) -> None:
         try:
             found = self._find(self._root)
-            self.result = None if found is None else _seen(found)
+            self.result = None if found is None else checkpoint_seen(found)
         except Exception as exc:  # a broken layout must not end the agent
             self.error = str(exc) or repr(exc)
         finally:
@@ -248,26 +248,26 @@ class JobProgress:
         if state is None:
             return None
         if foreign:  # any file the job touches: only its modification time counts
-            return Progress(_utc(min(state.mtime, self._clock().timestamp())), "progress_file")
+            return Progress(utc(min(state.mtime, self._clock().timestamp())), "progress_file")
         version = (state.path, state.mtime, state.size)
         beat = self._beats.get(key)
         if beat is None or beat.version != version:
             read = read_heartbeat(path, job_id)
             if read is None:
-                return None if beat is None else Progress(_utc(beat.at), "heartbeat", beat.step)
+                return None if beat is None else Progress(utc(beat.at), "heartbeat", beat.step)
             beat = self._beats[key] = _Heartbeat(version, *read)
-        return Progress(_utc(beat.at), "heartbeat", beat.step)
+        return Progress(utc(beat.at), "heartbeat", beat.step)
 
     def _wall(self, monotonic_at: float, monotonic_now: float) -> datetime:
         return self._clock() - timedelta(seconds=max(0.0, monotonic_now - monotonic_at))
 
 
-def _seen(found: Checkpoint) -> CheckpointSeen:
+def checkpoint_seen(found: Checkpoint) -> CheckpointSeen:
     at = found.committed_at
-    return CheckpointSeen(str(found.path), found.step, None if at is None else _utc(at))
+    return CheckpointSeen(str(found.path), found.step, None if at is None else utc(at))
 
 
-def _utc(epoch: float) -> datetime:
+def utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 

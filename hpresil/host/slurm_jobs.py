@@ -31,13 +31,24 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 import psutil
 
-from hpresil.host.job_progress import CheckpointSeen, FileState, JobProgress, Progress
+from hpresil.ckpt import latest
+from hpresil.ckpt.manifest import location as manifest_location
+from hpresil.errors import HpresilError
+from hpresil.host.job_progress import (
+    CheckpointSeen,
+    FileState,
+    JobProgress,
+    Progress,
+    checkpoint_seen,
+    utc,
+)
 from hpresil.host.procs import ZOMBIE, ProcessLister, ProcInfo, list_processes
 from hpresil.job.api import progress_file, restart_count
 
@@ -88,6 +99,7 @@ class LocalJob:
     output: str | None = None  # the batch script's standard output file
     progress: Progress | None = None
     checkpoint: CheckpointSeen | None = None
+    resumed_from: CheckpointSeen | None = None  # HPRESIL_RESUME_FROM, judged once
 
 
 @dataclass(frozen=True)
@@ -193,6 +205,7 @@ class LocalJobsSource:
         self._progress = progress or JobProgress()
         self._progress_file = progress_file
         self._seen: dict[tuple[int, float, str], JobProcess | None] = {}
+        self._resumed: dict[tuple[int, int, str], CheckpointSeen] = {}
 
     def collect(self) -> LocalJobs:
         by_job: dict[int, list[JobProcess]] = {}
@@ -201,6 +214,8 @@ class LocalJobsSource:
         self._progress.begin()
         jobs = tuple(self._job(job_id, by_job[job_id]) for job_id in sorted(by_job))
         self._progress.forget((j.job_id, j.restart_count) for j in jobs)
+        live = {(j.job_id, j.restart_count) for j in jobs}
+        self._resumed = {k: v for k, v in self._resumed.items() if k[:2] in live}
         return LocalJobs(self.node, jobs)
 
     def _job_processes(self, table: Iterable[ProcInfo]) -> list[JobProcess]:
@@ -247,7 +262,22 @@ class LocalJobsSource:
             output=output.path if output else None,
             progress=self._progress.progress(key, job_id, output, heartbeat, foreign),
             checkpoint=self._progress.checkpoint(key, root) if lead and root else None,
+            resumed_from=self._resumed_from(key, current) if lead else None,
         )
+
+    def _resumed_from(
+        self, key: tuple[int, int], current: list[JobProcess]
+    ) -> CheckpointSeen | None:
+        """The checkpoint this incarnation resumed from (the TaskProlog's export), with
+        its step and commit time: judged once per incarnation."""
+        holder = _first_with(current, "HPRESIL_RESUME_FROM")
+        path = holder.env.get("HPRESIL_RESUME_FROM") if holder else None
+        if not path:
+            return None
+        cache = (*key, path)
+        if cache not in self._resumed:
+            self._resumed[cache] = resumed_checkpoint(Path(path))
+        return self._resumed[cache]
 
     def _absolute(self, proc: JobProcess, path: str | Path | None) -> Path | None:
         """``path`` as the job means it: a relative one is relative to its working folder."""
@@ -291,3 +321,19 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     if any(p is None or p < 0 for p in parts):
         return None
     return tuple(sorted({p for p in parts if p is not None}))
+
+
+def resumed_checkpoint(path: Path) -> CheckpointSeen:
+    """``path`` judged as a checkpoint on its own (a directory), else its mtime: when
+    hpresil's manifest (written last) or the file itself was committed."""
+    try:
+        found = latest(path) if path.is_dir() else None
+    except HpresilError:
+        found = None
+    if found is not None and found.path == path:
+        return checkpoint_seen(found)
+    stamp = manifest_location(path)
+    for candidate in (stamp, path):
+        with suppress(OSError):
+            return CheckpointSeen(str(path), None, utc(candidate.stat().st_mtime))
+    return CheckpointSeen(str(path), None, None)

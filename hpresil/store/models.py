@@ -208,6 +208,8 @@ class JobRow(Base):
     held_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     held_reason: Mapped[str | None] = mapped_column(Text)
     blamed: Mapped[str | None] = mapped_column(Text)  # why the job, not a node, is at fault
+    # nodes hpresil put in the job's ExcNodeList (the job's own exclusions are kept)
+    excluded: Mapped[list[str] | None] = mapped_column(JSON)
 
     interruptions: Mapped[list[JobInterruptionRow]] = relationship(
         back_populates="job", order_by="JobInterruptionRow.id"

@@ -166,17 +166,19 @@ class Slurm:
         job_ids: Collection[int],
         *,
         exclude: Mapping[int, Collection[str]] | None = None,
+        drop: Mapping[int, Collection[str]] | None = None,
         start_now: bool = True,
         wait_s: float = 15.0,
     ) -> set[int]:
         """Once requeued jobs are PENDING, keep each off the nodes in ``exclude`` (added
-        to its own ExcNodeList) and, with ``start_now``, make it eligible at once
-        instead of after Slurm's cred_expire wait.
+        to its own ExcNodeList, after taking out the nodes in ``drop``: exclusions an
+        earlier requeue added that no longer apply) and, with ``start_now``, make it
+        eligible at once instead of after Slurm's cred_expire wait.
 
         A requeued job is COMPLETING until its processes are gone; only when it turns
         PENDING does Slurm set its BeginTime (now + cred_expire), so ``StartTime=now``
         must come after that. Polls all jobs together; returns the ids updated."""
-        exclude = exclude or {}
+        exclude, drop = exclude or {}, drop or {}
         waiting, done = set(job_ids), set()
         deadline = time.monotonic() + wait_s
         while waiting and time.monotonic() < deadline:
@@ -184,7 +186,9 @@ class Slurm:
             for job_id in list(waiting):
                 job = found.get(job_id)
                 if job is not None and job.state == "PENDING":
-                    fields = _pending_update(job, exclude.get(job_id, ()), start_now)
+                    fields = _pending_update(
+                        job, exclude.get(job_id, ()), drop.get(job_id, ()), start_now
+                    )
                     if fields:
                         self._update(job_id, fields)
                         done.add(job_id)
@@ -208,11 +212,13 @@ class Slurm:
         raise AssertionError("unreachable")
 
 
-def _pending_update(job: SlurmJob, exclude: Collection[str], start_now: bool) -> dict[str, str]:
+def _pending_update(
+    job: SlurmJob, exclude: Collection[str], drop: Collection[str], start_now: bool
+) -> dict[str, str]:
     fields: dict[str, str] = {}
-    excluded = sorted(set(job.excluded) | set(exclude))
-    if set(exclude) - set(job.excluded):
-        fields["ExcNodeList"] = ",".join(excluded)
+    excluded = (set(job.excluded) - set(drop)) | set(exclude)
+    if excluded != set(job.excluded):
+        fields["ExcNodeList"] = ",".join(sorted(excluded))
     if start_now:
         fields["StartTime"] = "now"
     return fields

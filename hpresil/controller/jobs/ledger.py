@@ -61,6 +61,8 @@ def note_observation(
         row.progress_source = seen.progress_source
     if seen.step is not None:
         row.step = seen.step
+    if seen.resumed_from is not None:
+        note_resumed_from(row, seen)
     if seen.checkpoint is not None:
         row.checkpoint = seen.checkpoint
         row.checkpoint_step = seen.checkpoint_step
@@ -76,6 +78,21 @@ def note_observation(
     util = rules.usage_util(usage, now, fresh_s)
     row.gpu_util_pct = util
     row.idle_since = rules.next_idle_since(row.idle_since, util, cfg.idle.below_pct, now)
+
+
+def note_resumed_from(row: JobRow, seen: JobObservation) -> None:
+    """The interruption this incarnation came back from learns what it resumed from
+    (the TaskProlog's choice, as the agent found it in the job's environment), so its
+    lost work is exact: from that checkpoint's commit to the stop. Until then it holds
+    the controller's estimate, from the newest checkpoint agents had reported."""
+    for stop in reversed(row.interruptions):
+        if stop.restarts_before < seen.restart_count:
+            stop.checkpoint = seen.resumed_from
+            if seen.resumed_from_step is not None:
+                stop.checkpoint_step = seen.resumed_from_step
+            if seen.resumed_from_at is not None:
+                stop.lost_s = max((stop.at - seen.resumed_from_at).total_seconds(), 0.0)
+            return
 
 
 def sync_job(row: JobRow, job: SlurmJob, now: datetime) -> list[str]:

@@ -6,6 +6,9 @@
   file, output growth; or its start, if none yet) for ``hang_s`` is hung.
 * **Idle.** A job whose allocated GPUs, on every node that reported them recently,
   stayed below ``idle.below_pct`` since ``idle_since`` for ``idle.window_s``.
+* **Exclusion.** A requeued job is kept off the node it failed on and the suspects, but
+  never so many that fewer usable nodes remain than the job needs: then only the
+  failed node is excluded.
 * **Blame.** A job that failed the same way on ``blame_nodes`` different nodes is
   the cause, not the nodes.
 """
@@ -91,3 +94,16 @@ def lost_work_s(
     if since is None:
         return None
     return max((at - since).total_seconds(), 0.0)
+
+
+def nodes_to_avoid(
+    failed_on: str | None, suspects: Collection[str], usable: Collection[str], need: int
+) -> set[str]:
+    """The failed node and the suspects, unless that leaves fewer than ``need`` of the
+    ``usable`` nodes (an empty ``usable``: not known, so no suspects); then the failed
+    node alone."""
+    failed = {failed_on} if failed_on else set()
+    avoid = failed | set(suspects)
+    if len(set(usable) - avoid) >= need:
+        return avoid
+    return failed

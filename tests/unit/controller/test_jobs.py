@@ -21,6 +21,7 @@ from hpresil.adapters.slurm import Slurm
 from hpresil.config import Config, IdleJobsConfig, JobsConfig
 from hpresil.controller.app import create_app
 from hpresil.controller.jobs.watch import JobWatch
+from hpresil.controller.reconcile import Reconciler
 from hpresil.controller.remediation import Backoff, Executor
 from hpresil.store import Store
 from hpresil.vocab import Action, Category, CheckResult, JobObservation, Report, Status
@@ -210,6 +211,32 @@ def test_requeue_keeps_the_job_off_the_failed_node_and_records_the_lost_work(
     assert interruption["lost_s"] == pytest.approx(30.0)  # the checkpoint was 30 s old
 
 
+def test_the_resumed_incarnation_makes_the_lost_work_exact(
+    api: TestClient, executor: Executor, backend: FakeBackend, clock: FakeClock
+) -> None:
+    backend.add_job(50, "node2")
+    send(
+        api,
+        "node2",
+        xid79(),
+        jobs=(seen(50, checkpoint_step=90, checkpoint_at=T0 - timedelta(seconds=40)),),
+    )
+    executor.run_due()
+    assert job_view(api, 50)["interruptions"][0]["lost_s"] == pytest.approx(40.0)  # estimate
+    clock.advance(5)
+    again = seen(50, restart=1).model_copy(
+        update={
+            "resumed_from": f"{CKPT}/checkpoint-100",
+            "resumed_from_step": 100,
+            "resumed_from_at": T0 - timedelta(seconds=12),
+        }
+    )
+    send(api, "node3", jobs=(again,))
+    stop = job_view(api, 50)["interruptions"][0]
+    assert stop["checkpoint"] == f"{CKPT}/checkpoint-100" and stop["checkpoint_step"] == 100
+    assert stop["lost_s"] == pytest.approx(12.0)  # what it really resumed from
+
+
 def test_nodes_under_suspicion_are_excluded_too(
     api: TestClient, executor: Executor, backend: FakeBackend
 ) -> None:
@@ -220,6 +247,38 @@ def test_nodes_under_suspicion_are_excluded_too(
     executor.run_due()
     wait_for(lambda: backend.writes("update"), "the requeued job's update")
     assert backend.writes("update") == [("update", 52, {"ExcNodeList": "node2,node3"})]
+
+
+def test_a_second_requeue_lifts_the_first_exclusion_when_it_would_starve_the_job(
+    api: TestClient,
+    executor: Executor,
+    backend: FakeBackend,
+    reconciler: Reconciler,
+    watch: JobWatch,
+) -> None:
+    job = replace(backend.add_job(53, "node1"), excluded=("node9",))
+    backend.jobs_by_id[53] = replace(job, comment=f"hpresil:ckpt={CKPT},budget=9")
+    watch.run_once()
+    send(api, "node1", xid79(), jobs=(seen(53),))
+    executor.run_due()
+    wait_for(lambda: backend.writes("update"), "the first update")
+    assert backend.writes("update")[-1] == ("update", 53, {"ExcNodeList": "node1,node9"})
+    backend.set_node("node1", "IDLE")  # repaired and back, but a suspect for a day
+    reconciler.run_once()  # its incident is resolved
+    backend.start_job(53, "node2", T0)
+    send(api, "node2", xid79(), jobs=(seen(53),))
+    executor.run_due()
+    wait_for(lambda: len(backend.writes("update")) == 2, "the second update")
+    # node1 and node3 are usable: node1 stays excluded as a suspect (an incident today)
+    assert backend.writes("update")[-1] == ("update", 53, {"ExcNodeList": "node1,node2,node9"})
+    backend.set_node("node3", "IDLE", "DRAIN", reason="admin")  # now only node1 is left
+    backend.start_job(53, "node1", T0)
+    send(api, "node1", xid79(), jobs=(seen(53),))
+    executor.run_due()
+    wait_for(lambda: len(backend.writes("update")) == 3, "the third update")
+    # keeping off node2 (a suspect) would leave nothing: only the failed node, the
+    # job's own exclusion kept, the earlier ones lifted
+    assert backend.writes("update")[-1] == ("update", 53, {"ExcNodeList": "node1,node9"})
 
 
 def test_a_job_past_its_budget_is_requeued_held_and_its_owner_told(

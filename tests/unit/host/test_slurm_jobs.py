@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hpresil.ckpt import manifest
 from hpresil.host.job_progress import CheckpointSeen, JobProgress
 from hpresil.host.procs import ZOMBIE
 from hpresil.host.slurm_jobs import LocalJob, LocalJobsSource, gpu_indexes
@@ -289,3 +290,35 @@ def test_the_restart_count_falls_back_to_the_task_prologs(table: FakeProcesses) 
     table.add(FakeProc(2000, "bash", job_env(43, SLURM_RESTART_COUNT="x")))
     counts = {j.job_id: j.restart_count for j in source(table).collect().jobs}
     assert counts == {42: 4, 43: 0}
+
+
+def test_what_the_incarnation_resumed_from_is_judged_once(
+    table: FakeProcesses, tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "step-40"
+    ckpt.mkdir()
+    (ckpt / "model.bin").write_bytes(b"w" * 64)
+    manifest.write(ckpt, 40)
+    env = job_env(
+        44,
+        SLURM_NODEID="0",
+        SLURM_RESTART_COUNT="1",
+        HPRESIL_CKPT_DIR=str(tmp_path),
+        HPRESIL_RESUME_FROM=str(ckpt),
+    )
+    table.add(FakeProc(1000, "python", env))
+    src = source(table)
+
+    resumed = only(src).resumed_from
+
+    assert resumed is not None and resumed.path == str(ckpt) and resumed.step == 40
+    committed = (ckpt / manifest.MANIFEST_NAME).stat().st_mtime
+    assert resumed.committed_at is not None
+    assert resumed.committed_at.timestamp() == pytest.approx(committed)
+    (ckpt / manifest.MANIFEST_NAME).unlink()  # judged once per incarnation: not again
+    assert only(src).resumed_from == resumed
+
+
+def test_a_first_run_resumed_from_nothing(table: FakeProcesses) -> None:
+    table.add(FakeProc(1000, "python", job_env(45, SLURM_NODEID="0")))
+    assert only(source(table)).resumed_from is None

@@ -61,6 +61,7 @@ def upgrade() -> None:
         _ts("held_at"),
         sa.Column("held_reason", sa.Text(), nullable=True),
         sa.Column("blamed", sa.Text(), nullable=True),
+        sa.Column("excluded", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
         sa.UniqueConstraint("job_id", "submit_time", name=op.f("uq_jobs_job_id_submit_time")),
     )
