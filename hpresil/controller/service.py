@@ -41,7 +41,14 @@ def run_controller(cfg: Config) -> None:
     slurm = Slurm.from_config(cfg.slurm, cfg.policy.reason_prefix)
     executor = Executor(store, slurm, cfg.policy, jobs=cfg.jobs, clock=utcnow)
     reconciler = Reconciler(store, slurm, cfg.controller, clock=utcnow)
-    watch = JobWatch(store, slurm, cfg.jobs, clock=utcnow, wake=executor.wake)
+    watch = JobWatch(
+        store,
+        slurm,
+        cfg.jobs,
+        clock=utcnow,
+        wake=executor.wake,
+        fresh_s=cfg.controller.stale_after_s,
+    )
 
     def reconcile() -> None:
         reconciler.run_once()

@@ -8,8 +8,9 @@ Each pass asks Slurm for its jobs once and, per job in the ledger:
   and node, or, when Slurm requeued the job by itself (its node went down), the
   interruption is recorded now;
 * holds a protected job Slurm requeued past its restart budget;
-* finds a protected RUNNING job hung (no progress for its hang time): a job-hang
-  incident, the checkpoint signal now, the requeue after ``jobs.hang_grace_s``;
+* finds a protected RUNNING job hung (no progress for its hang time, while the agent
+  of its node keeps reporting: a silent agent is not evidence): a job-hang incident,
+  the checkpoint signal now, the requeue after ``jobs.hang_grace_s``;
 * acts on a job idle past ``jobs.idle.window_s`` when ``jobs.idle.action`` asks.
 """
 
@@ -28,7 +29,7 @@ from hpresil.controller.remediation import interrupted
 from hpresil.errors import SlurmError
 from hpresil.job.spec import PREFIX
 from hpresil.store import Clock, Store, jobrepo, repo, utcnow
-from hpresil.store.models import OPEN, IncidentJobRow, IncidentRow, JobRow
+from hpresil.store.models import OPEN, IncidentJobRow, IncidentRow, JobRow, NodeRow
 from hpresil.vocab import Action, Category
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,12 @@ class JobWatch:
         *,
         clock: Clock = utcnow,
         wake: Callable[[], None] = lambda: None,
+        fresh_s: float = 60.0,
     ) -> None:
         self._store = store
         self._slurm = slurm
         self._cfg = cfg
+        self._fresh_s = fresh_s  # a node silent longer cannot vouch for a job's progress
         self._clock = clock
         self._wake = wake
         self._warned: set[tuple[int, str]] = set()  # comment problems already logged
@@ -117,6 +120,8 @@ class JobWatch:
         if not rules.hung(last, hang_s, now):
             return False
         node = job.batch_host or (job.nodes[0] if job.nodes else "")
+        if not self._reporting(s, node, now):
+            return False  # its agent is silent: no news is not "no progress"
         sign = row.progress_source or "its start"
         why = (
             f"job {row.job_id} made no progress for {(now - last).total_seconds():.0f} s "
@@ -147,6 +152,11 @@ class JobWatch:
         row.hang_signalled_at = now
         log.info("%s: incident #%d: %s", node, incident.id, why)
         return True
+
+    def _reporting(self, s: Session, node: str, now: datetime) -> bool:
+        seen = s.get(NodeRow, node)
+        last = seen.last_report_at if seen is not None else None
+        return last is not None and now - last <= timedelta(seconds=self._fresh_s)
 
     def _idle(self, s: Session, row: JobRow, job: SlurmJob, now: datetime) -> bool:
         cfg = self._cfg.idle

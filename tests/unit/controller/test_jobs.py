@@ -394,9 +394,11 @@ def test_a_hung_job_is_signalled_then_requeued_and_is_not_a_node_failure(
     backend.add_job(60, "node2")
     send(api, "node2", jobs=(seen(60, progress_at=T0),))
     clock.advance(500)
+    send(api, "node2", jobs=(seen(60, progress_at=T0),))  # the agent reports: no progress
     watch.run_once()
     assert not backend.writes("signal")  # 500 s without progress: not yet
     clock.advance(200)
+    send(api, "node2", jobs=(seen(60, progress_at=T0),))
     watch.run_once()
     executor.run_due()
     assert backend.writes("signal") == [("signal", 60, "USR1")]
@@ -416,6 +418,17 @@ def test_a_hung_job_is_signalled_then_requeued_and_is_not_a_node_failure(
     assert api.get(f"/v1/incidents/{hang['id']}").json()["status"] == "resolved"
     resumed = job_view(api, 60)["interruptions"][0]
     assert resumed["resumed_node"] == "node1" and resumed["cause"].startswith("job 60 made no")
+
+
+def test_a_silent_agent_is_no_evidence_of_a_hang(
+    api: TestClient, watch: JobWatch, backend: FakeBackend, clock: FakeClock
+) -> None:
+    backend.add_job(66, "node2")
+    send(api, "node2", jobs=(seen(66, progress_at=T0),))
+    clock.advance(3600)  # node2's agent has said nothing for an hour
+    watch.run_once()
+    assert backend.writes("signal") == []
+    assert job_view(api, 66)["status"] == "running"
 
 
 def test_a_job_showing_progress_is_not_hung(
