@@ -20,10 +20,12 @@ from lab import Lab, LabError
 from scenario import (
     FAULTS,
     ScenarioError,
+    api_get,
     hpresil,
     inject_and_measure,
     submit_training,
     wait_agents,
+    wait_for,
     wait_running,
 )
 
@@ -58,12 +60,26 @@ def main() -> int:
         wait_agents(lab)
         print(hpresil(lab, "status"), end="")
         job = submit_training(lab)
-        say(f"submitted training job {job.job_id} (requeueable, checkpoints every 5 steps)")
+        say(
+            f"submitted training job {job.job_id} (requeueable, Hugging Face checkpoints every "
+            f"5 steps, protected: --comment=hpresil:ckpt={job.ckpt_dir})"
+        )
         node = wait_running(lab, job, min_step=12)
         say(f"job {job.job_id} running on {node}, at step {job.last_step()}")
         say(f"injecting {args.fault} (GPU {args.gpu}) on {node}")
         result = inject_and_measure(lab, job, fault=args.fault, gpu=args.gpu, say=say)
         print(hpresil(lab, "incidents", str(result.incident)), end="")
+        if result.resumed_node is not None:
+            _, started = job.starts()[-1]
+            say(f"the TaskProlog gave the new instance HPRESIL_RESUME_FROM={started['path']}")
+            print(hpresil(lab, "checkpoint", "list", str(job.ckpt_dir)), end="")
+            wait_for(
+                "the ledger to learn what the job resumed from",
+                lambda: _resumed_known(lab, job.job_id, started["path"]),
+                20,
+                0.5,
+            )
+            print(hpresil(lab, "jobs", str(job.job_id)), end="")
         print(hpresil(lab, "status"), end="")
         print(hpresil(lab, "stats", "mttf", "--by", "node"), end="")
         say("timeline (seconds after the injection):")
@@ -91,6 +107,12 @@ def main() -> int:
     if ok == 0:
         print(json.dumps(result.summary()))
     return ok
+
+
+def _resumed_known(lab: Lab, job_id: int, path: str) -> bool:
+    found = api_get(lab, f"/v1/jobs/{job_id}")
+    stops = found.get("interruptions") if isinstance(found, dict) else None
+    return bool(stops) and stops[-1]["checkpoint"] == path
 
 
 if __name__ == "__main__":
