@@ -38,8 +38,6 @@ from typing import Protocol
 
 import psutil
 
-from hpresil.ckpt import latest
-from hpresil.ckpt.manifest import location as manifest_location
 from hpresil.errors import HpresilError
 from hpresil.host.job_progress import (
     CheckpointSeen,
@@ -326,6 +324,9 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
 def resumed_checkpoint(path: Path) -> CheckpointSeen:
     """``path`` judged as a checkpoint on its own (a directory), else its mtime: when
     hpresil's manifest (written last) or the file itself was committed."""
+    from hpresil.ckpt import latest  # loaded on a node that runs a resumed job only
+    from hpresil.ckpt.manifest import location as manifest_location
+
     try:
         found = latest(path) if path.is_dir() else None
     except HpresilError:

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from hpresil.ckpt import latest, manifest
 from hpresil.fsutil import atomic_write
 from hpresil.job.lease import STATE_DIR, Fenced, Lease
 from hpresil.job.spec import parse_comment
@@ -135,6 +134,8 @@ class Job:
         self.start()
         if self.ckpt_dir is None or not self.ckpt_dir.is_dir():
             return None  # a first run: nothing saved yet (rank 0's start() creates it)
+        from hpresil.ckpt import latest, manifest  # the scanner only where it is used
+
         if self.resume_hint and manifest.verify(Path(self.resume_hint)) is None:
             return Path(self.resume_hint)
         found = latest(self.ckpt_dir)
@@ -149,6 +150,8 @@ class Job:
         scanner reject a commit that slipped in after a newer instance took over."""
         self.guard()
         lease = None if self._lease is None else self._lease.as_dict()
+        from hpresil.ckpt import manifest
+
         return manifest.write(Path(path), step, hashes=hashes, lease=lease)
 
     def progress(self, step: int | None = None, **metrics: float) -> None:

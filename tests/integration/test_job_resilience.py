@@ -21,6 +21,7 @@ from lab import Lab
 from scenario import (
     TrainingJob,
     api_get,
+    hpresil,
     hpresil_json,
     inject,
     inject_and_measure,
@@ -203,8 +204,14 @@ def test_a_job_past_its_restart_budget_is_held_and_its_owner_told(
 
     wait_for("the job to be held", held, 60, 0.5)
     assert job_field(lab, job.job_id, "JobState") == "PENDING"
-    wait_for("the webhook", lambda: any(e["job_id"] == job.job_id for e in webhook.events), 20)
-    event = next(e for e in webhook.events if e["job_id"] == job.job_id)
+    wait_for(
+        "the webhook",
+        lambda: any(e["job_id"] == job.job_id and e["event"] == "job_held" for e in webhook.events),
+        20,
+    )
+    event = next(
+        e for e in webhook.events if e["job_id"] == job.job_id and e["event"] == "job_held"
+    )
     assert event["event"] == "job_held" and "restart budget (1 of 1)" in event["why"]
     view = ledger(lab, job)
     assert view["status"] == "held" and view["restarts"] >= 1
@@ -230,6 +237,44 @@ def test_a_hung_job_is_signalled_then_requeued_as_a_job_incident(
     after: Any = api_get(lab, "/v1/stats/mttf")
     assert after["total"]["failures"] == before["total"]["failures"]
     assert any(e["event"] == "job_hung" and e["job_id"] == job.job_id for e in webhook.events)
+
+
+def test_a_job_holding_idle_gpus_is_listed_and_its_owner_told(
+    clean_lab: Lab, webhook: Webhook
+) -> None:
+    """The lab's simulated GPUs idle at 0 %, as GPUs a job holds and never uses."""
+    lab = clean_lab
+    dropin = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
+    idle_conf = dropin / "60-it-idle.toml"
+    idle_conf.write_text('[jobs.idle]\nwindow_s = 4.0\naction = "notify"\n')
+    lab.stop_process("controller")
+    lab.start_controller()
+    try:
+        job = submit_training(lab, name="it-idle")
+        node = wait_running(lab, job, min_step=2)
+        wait_for("the job listed idle", lambda: job.job_id in _idle(lab), 40, 0.5)
+        wait_for(
+            "the idle notice",
+            lambda: any(
+                e["job_id"] == job.job_id and e["event"] == "job_idle" for e in webhook.events
+            ),
+            20,
+            0.5,
+        )
+        for gpu in range(8):
+            hpresil(lab, "inject", "gpu", "--gpu", str(gpu), "--util", "85", "--node", node)
+        wait_for("the job busy again", lambda: job.job_id not in _idle(lab), 40, 0.5)
+        view = ledger(lab, job)
+        assert view["gpus"] == 8 and view["gpu_util_pct"] == 85.0 and view["idle_since"] is None
+    finally:
+        idle_conf.unlink(missing_ok=True)
+        lab.stop_process("controller")
+        lab.start_controller()
+
+
+def _idle(lab: Lab) -> list[int]:
+    listed: Any = hpresil_json(lab, "jobs", "--idle")
+    return [j["job_id"] for j in listed]
 
 
 def _kinds(job: TrainingJob) -> set[str]:
