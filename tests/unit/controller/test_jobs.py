@@ -477,3 +477,21 @@ def test_a_busy_moment_ends_the_idle_stretch(api: TestClient, clock: FakeClock) 
     send(api, "node2", jobs=(seen(64, util=0.0),))
     assert api.get("/v1/jobs", params={"idle": "true"}).json() == []
     assert job_view(api, 64)["idle_since"] is not None
+
+
+def test_a_finished_job_ends_in_the_ledger_and_its_hang_incident_closes(
+    api: TestClient, watch: JobWatch, backend: FakeBackend, clock: FakeClock
+) -> None:
+    backend.add_job(67, "node2")
+    send(api, "node2", jobs=(seen(67, progress_at=T0),))
+    clock.advance(700)
+    send(api, "node2", jobs=(seen(67, progress_at=T0),))
+    watch.run_once()  # hung: a job incident opens
+    (hang,) = api.get("/v1/incidents", params={"status": "open"}).json()
+    backend.jobs_by_id[67] = replace(backend.jobs_by_id[67], state="COMPLETED")
+    watch.run_once()
+    assert api.get(f"/v1/incidents/{hang['id']}").json()["status"] == "resolved"
+    assert api.get("/v1/jobs").json() == []  # only jobs still active are listed by default
+    ended = job_view(api, 67)
+    assert ended["status"] == "ended" and ended["state"] == "COMPLETED"
+    assert [j["job_id"] for j in api.get("/v1/jobs", params={"all": "true"}).json()] == [67]
