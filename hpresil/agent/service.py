@@ -17,7 +17,8 @@ A tick whose results equal the last report's sends nothing; the heartbeat (every
 Every report carries the Slurm jobs seen on the node at the latest tick
 (:mod:`hpresil.agent.jobs`: progress, GPU use, newest checkpoint), so the controller
 sees them at least every heartbeat. With ``jobs.kill_orphans`` the orphan reaper
-(:mod:`hpresil.host.orphans`) looks every ``jobs.observe_s``; a kill is reported at
+(:mod:`hpresil.host.orphans`) looks at most every ``jobs.observe_s``, off the tick and only
+while job processes run here; a kill is reported at
 once with an "orphans" result, in that one report only.
 
 systemd: ``Type=notify``; READY=1 once started, WATCHDOG=1 after every tick when
@@ -40,7 +41,7 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -61,8 +62,10 @@ from hpresil.checks.base import EVENT_TAG, CheckRunner, Registry
 from hpresil.clock import utcnow
 from hpresil.config import Config, GpuConfig, expand
 from hpresil.fsutil import atomic_write
-from hpresil.host.orphans import OrphanReaper
 from hpresil.host.slurm_jobs import LocalJobs
+
+if TYPE_CHECKING:
+    from hpresil.host.orphans import OrphanReaper
 from hpresil.kernlog.parse import LineParser
 from hpresil.kernlog.sources import KernelLogSource, follow_forever, open_source
 from hpresil.systemd import sd_notify, watchdog_interval
@@ -119,7 +122,10 @@ class Agent:
             clock,
             sources=[*history, *sources_for(cfg, node, table=table), jobs],
         )
-        self._reaper = reaper if reaper is not None else reaper_for(cfg, node)
+        # made on first need (job processes here): an idle node never loads it
+        self._reaper = reaper
+        self._make_reaper = (lambda: reaper_for(cfg, node)) if reaper is None else None
+        self._reaped_at = float("-inf")  # monotonic time of the reaper's last look
         self._observe_s = cfg.jobs.observe_s
         self._runner = CheckRunner(self._registry)
         self.spool = Spool(expand(agent.spool_dir, node))
@@ -160,8 +166,6 @@ class Agent:
         )
         self._scheduler.add_job(self.heartbeat, "interval", seconds=a.heartbeat_s, **common)
         self._scheduler.add_job(self._flush, "interval", seconds=a.flush_s, **common)
-        if self._reaper is not None:
-            self._scheduler.add_job(self.reap, "interval", seconds=self._observe_s, **common)
         self._scheduler.start()
         self._watcher.start()
         log.info(
@@ -254,6 +258,22 @@ class Agent:
         if events or changed:
             self._send(state + events, gpus)
         self._refresh_cache(snapshot.taken_at, state, recent, changed or bool(events))
+        self._reap_when_due(local)
+
+    def _reap_when_due(self, local: LocalJobs | None) -> None:
+        """The reaper looks every ``jobs.observe_s``, off the tick (it may ask Slurm),
+        and only when job processes run here: an idle node never asks."""
+        if local is None or not local.jobs:
+            return
+        if self._reaper is None and self._make_reaper is not None:
+            self._reaper, self._make_reaper = self._make_reaper(), None
+        if self._reaper is None:
+            return
+        now = time.monotonic()
+        if now - self._reaped_at < self._observe_s:
+            return
+        self._reaped_at = now
+        self._request(self.reap)
 
     def _is_event(self, result: CheckResult) -> bool:
         return result.check in self._event_checks and result.xid is not None

@@ -21,7 +21,7 @@ from hpresil.config import Config, parse
 from hpresil.host.job_progress import JobProgress, Progress
 from hpresil.host.orphans import OrphanReaper
 from hpresil.host.slurm_jobs import JobProcess, LocalJob, LocalJobs, LocalJobsSource
-from hpresil.vocab import GpuIdentity, JobObservation, Report, Status
+from hpresil.vocab import CheckResult, GpuIdentity, JobObservation, Report, Status
 from tests.unit.agent.fakes import FakeController
 from tests.unit.host.builders import AT
 from tests.unit.host.jobfakes import FakeProc, FakeProcesses, Monotonic, job_env
@@ -197,3 +197,38 @@ def _same(a: Report, b: Report) -> bool:
 def _reports_after(ctl: FakeController, report: Report) -> list[Report]:
     time.sleep(0.1)
     return [r for r in ctl.received if r.seq > report.seq]
+
+
+class CountingReaper:
+    """Stands in for the orphan reaper: counts its looks."""
+
+    def __init__(self) -> None:
+        self.looks = 0
+
+    def look(self, processes: object) -> list[CheckResult]:
+        self.looks += 1
+        return []
+
+
+def test_the_reaper_looks_only_while_job_processes_run_here(
+    tmp_path: Path, table: FakeProcesses
+) -> None:
+    cfg = _config(tmp_path)
+    reaper = CountingReaper()
+    empty = FakeProcesses()
+    jobs = LocalJobsSource(NODE, list_processes=empty, reader=empty)
+    a = Agent(cfg, NODE, FakeController(), jobs=jobs, reaper=reaper)  # type: ignore[arg-type]
+    try:
+        for _ in range(3):
+            a.tick()
+        time.sleep(0.2)
+        assert reaper.looks == 0  # an idle node never asks Slurm
+        empty.add(FakeProc(1000, "bash", job_env(42)))
+        a.tick()
+        a.tick()  # within jobs.observe_s of the first look: no second one
+        deadline = time.monotonic() + 3
+        while reaper.looks == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        a.stop()
+    assert reaper.looks == 1
