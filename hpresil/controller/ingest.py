@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 from hpresil.api import ReportAck
 from hpresil.config import JobsConfig, PolicyConfig
 from hpresil.controller import policy
+from hpresil.controller.identity import set_identity
 from hpresil.controller.jobs import blame, ledger
-from hpresil.controller.policy import Decision, Finding, OpenIncident
+from hpresil.controller.policy import Decision, OpenIncident
 from hpresil.store import Clock, Store, repo
 from hpresil.store.models import OPEN, IncidentRow, JobRow, NodeRow
 from hpresil.vocab import CheckResult, Report
@@ -175,20 +176,6 @@ def apply(
         )
     log.info("%s: incident #%d: %s", node, incident.id, decision.why)
     return incident
-
-
-def set_identity(incident: IncidentRow, f: Finding) -> None:
-    incident.category = f.category
-    incident.hardware = f.hardware
-    incident.summary = f.summary
-    incident.xid = f.xid
-    incident.observed_at = f.observed_at
-    gpu = f.gpu
-    incident.gpu_index = gpu.index if gpu else None
-    incident.gpu_uuid = gpu.uuid if gpu else None
-    incident.gpu_serial = gpu.serial if gpu else None
-    incident.gpu_pci = gpu.pci_bus_id if gpu else None
-    incident.gpu_name = gpu.name if gpu else None
 
 
 def _summary(s: Session, row: IncidentRow) -> OpenIncident:

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from hpresil.config import JobsConfig
+from hpresil.controller.identity import set_identity
 from hpresil.controller.jobs import actions, rules
 from hpresil.controller.policy import Finding, category_of, describe, finding
 from hpresil.store import jobrepo
@@ -93,26 +94,18 @@ def app_xids(
 
 def record(s: Session, node: str, culprit: Culprit, now: datetime, cfg: JobsConfig) -> IncidentRow:
     """A resolved job incident for the blame, and the hold (with its notice)."""
-    f = culprit.finding
     incident = IncidentRow(
         node=node,
         status=RESOLVED,
-        category=f.category,
         action=Action.NONE,
-        hardware=False,
-        summary=f"{describe(f)}; {culprit.why}"[:1000],
-        xid=f.xid,
-        gpu_index=f.gpu.index if f.gpu else None,
-        gpu_uuid=f.gpu.uuid if f.gpu else None,
-        gpu_serial=f.gpu.serial if f.gpu else None,
-        gpu_pci=f.gpu.pci_bus_id if f.gpu else None,
-        gpu_name=f.gpu.name if f.gpu else None,
-        observed_at=f.observed_at,
         detected_at=now,
         resolved_at=now,
         findings=1,
         job_id=culprit.job.job_id,
     )
+    set_identity(incident, culprit.finding)
+    incident.hardware = False  # the job's fault: not the node's
+    incident.summary = f"{describe(culprit.finding)}; {culprit.why}"[:1000]
     s.add(incident)
     s.add(
         IncidentJobRow(
