@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,27 +32,7 @@ from scenario import (
 from hpresil.adapters.slurm.hostlist import expand
 from hpresil.ckpt import latest, manifest, scan
 from hpresil.job.lease import Lease
-
-
-class Webhook:
-    """A real HTTP endpoint recording what the controller posts."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        events = self.events
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                events.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hpresil"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+from tests.webhook import Webhook
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +52,7 @@ def webhook(lab: Lab) -> Iterator[Webhook]:
         conf.unlink(missing_ok=True)
         lab.stop_process("controller")
         lab.start_controller()
-        hook.server.shutdown()
+        hook.close()
 
 
 def ckpt_lines(job: TrainingJob, before: float | None = None) -> list[int]:

@@ -5,13 +5,10 @@ a real webhook receiver (a local HTTP server)."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -26,42 +23,16 @@ from hpresil.controller.remediation import Backoff, Executor
 from hpresil.store import Store
 from hpresil.vocab import Action, Category, CheckResult, JobObservation, Report, Status
 from tests.unit.controller.fakes import T0, TOKEN, FakeBackend, FakeClock, gpu, report, xid79
+from tests.webhook import Webhook
 
 CKPT = "/lustre/alice/run1"
-
-
-class Webhook:
-    """A real HTTP endpoint that records the JSON events it is sent."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.status = 200
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if hook.status == 200:
-                    hook.events.append(json.loads(body))
-                self.send_response(hook.status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def kinds(self) -> list[tuple[str, int]]:
-        return [(e["event"], e["job_id"]) for e in self.events]
 
 
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
     hook = Webhook()
     yield hook
-    hook.server.shutdown()
+    hook.close()
 
 
 @pytest.fixture
