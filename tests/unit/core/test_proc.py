@@ -1,9 +1,9 @@
 """The one subprocess runner: typed errors, timeouts that kill the whole group."""
 
-import os
 import sys
 import time
 
+import psutil
 import pytest
 
 from hpresil.adapters import proc
@@ -40,10 +40,16 @@ def test_hung_command_and_its_children_are_killed(tmp_path) -> None:
     child = int(pidfile.read_text())
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
+        if _gone(child):
             break
         time.sleep(0.05)
     else:
         pytest.fail("the hung command's child survived the timeout")
+
+
+def _gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie its new parent (init) has not reaped yet."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
