@@ -125,7 +125,8 @@ class Agent:
         # made on first need (job processes here): an idle node never loads it
         self._reaper = reaper
         self._make_reaper = (lambda: reaper_for(cfg, node)) if reaper is None else None
-        self._reaped_at = float("-inf")  # monotonic time of the reaper's last look
+        self._reaped_at = time.monotonic()  # the reaper's last look (first: observe_s in)
+        self._reaping = threading.Lock()  # one look at a time
         self._observe_s = cfg.jobs.observe_s
         self._runner = CheckRunner(self._registry)
         self.spool = Spool(expand(agent.spool_dir, node))
@@ -211,13 +212,16 @@ class Agent:
     def reap(self) -> None:
         """One look of the orphan reaper at the latest tick's job processes; kills are
         reported at once."""
-        if self._reaper is None:
-            return
-        with self._state_lock:
-            local = self._local_jobs
-        if local is None:
-            return  # not collected this tick: no look without knowing what runs here
-        kills = self._reaper.look(local.processes())
+        if self._reaper is None or not self._reaping.acquire(blocking=False):
+            return  # none, or a look (waiting on Slurm) is still under way
+        try:
+            with self._state_lock:
+                local = self._local_jobs
+            if local is None:
+                return  # not collected this tick: no look without knowing what runs here
+            kills = self._reaper.look(local.processes())
+        finally:
+            self._reaping.release()
         if kills:
             with self._state_lock:
                 results, gpus = self._current, self._gpus

@@ -213,12 +213,13 @@ class CountingReaper:
 def test_the_reaper_looks_only_while_job_processes_run_here(
     tmp_path: Path, table: FakeProcesses
 ) -> None:
-    cfg = _config(tmp_path)
+    cfg = _config(tmp_path, observe_s=0.3)
     reaper = CountingReaper()
     empty = FakeProcesses()
     jobs = LocalJobsSource(NODE, list_processes=empty, reader=empty)
     a = Agent(cfg, NODE, FakeController(), jobs=jobs, reaper=reaper)  # type: ignore[arg-type]
     try:
+        time.sleep(0.35)  # past jobs.observe_s
         for _ in range(3):
             a.tick()
         time.sleep(0.2)
