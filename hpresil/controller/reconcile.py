@@ -110,11 +110,10 @@ def note_restart(affected: IncidentJobRow, running: Sequence[SlurmJob]) -> None:
     """Mark the job restarted if it now runs, started after it was requeued."""
     if affected.requeued_at is None:
         return
-    requeued = affected.requeued_at.replace(microsecond=0)  # Slurm keeps whole seconds
     for job in running:
-        if _same_job(affected, job) and job.start_time and job.start_time >= requeued:
+        if _same_job(affected, job) and job.started_since(affected.requeued_at):
             affected.restarted_at = job.start_time
-            affected.restarted_node = job.batch_host or (job.nodes[0] if job.nodes else None)
+            affected.restarted_node = job.head_node
             return
 
 

@@ -57,6 +57,15 @@ class SlurmJob:
         return self.state == "RUNNING"
 
     @property
+    def head_node(self) -> str | None:
+        """Where its batch script runs (else its first node); None while pending."""
+        return self.batch_host or (self.nodes[0] if self.nodes else None)
+
+    def started_since(self, when: datetime) -> bool:
+        """Whether it started at or after ``when`` (Slurm keeps whole seconds)."""
+        return self.start_time is not None and self.start_time >= when.replace(microsecond=0)
+
+    @property
     def held(self) -> bool:
         """Held by an administrator or its user: Slurm will not start it."""
         return self.reason in ("JobHeldAdmin", "JobHeldUser")

@@ -119,7 +119,7 @@ class JobWatch:
         last = rules.last_sign_of_life(row.progress_at, row.started_at, row.first_seen_at)
         if not rules.hung(last, hang_s, now):
             return False
-        node = job.batch_host or (job.nodes[0] if job.nodes else "")
+        node = job.head_node or ""
         if not self._reporting(s, node, now):
             return False  # its agent is silent: no news is not "no progress"
         sign = row.progress_source or "its start"
@@ -180,11 +180,9 @@ class JobWatch:
 def _note_resume(row: JobRow, job: SlurmJob) -> None:
     """The open interruption ends when the job runs again (started after it)."""
     pending = jobrepo.open_interruption(row)
-    if pending is None or not job.running or job.start_time is None:
-        return
-    if job.start_time >= pending.at.replace(microsecond=0):  # Slurm keeps whole seconds
+    if pending is not None and job.running and job.started_since(pending.at):
         pending.resumed_at = job.start_time
-        pending.resumed_node = job.batch_host or (job.nodes[0] if job.nodes else None)
+        pending.resumed_node = job.head_node
 
 
 def _hang_incident(
