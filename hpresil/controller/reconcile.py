@@ -37,18 +37,21 @@ class Reconciler:
         self._cfg = cfg
         self._clock = clock
 
-    def run_once(self) -> None:
+    def run_once(self, jobs: Sequence[SlurmJob] | None = None) -> None:
+        """One pass; ``jobs``: Slurm's job list when the caller already has it."""
         try:
-            self.sync()
+            self.sync(jobs)
         except SlurmError as exc:
             log.warning("reconcile: slurm did not answer: %s", exc)
         self.prune()
 
-    def sync(self) -> None:
+    def sync(self, listed: Sequence[SlurmJob] | None = None) -> None:
         seen_at = self._clock()  # before asking: whatever happened earlier is in the answer
         nodes = self._slurm.nodes()
         watching = self._watching(seen_at)
-        jobs = [j for j in self._slurm.jobs() if j.running] if watching else []
+        if watching and listed is None:
+            listed = self._slurm.jobs()
+        jobs = [j for j in listed or () if j.running] if watching else []
         with self._store.write() as s:
             for node in nodes:
                 sync_node(s, node, self._slurm.owns(node), seen_at)

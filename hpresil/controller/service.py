@@ -26,6 +26,7 @@ from hpresil.controller.app import create_app
 from hpresil.controller.jobs.watch import JobWatch
 from hpresil.controller.reconcile import Periodic, Reconciler
 from hpresil.controller.remediation import Executor
+from hpresil.errors import SlurmError
 from hpresil.store import Store
 from hpresil.systemd import sd_notify, watchdog_interval
 
@@ -51,8 +52,15 @@ def run_controller(cfg: Config) -> None:
     )
 
     def reconcile() -> None:
-        reconciler.run_once()
-        watch.run_once()
+        """Both passes read one job listing: one squeue per interval, not two."""
+        try:
+            jobs = slurm.jobs(active_only=False)
+        except SlurmError as exc:
+            log.warning("reconcile: slurm did not list its jobs: %s", exc)
+            reconciler.run_once()  # nodes and pruning still; the job watch waits
+            return
+        reconciler.run_once(jobs)
+        watch.run_once(jobs)
 
     loop = Periodic(cfg.controller.reconcile_interval_s, reconcile, "hpresil-reconcile")
     app = create_app(store=store, slurm=slurm, config=cfg, token=token, wake=executor.wake)

@@ -17,7 +17,7 @@ Each pass asks Slurm for its jobs once and, per job in the ledger:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -54,12 +54,14 @@ class JobWatch:
         self._wake = wake
         self._warned: set[tuple[int, str]] = set()  # comment problems already logged
 
-    def run_once(self) -> None:
-        try:
-            jobs = self._slurm.jobs(active_only=False)
-        except SlurmError as exc:
-            log.warning("job watch: slurm did not answer: %s", exc)
-            return
+    def run_once(self, jobs: Sequence[SlurmJob] | None = None) -> None:
+        """One pass; ``jobs``: Slurm's whole job list when the caller already has it."""
+        if jobs is None:
+            try:
+                jobs = self._slurm.jobs(active_only=False)
+            except SlurmError as exc:
+                log.warning("job watch: slurm did not answer: %s", exc)
+                return
         now = self._clock()
         by_id = {job.job_id: job for job in jobs}
         acted = False
