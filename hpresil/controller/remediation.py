@@ -223,7 +223,7 @@ class Executor:
             blamed = row.blamed if row else None
         restarts = job.restart_count if job else 0
         over = rules.over_budget(restarts, budget)
-        outcome = self._slurm.requeue(job_id, hold=over or blamed is not None)
+        outcome = self._slurm.requeue(job_id, hold=over or blamed is not None, known=job)
         usable = self._usable_nodes() if outcome is RequeueOutcome.REQUEUED else set()
         now = self._clock()
         with self._store.write() as s:
@@ -272,7 +272,7 @@ class Executor:
     def _hold(self, task: _Task) -> None:
         job_id = int(task.target)
         job = self._slurm.job(job_id)
-        outcome = self._slurm.hold(job_id)
+        outcome = self._slurm.hold(job_id, known=job)
         now = self._clock()
         with self._store.write() as s:
             action = _row(s, task)

@@ -114,10 +114,13 @@ class Slurm:
         self._retry(lambda: self.backend.set_node_state(name, "resume"))
         return ResumeOutcome.RESUMED
 
-    def requeue(self, job_id: int, *, hold: bool = False) -> RequeueOutcome:
+    def requeue(
+        self, job_id: int, *, hold: bool = False, known: SlurmJob | None = None
+    ) -> RequeueOutcome:
         """Requeue a RUNNING, requeueable job (never a finished one: that would re-run it);
-        ``hold``: requeue it held (``scontrol requeuehold``), to wait for its owner."""
-        job = self.job(job_id)
+        ``hold``: requeue it held (``scontrol requeuehold``), to wait for its owner.
+        ``known``: the job as the caller just read it (saves listing the jobs again)."""
+        job = known if known is not None else self.job(job_id)
         if job is None:
             return RequeueOutcome.GONE
         if not job.running:
@@ -130,10 +133,11 @@ class Slurm:
         self._retry(lambda: self.backend.requeue(job_id))
         return RequeueOutcome.REQUEUED
 
-    def hold(self, job_id: int) -> HoldOutcome:
+    def hold(self, job_id: int, *, known: SlurmJob | None = None) -> HoldOutcome:
         """Stop a job from (re)starting: hold it where it waits, or stop a running one
-        and hold it in the queue (``requeuehold``) so its owner decides what next."""
-        job = self.job(job_id)
+        and hold it in the queue (``requeuehold``) so its owner decides what next.
+        ``known``: the job as the caller just read it."""
+        job = known if known is not None else self.job(job_id)
         if job is None:
             return HoldOutcome.GONE
         if job.held:
