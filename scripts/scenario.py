@@ -289,6 +289,18 @@ def inject_and_measure(
     )
 
 
+def return_to_service(lab: Lab, node: str) -> None:
+    """After a round: ``hpresil resume`` the drained node, clear its simulated GPU
+    fault, and wait until Slurm has it out of DRAIN."""
+    hpresil(lab, "resume", node)
+    (lab.root / "sim" / f"{node}.json").unlink(missing_ok=True)
+    wait_for(
+        "the node back in service",
+        lambda: "drain" not in lab.slurm(["sinfo", "-h", "-n", node, "-o", "%T"]).stdout,
+        15,
+    )
+
+
 def _drain_only(
     lab: Lab,
     job: TrainingJob,

@@ -41,8 +41,8 @@ from loop_latency import pct  # noqa: E402
 from scenario import (  # noqa: E402
     TrainingJob,
     api_get,
-    hpresil,
     inject_and_measure,
+    return_to_service,
     submit_training,
     wait_agents,
     wait_for,
@@ -84,15 +84,7 @@ def one_round(
         "from": r.drained_node,
         "to": r.resumed_node,
     }
-    hpresil(lab, "resume", r.drained_node)
-    (lab.root / "sim" / f"{r.drained_node}.json").unlink(missing_ok=True)
-    wait_for(
-        "the node back in service",
-        lambda n=r.drained_node: (
-            "drain" not in lab.slurm(["sinfo", "-h", "-n", n, "-o", "%T"]).stdout
-        ),
-        15,
-    )
+    return_to_service(lab, r.drained_node)
     return row
 
 

@@ -27,11 +27,10 @@ sys.path.insert(0, str(HERE.parent))
 from lab import Lab  # noqa: E402
 from scenario import (  # noqa: E402
     TrainingJob,
-    hpresil,
     inject_and_measure,
+    return_to_service,
     submit_training,
     wait_agents,
-    wait_for,
     wait_running,
 )
 
@@ -59,15 +58,7 @@ def run_rounds(lab: Lab, job: TrainingJob, n: int, label: str) -> list[dict[str,
             f" (lost {r.steps_lost})",
             flush=True,
         )
-        hpresil(lab, "resume", r.drained_node)
-        (lab.root / "sim" / f"{r.drained_node}.json").unlink(missing_ok=True)
-        wait_for(
-            "the node back in service",
-            lambda n=r.drained_node: (
-                "drain" not in lab.slurm(["sinfo", "-h", "-n", n, "-o", "%T"]).stdout
-            ),
-            15,
-        )
+        return_to_service(lab, r.drained_node)
         time.sleep(1)
     return rounds
 
