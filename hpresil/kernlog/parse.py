@@ -13,9 +13,11 @@ What a line gives:
   by previous Xid M"), XID 154 (``recovery_action``, the new value of "GPU recovery
   action changed from 0x0 (None) to 0x4 (Drain and Reset)") and the NVLink5 XIDs
   144-150 (``fatal``). Old drivers print the address without ``PCI:``.
+  A line the kernel log cut short still gives its XID and GPU when it got as far as
+  the number (``NVRM: Xid (PCI:0000:01:00): 154 (``); what is missing stays empty.
 * "Fallen off the bus" lines without an XID number: XID 79. The same fault is
-  usually also printed as ``Xid ...: 79``, so a caller de-duplicates with
-  :class:`Deduper` (explicit ``Xid`` lines are never dropped).
+  usually also printed as ``Xid ...: 79``, before or after them, so a caller
+  de-duplicates with :class:`Deduper` (one fault, one event).
 * ``nvidia-nvswitchK: SXid (PCI:bdf): N, Fatal, ...``: an event of kind ``"sxid"``
   for NVSwitch K, ``fatal`` from "Fatal" / "Non-fatal". The driver follows each one
   with ``Severity ...`` and ``Data {...}`` lines of the same SXid: those are details
@@ -32,6 +34,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hpresil.adapters.gpu.base import normalize_bus_id
@@ -49,12 +52,20 @@ _LOST_MESSAGE = "GPU has fallen off the bus."
 _HEX = "[0-9a-fA-F]"
 _BDF = rf"{_HEX}{{4}}:{_HEX}{{2}}:{_HEX}{{2}}"
 
-# The reference regex; additionally tolerates a PCI function suffix (".0").
+# The reference regex, plus a PCI function suffix (".0"), and not anchored at the end:
+# a line cut anywhere after the XID number ("154 (", "79,", "13, pid=") still names
+# the XID and the GPU. That is how NVIDIA/NVSentinel reads it (syslog-health-monitor
+# pkg/xid/parser/csv.go @ 82c87775db2f: the pattern ends with optional fields and no
+# "$"; csv_test.go @ 3e97fd00bd81 expects "...: 154 (" to parse as XID 154 on
+# 0000:01:00); leptonai/gpud's `NVRM: Xid.*?: (\d+),` (components/accelerator/nvidia/
+# xid/matcher.go @ 66ccdbe90254) accepts "79," but not "154 (" nor a bare number. A
+# pid or name cut short reads as absent; the "\b" refuses "79abc", which no driver prints.
 XID_RE = re.compile(
     rf"NVRM: Xid \((?:PCI:)?(?P<bdf>{_BDF})(?:\.[0-7])?"
-    r"(?: GPU-I:(?P<gi>\d+))?(?: GPU-CI:(?P<ci>\d+))?\): (?P<xid>\d+)"
-    r"(?:, pid=(?P<pid>'<unknown>'|\d+)(?:, name=(?P<name>[^,]*))?)?(?:, ?(?P<msg>.*))?$"
+    r"(?: GPU-I:(?P<gi>\d+))?(?: GPU-CI:(?P<ci>\d+))?\): (?P<xid>\d+)\b"
+    r"(?:, pid=(?P<pid>[^,]*)(?:, name=(?P<name>[^,]*))?)?(?:, ?(?P<msg>.*))?"
 )
+_UNKNOWN = "<unknown>"  # what the driver prints for the name of an unowned error
 SXID_RE = re.compile(
     r"nvidia-nvswitch(?P<sw>\d+): SXid \(PCI:(?P<bdf>[0-9a-fA-F:.]+)\): (?P<sxid>\d+), (?P<msg>.*)$"
 )
@@ -62,9 +73,11 @@ SXID_RE = re.compile(
 _SXID_DETAIL_RE = re.compile(r"^(?:Severity \d+ Engine instance|Data \{)")
 _FATAL_RE = re.compile(r"^(?:[A-Za-z0-9_]+\s+)?(?:(?P<non>Non-?fatal)|Fatal)\b", re.IGNORECASE)
 _ROOT_RE = re.compile(r"caused by previous Xid (?P<root>\d+)\s*$")
-# "GPU recovery action changed from 0x0 (None) to 0x4 (Drain and Reset)"
+# "GPU recovery action changed from 0x0 (None) to 0x4 (Drain and Reset)"; the "\b"
+# keeps a value cut short ("to 0x") from reading as 0 ("None").
 _RECOVERY_RE = re.compile(
-    r"recovery action changed from \S+(?: \([^)]*\))? to (0x[0-9a-fA-F]+|\d+)"
+    r"recovery action changed from \S+(?: \([^)]*\))? "
+    r"to (?:0x(?P<hex>[0-9a-fA-F]+)|(?P<dec>[0-9]+))\b"
 )
 # "NVRM: GPU 0000:91:00.0: GPU has fallen off the bus." / older
 # "NVRM: GPU at 0000:01:00.0 has fallen off the bus." / "NVRM: GPU at PCI:0000:01:00: ..."
@@ -120,8 +133,8 @@ def _xid_event(m: re.Match[str], line: str, seen_at: datetime) -> XidEvent:
     return XidEvent(
         xid=xid,
         pci_bus_id=_bdf(m.group("bdf")),
-        pid=int(pid) if pid and pid.isdigit() else None,
-        process=name.strip() if name and name.strip() not in ("", "<unknown>") else None,
+        pid=_pid(pid),
+        process=_process(name),
         message=message,
         raw=line.rstrip("\r\n"),
         seen_at=seen_at,
@@ -152,10 +165,25 @@ def _sxid(text: str, line: str, seen_at: datetime) -> XidEvent | None:
     )
 
 
+def _pid(text: str | None) -> int | None:
+    """The pid field's number; None for ``'<unknown>'`` or a value cut short."""
+    text = (text or "").strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _process(text: str | None) -> str | None:
+    """The name field; None for ``<unknown>``, or what is left of it when the line was cut."""
+    text = (text or "").strip()
+    return None if _UNKNOWN.startswith(text) else text
+
+
 def recovery_action_in(message: str) -> int | None:
-    """The new value in XID 154's "recovery action changed from X to Y" message."""
+    """The new value in XID 154's "recovery action changed from X to Y" message
+    (None when the message does not say, or was cut before the value ended)."""
     m = _RECOVERY_RE.search(message)
-    return int(m.group(1), 0) if m else None
+    if m is None:
+        return None
+    return int(m.group("hex"), 16) if m.group("hex") else int(m.group("dec"))
 
 
 def _root_xid(message: str) -> int | None:
@@ -190,27 +218,42 @@ def _bdf(text: str) -> str:
     return bdf
 
 
+@dataclass(frozen=True)
+class _Loss:
+    """The GPU loss last admitted for one GPU."""
+
+    at: datetime  # when its first line was seen
+    has_xid_line: bool  # whether its ``Xid ...: 79`` line has been seen
+
+
 class Deduper:
-    """Drops a "fallen off the bus" line that repeats a recent XID 79 on the same GPU.
+    """Keeps one XID 79 event per GPU loss, whichever of its lines comes first.
 
     The driver prints one GPU loss as an ``Xid ...: 79`` line plus one or more "fallen
-    off the bus" lines without an XID number; those companions are the same fault.
-    Explicit ``Xid`` lines are always admitted: a GPU that is lost again after a
-    repair, even within the window, is a new fault.
+    off the bus" lines without an XID number (companions), before or after it. The
+    first line of a loss is admitted at once (no waiting for the others); within the
+    window, on the same GPU, a companion is dropped, and so is the one ``Xid ...: 79``
+    line that follows a loss first seen through its companions. A second ``Xid`` line
+    is admitted: a GPU that is lost again after a repair, even within the window, is a
+    new fault.
     """
 
     def __init__(self, window_s: float = 300.0) -> None:
         self._window = timedelta(seconds=window_s)
-        self._last_lost: dict[str, datetime] = {}
+        self._last_lost: dict[str, _Loss] = {}
 
     def admit(self, event: XidEvent) -> bool:
         if event.kind != "xid" or event.xid != GPU_LOST_XID:
             return True
+        explicit = is_explicit(event)
         last = self._last_lost.get(event.pci_bus_id)
-        recent = last is not None and abs(event.seen_at - last) <= self._window
-        if recent and not is_explicit(event):
-            return False
-        self._last_lost[event.pci_bus_id] = event.seen_at
+        if last is not None and abs(event.seen_at - last.at) <= self._window:
+            if not explicit:  # a companion of the recent loss
+                return False
+            if not last.has_xid_line:  # the Xid line of a loss its companions reported
+                self._last_lost[event.pci_bus_id] = _Loss(last.at, has_xid_line=True)
+                return False
+        self._last_lost[event.pci_bus_id] = _Loss(event.seen_at, has_xid_line=explicit)
         return True
 
 

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from hpresil.kernlog.identity import GpuIds
-from hpresil.kernlog.parse import Deduper, LineParser, parse_line, strip_prefix
+from hpresil.kernlog.parse import (
+    Deduper,
+    LineParser,
+    parse_line,
+    recovery_action_in,
+    strip_prefix,
+)
 from hpresil.vocab import XidEvent
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "xid"
@@ -280,3 +286,145 @@ def test_line_parser_joins_the_three_line_gpu_lost_form() -> None:
     assert events[2] is not None
     assert (events[2].xid, events[2].pci_bus_id) == (79, "0000:b3:00")
     assert events[2].raw == lines[0]
+
+
+# --- lines the kernel log cut short ---------------------------------------------
+# The XID number and the PCI id are what matter; the rest of the line may be missing
+# (NVIDIA/NVSentinel reads "NVRM: Xid (PCI:0000:01:00): 154 (" as XID 154 on that GPU).
+
+
+@pytest.mark.parametrize(
+    ("line", "xid", "pci", "pid", "message"),
+    [
+        ("NVRM: Xid (PCI:0000:01:00): 154 (", 154, "0000:01:00", None, ""),
+        ("[12.5] NVRM: Xid (PCI:0000:2b:00): 79,", 79, "0000:2b:00", None, ""),
+        ("NVRM: Xid (PCI:0000:2b:00): 79, ", 79, "0000:2b:00", None, ""),
+        ("NVRM: Xid (PCI:0000:38:00): 13, pid=", 13, "0000:38:00", None, ""),
+        ("NVRM: Xid (PCI:0000:38:00): 13, pid='<unkn", 13, "0000:38:00", None, ""),
+        ("NVRM: Xid (PCI:0000:38:00): 13, pid=2924364, name=", 13, "0000:38:00", 2924364, ""),
+        ("NVRM: Xid (PCI:0000:38:00): 13, pid='<unknown>', name=<unkn", 13, "0000:38:00", None, ""),
+        ("NVRM: Xid (PCI:0000:01:00 GPU-I:05): 94, pid=", 94, "0000:01:00", None, ""),
+        (
+            "NVRM: Xid (PCI:0009:01:00): 154, GPU recovery action chan",
+            154,
+            "0009:01:00",
+            None,
+            "GPU recovery action chan",
+        ),
+    ],
+)
+def test_a_truncated_xid_line_still_names_the_xid_and_the_gpu(
+    line: str, xid: int, pci: str, pid: int | None, message: str
+) -> None:
+    event = parse_line(line, AT)
+    assert event is not None
+    assert (event.kind, event.xid, event.pci_bus_id, event.pid) == ("xid", xid, pci, pid)
+    assert (event.process, event.message, event.raw) == (None, message, line)
+    assert event.recovery_action is None and event.root_xid is None
+
+
+def test_a_truncated_xid_line_is_an_event_of_the_stream_too() -> None:
+    parser = LineParser()
+    event = parser.feed("[1843.3] NVRM: Xid (PCI:0000:01:00): 154 (", AT)
+    assert event is not None and (event.xid, event.pci_bus_id) == (154, "0000:01:00")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "NVRM: Xid (PCI:0000:01:00",  # cut before the number: which XID is unknown
+        "NVRM: Xid (PCI:0000:01:00):",
+        "NVRM: Xid (PCI:0000:01:00): ",
+        "NVRM: Xid (PCI:0000:01:00 GPU-I:0",
+        "NVRM: Xid (PCI:0000:01:00): 79abc",  # not a number the driver printed
+    ],
+)
+def test_a_line_cut_before_the_xid_number_gives_nothing(line: str) -> None:
+    assert parse_line(line, AT) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "value"),
+    [
+        ("GPU recovery action changed from 0x0 (None) to 0x4 (Drain and Reset)", 4),
+        ("GPU recovery action changed from 0x0 (None) to 0x4 (Drain", 4),
+        ("GPU recovery action changed from 0x0 (None) to 0x4", 4),
+        ("GPU recovery action changed from 0x0 (None) to 0x", None),  # not 0 ("None")
+        ("GPU recovery action changed from 0x0 (None) to ", None),
+        ("GPU recovery action changed from 0x0 (None", None),
+        ("GPU recovery action changed from 0 to 04", 4),  # int("04", 0) would raise
+        ("(", None),
+        ("", None),
+    ],
+)
+def test_recovery_action_of_a_truncated_xid_154(message: str, value: int | None) -> None:
+    assert recovery_action_in(message) == value
+    line = f"NVRM: Xid (PCI:0009:01:00): 154, {message}"
+    event = parse_line(line, AT)
+    assert event is not None and event.xid == 154 and event.recovery_action == value
+
+
+# --- one GPU loss, one event, whichever order the driver prints its lines in ------
+
+LOST_THREE_LINES = [
+    "[1843.308145] NVRM: The NVIDIA GPU 0000:b3:00.0",
+    "[1843.308146] NVRM: (PCI ID: 10de:26b5) installed in this system has",
+    "[1843.308147] NVRM: fallen off the bus and is not responding to commands.",
+]
+XID79_B3 = "[1843.308150] NVRM: Xid (PCI:0000:b3:00): 79, GPU has fallen off the bus."
+
+
+def test_the_three_line_loss_before_its_xid_79_line_is_one_event_emitted_at_once() -> None:
+    parser = LineParser()
+    events = [parser.feed(line, AT) for line in [*LOST_THREE_LINES, XID79_B3]]
+    assert events[:2] == [None, None] and events[3] is None
+    first = events[2]  # not held back waiting for the Xid line
+    assert first is not None and (first.kind, first.xid, first.pci_bus_id) == (
+        "xid",
+        79,
+        "0000:b3:00",
+    )
+
+
+def test_the_xid_79_line_after_its_companion_is_dropped_whatever_the_companion_form() -> None:
+    for companion in (
+        "NVRM: GPU at 0000:b3:00.0 has fallen off the bus.",
+        "NVRM: GPU 0000:b3:00.0: GPU has fallen off the bus.",
+    ):
+        parser = LineParser()
+        events = [e for line in (companion, XID79_B3) if (e := parser.feed(line, AT))]
+        assert [(e.xid, e.pci_bus_id) for e in events] == [(79, "0000:b3:00")]
+
+
+def test_deduper_drops_an_explicit_79_that_follows_its_companion_on_the_same_gpu() -> None:
+    lost = parse_line("NVRM: GPU 0000:b3:00.0: GPU has fallen off the bus.", AT)
+    xid79 = parse_line(XID79_B3, AT + timedelta(seconds=1))
+    other_gpu = parse_line(XID79_B3.replace("b3:00", "b4:00"), AT + timedelta(seconds=1))
+    assert lost is not None and xid79 is not None and other_gpu is not None
+    dedupe = Deduper(window_s=300)
+    assert [dedupe.admit(e) for e in (lost, xid79, other_gpu)] == [True, False, True]
+
+
+def test_deduper_admits_an_explicit_79_long_after_a_companion() -> None:
+    lost = parse_line("NVRM: GPU 0000:b3:00.0: GPU has fallen off the bus.", AT)
+    xid79 = parse_line(XID79_B3, AT + timedelta(seconds=301))
+    assert lost is not None and xid79 is not None
+    dedupe = Deduper(window_s=300)
+    assert [dedupe.admit(e) for e in (lost, xid79)] == [True, True]
+
+
+def test_a_gpu_lost_again_within_the_window_is_still_a_second_fault() -> None:
+    """Companion, Xid 79 (one fault); then, after a repair, companion, Xid 79 again.
+
+    The first Xid line is folded into the companion's event; the second loss is
+    reported by its Xid line: an explicit 79 after an explicit 79 is a new fault.
+    """
+    parser = LineParser()
+    lines = [*LOST_THREE_LINES, XID79_B3, *LOST_THREE_LINES, XID79_B3]
+    times = [AT] * 4 + [AT + timedelta(seconds=60)] * 4
+    events = [e for line, t in zip(lines, times, strict=True) if (e := parser.feed(line, t))]
+    assert [(e.xid, e.pci_bus_id, e.seen_at) for e in events] == [
+        (79, "0000:b3:00", AT),
+        (79, "0000:b3:00", AT + timedelta(seconds=60)),
+    ]
+    assert events[1].raw == XID79_B3
