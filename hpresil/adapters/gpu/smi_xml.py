@@ -4,18 +4,34 @@ Covers the XML schemas seen in real outputs (DTD v11 to v13, drivers 515 to 590)
 ``clocks_throttle_reasons`` (before 535) and ``clocks_event_reasons``; ECC counts as
 ``sram_*``/``dram_*`` (with ``sram_uncorrectable`` split into parity and SECDED from
 driver 550) or, older, ``single_bit``/``double_bit`` totals; ``power_readings`` or
-``gpu_power_readings`` (``power_draw``, else ``instant_power_draw``); temperature
-thresholds as absolute values or, from driver 580, relative to T.Limit (absolute ones
-are then derived: T.Limit = current temperature + current margin; *derived, verify on
-a GPU*). ``N/A``, ``Not Supported`` and "deprecated" are unsupported (None);
-``Unknown Error`` and the like are recorded in the sample's ``error``. The XML has no
-NVLink section: ``nvlink`` is None. GPU indices are the documents' order (nvidia-smi,
-like NVML, enumerates by PCI address). Fixtures: tests/fixtures/gpu.
+``gpu_power_readings`` (``power_draw``, else ``instant_power_draw``).
+
+Temperature thresholds come in two forms. Absolute (``gpu_temp_max_threshold``,
+``gpu_temp_slow_threshold``, ``gpu_temp_max_gpu_threshold``,
+``gpu_temp_max_mem_threshold``: A100, T4, P100, A10G, and Hopper on 525), or relative
+to T.Limit (``gpu_temp_tlimit`` is the GPU's current margin;
+``gpu_temp_max_tlimit_threshold``, ``gpu_temp_slow_tlimit_threshold``,
+``gpu_temp_max_gpu_tlimit_threshold``, ``gpu_temp_max_mem_tlimit_threshold``: Ada,
+Hopper on 545 and later, Blackwell). The GPU's relative thresholds are turned into
+absolute ones as current temperature + margin - threshold. That sum moves with load
+(real H100 recordings: 41 + 46 = 87 idle, 59 + 26 = 85 busy), but comparing the GPU's
+own temperature with it is exactly comparing the margin with the threshold. The
+memory's T.Limit threshold is relative to the memory's own limit, which ``-q -x`` does
+not print: the memory maximum is read only from the absolute
+``gpu_temp_max_mem_threshold`` (HBM2e/HBM3: 95 C), never from the GPU's margin.
+
+``N/A``, ``Not Supported`` and "deprecated" are unsupported (None); ``Unknown Error``
+and the like are recorded in the sample's ``error``. A serial of zeros (cloud VMs:
+AWS A10G, T4) is no serial. The fabric cluster UUID is written as NVML's backend
+writes it, ``str(uuid.UUID(bytes=raw))``; all zeros is none. The XML has no NVLink
+section: ``nvlink`` is None. GPU indices are the documents' order (nvidia-smi, like
+NVML, enumerates by PCI address). Fixtures and sources: tests/fixtures/gpu/SOURCES.md.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import replace
@@ -151,10 +167,16 @@ class _GpuXml:
         return GpuIdentity(
             index=index,
             uuid=self.text("uuid"),
-            serial=self.text("serial"),
+            serial=self.serial(),
             pci_bus_id=normalize_bus_id(bus),
             name=self.text("product_name"),
         )
+
+    def serial(self) -> str | None:
+        """The board serial; all zeros is the placeholder cloud VMs print, not a serial
+        (shared by every GPU of that kind, it would merge their incident histories)."""
+        value = self.text("serial")
+        return None if value is None or set(value) == {"0"} else value
 
     def ecc(self) -> EccInfo | None:
         info = EccInfo(
@@ -223,15 +245,15 @@ class _GpuXml:
             gpu_max_c=self.threshold(
                 "gpu_temp_max_gpu_threshold", "gpu_temp_max_gpu_tlimit_threshold"
             ),
-            mem_max_c=self.threshold(
-                "gpu_temp_max_mem_threshold", "gpu_temp_max_mem_tlimit_threshold"
-            ),
+            # only the memory's own limit: its T.Limit form is relative to a limit
+            # the XML does not print, and the GPU's margin says nothing about it
+            mem_max_c=self.integer(f"{t}/gpu_temp_max_mem_threshold"),
         )
         return None if thermal == Thermal() else thermal
 
     def threshold(self, absolute: str, relative: str) -> int | None:
-        """An absolute threshold, or one derived from a T.Limit-relative one: the
-        current margin is ``gpu_temp_tlimit``; the threshold is crossed when the
+        """A GPU threshold, absolute, or derived from its T.Limit-relative form: the
+        GPU's current margin is ``gpu_temp_tlimit``; the threshold is crossed when the
         margin falls to the relative value."""
         value = self.integer(f"temperature/{absolute}")
         if value is not None:
@@ -310,8 +332,21 @@ class _GpuXml:
             state=state,
             status=None if status.lower() in _UNSUPPORTED else status.lower(),
             clique_id=self.integer("fabric/cliqueId"),
-            cluster_uuid=self.text("fabric/clusterUuid"),
+            cluster_uuid=self.cluster_uuid(),
         )
+
+    def cluster_uuid(self) -> str | None:
+        """``fabric/clusterUuid`` in the canonical lower-case 8-4-4-4-12 form (as
+        ``str(uuid.UUID(bytes=raw))``, the NVML backend's); all zeros means no cluster."""
+        value = self.text("fabric/clusterUuid")
+        if value is None:
+            return None
+        try:
+            parsed = uuid.UUID(value)
+        except ValueError:
+            self.errors.append(f"fabric/clusterUuid: not a UUID {value!r}")
+            return None
+        return None if parsed.int == 0 else str(parsed)
 
     def recovery_action(self) -> int | None:
         node = self.gpu.find("gpu_recovery_action")

@@ -1,13 +1,24 @@
-"""Parsing real `nvidia-smi -q -x` outputs (tests/fixtures/gpu) into GpuSamples."""
+"""Parsing real `nvidia-smi -q -x` outputs (tests/fixtures/gpu) into GpuSamples.
+
+Every expected value below was read off the fixture's XML (SOURCES.md says where
+each file comes from), not copied from the parser's output.
+"""
 
 from __future__ import annotations
 
+import re
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
+from hpresil.adapters.gpu.base import GpuSample
 from hpresil.adapters.gpu.records import (
     ClockCounters,
     ClockReason,
     EccCounts,
+    FabricState,
     Pcie,
     Power,
     RetiredPages,
@@ -15,17 +26,44 @@ from hpresil.adapters.gpu.records import (
     Thermal,
 )
 from hpresil.adapters.gpu.smi_xml import parse_smi_xml
+from hpresil.agent.snapshot import Snapshot
+from hpresil.checks.temperature import TemperatureCheck, TemperatureConfig
 from hpresil.errors import GpuError
-from tests.unit.gpu.samples import A100, BLACKWELL, FIXTURES, REAL, T4, real
+from hpresil.vocab import Action, Status
+
+# The fixtures' own names (tests/unit/gpu/samples.py lists the first three too; this
+# module reads the files directly so that it does not depend on the NVML double).
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
+A100 = "a100-sxm4-80gb-mig-535.54.03.xml"
+T4 = "tesla-t4-515.105.01.xml"
+BLACKWELL = "rtx-pro-6000-blackwell-maxq-590.44.01-trimmed.xml"
+A10G = "a10g-515.105.01.xml"
+L4 = "l4-x2-555.42.06.xml"
+P100 = "tesla-p100-pcie-16gb-510.47.03.xml"
+H100_TEXT = "h100-80gb-hbm3-590.48.01-q-trimmed.txt"
+H200_TEXT = "h200-590.48.01-q-trimmed.txt"
+GPUS_IN = {A100: 1, T4: 1, BLACKWELL: 1, A10G: 1, L4: 2, P100: 1}
 
 
-@pytest.mark.parametrize("name", REAL)
+def real(name: str) -> list[GpuSample]:
+    return parse_smi_xml((FIXTURES / name).read_text())
+
+
+def _edit(name: str, old: str, new: str) -> str:
+    text = (FIXTURES / name).read_text()
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize("name", sorted(GPUS_IN))
 def test_every_fixture_parses_with_an_identity_and_no_error(name: str) -> None:
-    (gpu,) = real(name)
-    assert gpu.identity.index == 0 and gpu.identity.uuid and gpu.identity.uuid.startswith("GPU-")
-    assert gpu.identity.pci_bus_id and gpu.identity.name
-    assert not gpu.lost and gpu.error is None
-    assert gpu.nvlink is None  # -q -x has no NVLink section
+    gpus = real(name)
+    assert [g.identity.index for g in gpus] == list(range(GPUS_IN[name]))
+    for gpu in gpus:
+        assert gpu.identity.uuid and gpu.identity.uuid.startswith("GPU-")
+        assert gpu.identity.pci_bus_id and gpu.identity.name
+        assert not gpu.lost and gpu.error is None
+        assert gpu.nvlink is None  # -q -x has no NVLink section
 
 
 def test_a100_with_mig() -> None:
@@ -81,10 +119,222 @@ def test_blackwell_newest_schema() -> None:
     assert gpu.pcie is not None and (gpu.pcie.gen, gpu.pcie.max_gen) == (1, 4)
 
 
-def _edit(name: str, old: str, new: str) -> str:
-    text = (FIXTURES / name).read_text()
-    assert old in text, old
-    return text.replace(old, new, 1)
+def test_a10g_on_a_cloud_vm() -> None:
+    (gpu,) = real(A10G)
+    assert gpu.identity.name == "NVIDIA A10G" and gpu.identity.pci_bus_id == "0000:00:1e"
+    assert gpu.identity.uuid == "GPU-9a9a6c50-2a47-2f51-a902-b82c3b127e94"
+    assert gpu.identity.serial is None  # <serial>0000000000000</serial>
+    assert gpu.ecc is not None and (gpu.ecc.enabled, gpu.ecc.pending_enabled) == (True, True)
+    # driver 515: sram_uncorrectable not yet split into parity and SEC-DED
+    assert gpu.ecc.volatile == gpu.ecc.aggregate == EccCounts(0, 0, 0, 0, 0, 0)
+    assert gpu.ecc.sram_threshold_exceeded is None  # no such element before 550
+    assert gpu.row_remap == RowRemap(correctable=0, uncorrectable=0, pending=False, failure=False)
+    assert gpu.retired_pages is None  # retired_count N/A
+    assert gpu.temperature_c == 17
+    assert gpu.thermal == Thermal(
+        memory_c=None, shutdown_c=98, slowdown_c=95, gpu_max_c=88, mem_max_c=None
+    )
+    assert gpu.clock_events is not None and gpu.clock_events.reasons == ClockReason.GPU_IDLE
+    assert gpu.power == Power(draw_w=25.58, limit_w=300.0)
+    assert gpu.pcie == Pcie(gen=1, max_gen=4, width=8, max_width=16, replays=0)
+    assert gpu.utilization_pct == 0
+    assert gpu.fabric is None and gpu.recovery_action is None  # no such elements in v11
+
+
+def test_two_l4s_one_on_a_single_lane() -> None:
+    first, second = real(L4)
+    assert [g.identity.pci_bus_id for g in (first, second)] == ["0000:01:00", "0000:c1:00"]
+    assert (first.identity.serial, second.identity.serial) == ("1654523003308", "1654523001128")
+    assert first.identity.uuid == "GPU-c5533cd4-5a60-059e-348d-b6d7466932e4"
+    for gpu in (first, second):
+        assert gpu.ecc is not None and gpu.ecc.enabled is True
+        # 555: sram_uncorrectable_parity + sram_uncorrectable_secded, both 0
+        assert gpu.ecc.volatile == gpu.ecc.aggregate == EccCounts(0, 0, 0, 0, 0, 0)
+        assert gpu.ecc.sram_threshold_exceeded is False
+        assert gpu.row_remap == RowRemap(0, 0, pending=False, failure=False)
+        assert gpu.retired_pages is None
+        assert gpu.clock_events is not None and gpu.clock_events.reasons == ClockReason.GPU_IDLE
+        assert gpu.clock_events.counters is None  # no counters before 580
+        assert gpu.fabric is None  # state N/A, clusterUuid N/A
+        assert gpu.recovery_action is None  # no gpu_recovery_action element in 555
+    # T.Limit form, no memory sensor: 45 C + 39 C margin = 84 C; 40 + 43 = 83 C
+    assert first.thermal == Thermal(None, shutdown_c=89, slowdown_c=86, gpu_max_c=84)
+    assert second.thermal == Thermal(None, shutdown_c=88, slowdown_c=85, gpu_max_c=83)
+    assert first.power == Power(draw_w=27.22, limit_w=72.0)  # current_power_limit
+    assert second.power == Power(draw_w=29.54, limit_w=72.0)
+    assert first.pcie == Pcie(gen=4, max_gen=4, width=16, max_width=16, replays=0)
+    assert second.pcie == Pcie(gen=4, max_gen=4, width=1, max_width=16, replays=0)
+    assert (first.utilization_pct, second.utilization_pct) == (2, 3)
+
+
+def test_p100_single_and_double_bit_totals_and_retired_pages() -> None:
+    (gpu,) = real(P100)
+    assert gpu.identity.name == "Tesla P100-PCIE-16GB" and gpu.identity.pci_bus_id == "0000:00:04"
+    assert gpu.identity.serial == "0324217145110"
+    assert gpu.ecc is not None and gpu.ecc.enabled is True
+    assert gpu.ecc.volatile == EccCounts(corrected=0, uncorrected=0)
+    assert gpu.ecc.aggregate == EccCounts(corrected=3, uncorrected=0)  # 3 single-bit, ever
+    assert gpu.row_remap is None  # <remapped_rows>N/A</remapped_rows>
+    assert gpu.retired_pages == RetiredPages(single_bit=0, double_bit=0, pending=False)
+    assert gpu.temperature_c == 38
+    assert gpu.thermal == Thermal(shutdown_c=85, slowdown_c=82)  # max operating N/A
+    assert gpu.clock_events is not None and gpu.clock_events.reasons == ClockReason.GPU_IDLE
+    assert gpu.power == Power(draw_w=26.16, limit_w=250.0)
+    assert gpu.pcie == Pcie(gen=3, max_gen=3, width=16, max_width=16, replays=0)
+    assert gpu.fabric is None and gpu.recovery_action is None
+
+
+# --- temperature thresholds -----------------------------------------------------------
+
+# `nvidia-smi -q` labels and their `-q -x` elements (same order in both, see the A100
+# 535 and L4 555 fixtures).
+_LABELS = {
+    "GPU Current Temp": "gpu_temp",
+    "GPU T.Limit Temp": "gpu_temp_tlimit",
+    "GPU Shutdown T.Limit Temp": "gpu_temp_max_tlimit_threshold",
+    "GPU Slowdown T.Limit Temp": "gpu_temp_slow_tlimit_threshold",
+    "GPU Max Operating T.Limit Temp": "gpu_temp_max_gpu_tlimit_threshold",
+    "GPU Shutdown Temp": "gpu_temp_max_threshold",
+    "GPU Slowdown Temp": "gpu_temp_slow_threshold",
+    "GPU Max Operating Temp": "gpu_temp_max_gpu_threshold",
+    "GPU Target Temperature": "gpu_target_temperature",
+    "Memory Current Temp": "memory_temp",
+    "Memory Max Operating T.Limit Temp": "gpu_temp_max_mem_tlimit_threshold",
+    "Memory Max Operating Temp": "gpu_temp_max_mem_threshold",
+}
+_TEMPERATURE = re.compile(r"^    Temperature\n((?:        .*\n)+)", re.MULTILINE)
+
+
+def _temperature_xml(values: dict[str, str]) -> str:
+    """One Hopper GPU's ``-q -x`` with this ``<temperature>`` section."""
+    body = "".join(f"<{_LABELS[k]}>{v}</{_LABELS[k]}>" for k, v in values.items())
+    return (
+        '<nvidia_smi_log><gpu id="00000000:19:00.0"><uuid>GPU-x</uuid>'
+        f"<product_name>NVIDIA H100 80GB HBM3</product_name><temperature>{body}</temperature>"
+        "</gpu></nvidia_smi_log>"
+    )
+
+
+def _recorded(name: str) -> list[dict[str, str]]:
+    """The Temperature sections of a recorded ``nvidia-smi -q`` (text fixture)."""
+    found = _TEMPERATURE.findall((FIXTURES / name).read_text())
+    assert found, name
+    return [
+        {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in section.splitlines())}
+        for section in found
+    ]
+
+
+def _c(text: str) -> int:
+    return int(text.removesuffix(" C"))
+
+
+@pytest.mark.parametrize("name", [H100_TEXT, H200_TEXT])
+def test_hopper_memory_limit_is_never_the_gpus_margin(name: str) -> None:
+    """Drivers from 535 print the memory's limit only relative to itself ("Memory Max
+    Operating T.Limit Temp"); the GPU's T.Limit margin is another sensor's."""
+    sections = _recorded(name)
+    assert len(sections) == 2  # idle, then under gpu-burn
+    for values in sections:
+        assert values["Memory Max Operating T.Limit Temp"] == "0 C"
+        (gpu,) = parse_smi_xml(_temperature_xml(values))
+        at_limit = _c(values["GPU Current Temp"]) + _c(values["GPU T.Limit Temp"])
+        assert gpu.thermal == Thermal(
+            memory_c=_c(values["Memory Current Temp"]),
+            shutdown_c=at_limit + 8,  # -8 C
+            slowdown_c=at_limit + 2,  # -2 C
+            gpu_max_c=at_limit,  # 0 C
+            mem_max_c=None,  # not GPU temperature + GPU margin
+        )
+
+
+def test_a_busy_h100s_memory_at_90_c_is_not_drained() -> None:
+    """The recorded busy H100 (59 C, margin 26 C): the old parser made the memory's
+    limit 85 C and drained a GPU whose HBM3 ran at 86-95 C."""
+    busy = _recorded(H100_TEXT)[1]
+    assert (busy["GPU Current Temp"], busy["GPU T.Limit Temp"]) == ("59 C", "26 C")
+    (gpu,) = parse_smi_xml(_temperature_xml({**busy, "Memory Current Temp": "90 C"}))
+    assert gpu.thermal is not None and gpu.thermal.mem_max_c is None
+    snapshot = Snapshot(node="n1", taken_at=datetime(2026, 3, 1, tzinfo=UTC), gpus=(gpu,))
+    (result,) = TemperatureCheck().evaluate(snapshot)
+    assert result.status is Status.OK, result.summary
+    # an operator's fallback for the memory still applies
+    (result,) = TemperatureCheck(TemperatureConfig(mem_max_c=85)).evaluate(snapshot)
+    assert (result.status, result.action) == (Status.FAIL, Action.DRAIN)
+
+
+def test_absolute_thresholds_win_over_the_margin() -> None:
+    """Hopper on driver 525 printed both (an H800, 525.105.17, SOURCES.md "H100
+    thresholds"): 35 C with a 51 C margin, yet a maximum of 87 C; memory 95 C."""
+    recorded = {
+        "GPU Current Temp": "35 C",
+        "GPU T.Limit Temp": "51 C",
+        "GPU Shutdown Temp": "92 C",
+        "GPU Slowdown Temp": "89 C",
+        "GPU Max Operating Temp": "87 C",
+        "GPU Target Temperature": "N/A",
+        "Memory Current Temp": "44 C",
+        "Memory Max Operating Temp": "95 C",
+    }
+    (gpu,) = parse_smi_xml(_temperature_xml(recorded))
+    assert gpu.thermal == Thermal(
+        memory_c=44, shutdown_c=92, slowdown_c=89, gpu_max_c=87, mem_max_c=95
+    )
+
+
+# --- identity and fabric --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [A10G, T4])
+def test_a_serial_of_zeros_is_no_serial(name: str) -> None:
+    """AWS prints 0000000000000 for every A10G and T4: as a serial it would make one
+    GPU of them all, and count any GPU's incident as another's recurrence."""
+    assert "<serial>0000000000000</serial>" in (FIXTURES / name).read_text()
+    (gpu,) = real(name)
+    assert gpu.identity.serial is None and gpu.identity.uuid
+
+
+def _fabric(cluster_uuid: str, state: str = "Completed") -> str:
+    xml = _edit(BLACKWELL, "<state>N/A</state>", f"<state>{state}</state>")
+    xml = xml.replace("<status>N/A</status>", "<status>Success</status>", 1)
+    xml = xml.replace("<cliqueId>N/A</cliqueId>", "<cliqueId>4026</cliqueId>")
+    return xml.replace(
+        "<clusterUuid>N/A</clusterUuid>", f"<clusterUuid>{cluster_uuid}</clusterUuid>"
+    )
+
+
+RAW = bytes.fromhex("9c6f5af353bf49b5a436b66766c413c3")
+
+
+@pytest.mark.parametrize(
+    ("printed", "expected"),
+    [
+        ("9c6f5af3-53bf-49b5-a436-b66766c413c3", str(uuid.UUID(bytes=RAW))),
+        ("9C6F5AF3-53BF-49B5-A436-B66766C413C3", str(uuid.UUID(bytes=RAW))),
+        (" 9c6f5af353bf49b5a436b66766c413c3 ", str(uuid.UUID(bytes=RAW))),
+        ("00000000-0000-0000-0000-000000000000", None),  # H100/H200 on 590: no cluster
+        ("N/A", None),
+        ("Not Supported", None),
+    ],
+)
+def test_cluster_uuid_is_the_canonical_string_nvml_gives(
+    printed: str, expected: str | None
+) -> None:
+    (gpu,) = parse_smi_xml(_fabric(printed))
+    assert gpu.fabric is not None and gpu.fabric.state is FabricState.COMPLETED
+    assert gpu.fabric.clique_id == 4026
+    assert gpu.fabric.cluster_uuid == expected and gpu.error is None
+    if expected is not None:
+        assert expected == "9c6f5af3-53bf-49b5-a436-b66766c413c3"
+
+
+def test_an_unreadable_cluster_uuid_is_an_error_not_a_value() -> None:
+    (gpu,) = parse_smi_xml(_fabric("cluster-a"))
+    assert gpu.fabric is not None and gpu.fabric.cluster_uuid is None
+    assert gpu.error == "fabric/clusterUuid: not a UUID 'cluster-a'"
+
+
+# --- values edited into real documents ------------------------------------------------
 
 
 def test_active_reasons_become_the_nvml_bitmask() -> None:
