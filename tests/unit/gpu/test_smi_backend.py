@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,11 @@ from hpresil.adapters.gpu import open_backend
 from hpresil.adapters.gpu.smi import NvidiaSmiBackend, samples_from_output
 from hpresil.config import GpuConfig
 from hpresil.errors import GpuError
-from tests.unit.gpu.samples import A100, FIXTURES, T4
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
+A100 = "a100-sxm4-80gb-mig-535.54.03.xml"
+T4 = "tesla-t4-515.105.01.xml"
+L4 = "l4-x2-555.42.06.xml"
 
 
 def _fake_smi(tmp_path: Path, body: str) -> str:
@@ -26,6 +31,22 @@ def test_backend_runs_nvidia_smi_and_parses_its_xml(tmp_path: Path) -> None:
     binary = _fake_smi(tmp_path, f'[ "$*" = "-q -x" ] && cat {FIXTURES / T4}')
     (gpu,) = NvidiaSmiBackend(binary).devices()
     assert gpu.identity.name == "Tesla T4" and gpu.retired_pages is not None
+
+
+def test_the_cluster_uuid_is_written_as_the_nvml_backend_writes_it(tmp_path: Path) -> None:
+    """nvidia-smi may print the fabric cluster UUID in upper case; the sample holds
+    ``str(uuid.UUID(bytes=raw))``, the NVML backend's form, so the two agree."""
+    raw = bytes(range(0xA0, 0xB0))
+    printed = str(uuid.UUID(bytes=raw)).upper()
+    xml = (FIXTURES / L4).read_text().replace("<state>N/A</state>", "<state>Completed</state>")
+    xml = xml.replace("<clusterUuid>N/A</clusterUuid>", f"<clusterUuid>{printed}</clusterUuid>")
+    doc = tmp_path / "smi.xml"
+    doc.write_text(xml)
+    gpus = NvidiaSmiBackend(_fake_smi(tmp_path, f"cat {doc}")).devices()
+    assert [g.fabric.cluster_uuid if g.fabric else None for g in gpus] == [
+        str(uuid.UUID(bytes=raw))
+    ] * 2
+    assert str(uuid.UUID(bytes=raw)) == "a0a1a2a3-a4a5-a6a7-a8a9-aaabacadaeaf"
 
 
 def test_a_hung_nvidia_smi_is_a_gpu_error(tmp_path: Path) -> None:
@@ -70,6 +91,5 @@ def test_no_devices_is_an_empty_list_and_other_failures_raise() -> None:
 def test_open_backend_picks_nvidia_smi(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _fake_smi(tmp_path, f"cat {FIXTURES / T4}")
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    cfg = GpuConfig.model_construct(backend="nvidia_smi")  # the lead adds it to the schema
-    backend = open_backend(cfg, "node1")
+    backend = open_backend(GpuConfig(backend="nvidia_smi"), "node1")
     assert isinstance(backend, NvidiaSmiBackend) and len(backend.devices()) == 1
