@@ -39,10 +39,9 @@ T4 = "tesla-t4-515.105.01.xml"
 BLACKWELL = "rtx-pro-6000-blackwell-maxq-590.44.01-trimmed.xml"
 A10G = "a10g-515.105.01.xml"
 L4 = "l4-x2-555.42.06.xml"
-P100 = "tesla-p100-pcie-16gb-510.47.03.xml"
 H100_TEXT = "h100-80gb-hbm3-590.48.01-q-trimmed.txt"
 H200_TEXT = "h200-590.48.01-q-trimmed.txt"
-GPUS_IN = {A100: 1, T4: 1, BLACKWELL: 1, A10G: 1, L4: 2, P100: 1}
+GPUS_IN = {A100: 1, T4: 1, BLACKWELL: 1, A10G: 1, L4: 2}
 
 
 def real(name: str) -> list[GpuSample]:
@@ -165,23 +164,6 @@ def test_two_l4s_one_on_a_single_lane() -> None:
     assert first.pcie == Pcie(gen=4, max_gen=4, width=16, max_width=16, replays=0)
     assert second.pcie == Pcie(gen=4, max_gen=4, width=1, max_width=16, replays=0)
     assert (first.utilization_pct, second.utilization_pct) == (2, 3)
-
-
-def test_p100_single_and_double_bit_totals_and_retired_pages() -> None:
-    (gpu,) = real(P100)
-    assert gpu.identity.name == "Tesla P100-PCIE-16GB" and gpu.identity.pci_bus_id == "0000:00:04"
-    assert gpu.identity.serial == "0324217145110"
-    assert gpu.ecc is not None and gpu.ecc.enabled is True
-    assert gpu.ecc.volatile == EccCounts(corrected=0, uncorrected=0)
-    assert gpu.ecc.aggregate == EccCounts(corrected=3, uncorrected=0)  # 3 single-bit, ever
-    assert gpu.row_remap is None  # <remapped_rows>N/A</remapped_rows>
-    assert gpu.retired_pages == RetiredPages(single_bit=0, double_bit=0, pending=False)
-    assert gpu.temperature_c == 38
-    assert gpu.thermal == Thermal(shutdown_c=85, slowdown_c=82)  # max operating N/A
-    assert gpu.clock_events is not None and gpu.clock_events.reasons == ClockReason.GPU_IDLE
-    assert gpu.power == Power(draw_w=26.16, limit_w=250.0)
-    assert gpu.pcie == Pcie(gen=3, max_gen=3, width=16, max_width=16, replays=0)
-    assert gpu.fabric is None and gpu.recovery_action is None
 
 
 # --- temperature thresholds -----------------------------------------------------------
