@@ -29,6 +29,16 @@ _BDF = re.compile(
 )
 
 
+def board_serial(text: str | None) -> str | None:
+    """A GPU's board serial, or None: all zeros is the placeholder cloud VMs answer
+    (AWS A10G, T4), shared by every GPU of that kind; kept, it would merge their
+    incident histories."""
+    if text is None:
+        return None
+    value = text.strip()
+    return None if not value or set(value) == {"0"} else value
+
+
 def normalize_bus_id(text: str) -> str | None:
     """A PCI address in the kernel's XID form, lower case ``dddd:bb:dd``.
 

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from hpresil.adapters.gpu import nvml_read as rd
-from hpresil.adapters.gpu.base import GpuSample, normalize_bus_id
+from hpresil.adapters.gpu.base import GpuSample, board_serial, normalize_bus_id
 from hpresil.errors import GpuError
 from hpresil.vocab import GpuIdentity
 
@@ -90,7 +90,7 @@ def _identity(reader: rd.Reader, handle: Any, index: int) -> GpuIdentity:
     return GpuIdentity(
         index=index,
         uuid=_text(reader.read(nv.nvmlDeviceGetUUID, handle)),
-        serial=_text(reader.read(nv.nvmlDeviceGetSerial, handle)),
+        serial=board_serial(_text(reader.read(nv.nvmlDeviceGetSerial, handle))),
         pci_bus_id=normalize_bus_id(_text(pci.busId) or "") if pci is not None else None,
         name=_text(reader.read(nv.nvmlDeviceGetName, handle)),
     )

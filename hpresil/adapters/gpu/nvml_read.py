@@ -4,12 +4,17 @@ Every reader takes a :class:`Reader` (the pynvml module plus error sorting) and 
 device handle and answers a record or None. A function the binding lacks, or one the
 driver answers with NotSupported or FunctionNotFound, gives None (unsupported);
 GpuIsLost marks the GPU lost; any other NVML error is kept as the sample's error.
-Reference: /work/shared/reference/gpu-health.md section 3. Call sequences are taken
-from nvidia-ml-py 13.x; verify them on a GPU (``pytest -m gpu``).
+Reference: /work/shared/reference/gpu-health.md section 3 and nvml-abi.md. Call
+sequences are taken from nvidia-ml-py 13.x. pynvml hands the structs of versioned
+calls (fabric, SRAM ECC) straight to C, and nvml.h takes pointers: they are always
+passed with ``ctypes.byref``. The tests run this module through pynvml into an NVML
+double at the C boundary (scripts/nvml-double); ``pytest -m gpu`` on a real GPU.
 """
 
 from __future__ import annotations
 
+import ctypes
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -49,22 +54,46 @@ class Reader:
 
     def read(self, fn: Callable[..., Any] | str, *args: Any) -> Any:
         """``fn(*args)``; ``fn`` may name a pynvml function the binding may lack."""
+        value, error = self.attempt(fn, *args)
+        if error is not None:
+            self._errors.append(error)
+        return value
+
+    def first(self, *calls: tuple[Callable[..., Any] | str, tuple[Any, ...]]) -> int | None:
+        """The position of the first of several ways to ask (newest first) that
+        answers, or None. An error is kept only when none answers: a driver that
+        refuses a newer struct version and answers the older call is healthy."""
+        errors = []
+        for position, (fn, args) in enumerate(calls):
+            value, error = self.attempt(fn, *args)
+            if value is not None:
+                return position
+            if self.lost:
+                return None
+            if error is not None:
+                errors.append(error)
+        if errors:
+            self._errors.append(errors[-1])
+        return None
+
+    def attempt(self, fn: Callable[..., Any] | str, *args: Any) -> tuple[Any, str | None]:
+        """``(value, None)``, ``(None, None)`` when unsupported or lost, or
+        ``(None, error text)``."""
         if self.lost:
-            return None
+            return None, None
         nv = self.nv
         func = getattr(nv, fn, None) if isinstance(fn, str) else fn
         if func is None:
-            return None
+            return None, None
         try:
-            return func(*args)
+            return func(*args), None
         except _unsupported(nv):
-            return None
+            return None, None
         except nv.NVMLError_GpuIsLost:
             self.lost = True
-            return None
+            return None, None
         except nv.NVMLError as exc:
-            self._errors.append(f"{getattr(func, '__name__', 'nvml')}: {exc}")
-            return None
+            return None, f"{getattr(func, '__name__', 'nvml')}: {exc}"
 
     def fields(self, handle: Any, ids: list[int]) -> dict[int, int | float]:
         """The field values that the driver answered, by field id."""
@@ -81,10 +110,21 @@ def _unsupported(nv: Any) -> tuple[type[BaseException], ...]:
     return tuple(getattr(nv, n) for n in names if hasattr(nv, n))
 
 
+# nvmlValueType_t -> the member of nvmlValue_t that holds the value (nvml.h)
+_VALUE_MEMBERS = {
+    0: "dVal",
+    1: "uiVal",
+    2: "ulVal",
+    3: "ullVal",
+    4: "sllVal",
+    5: "siVal",
+    6: "usVal",
+}
+
+
 def _field_value(fv: Any) -> int | float:
     kind = int(fv.valueType)
-    attr = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}
-    value = getattr(fv.value, attr.get(kind, "ullVal"))
+    value = getattr(fv.value, _VALUE_MEMBERS.get(kind, "ullVal"))
     return float(value) if kind == 0 else int(value)
 
 
@@ -93,14 +133,28 @@ def read_ecc(r: Reader, h: Any) -> EccInfo | None:
     mode = r.read("nvmlDeviceGetEccMode", h)
     volatile = _ecc_counts(r, h, nv.NVML_VOLATILE_ECC)
     aggregate = _ecc_counts(r, h, nv.NVML_AGGREGATE_ECC)
-    if mode is None and volatile is None and aggregate is None:
+    sram = read_sram_status(r, h)
+    if mode is None and volatile is None and aggregate is None and sram is None:
         return None
     return EccInfo(
         enabled=None if mode is None else bool(mode[0]),
         pending_enabled=None if mode is None else bool(mode[1]),
         volatile=volatile,
         aggregate=aggregate,
+        sram_threshold_exceeded=None if sram is None else bool(sram.bThresholdExceeded),
     )
+
+
+def read_sram_status(r: Reader, h: Any) -> Any:
+    """nvmlDeviceGetSramEccErrorStatus (NVML 12.4, driver 550 and later; the driver
+    may ask for root): the SRAM counters and whether the driver's own SRAM error
+    threshold was exceeded. None where the driver or the binding lacks it."""
+    struct = getattr(r.nv, "c_nvmlEccSramErrorStatus_v1_t", None)
+    if struct is None:
+        return None
+    status = struct()
+    answered = r.read("nvmlDeviceGetSramEccErrorStatus", h, ctypes.byref(status))
+    return None if answered is None else status
 
 
 def _ecc_counts(r: Reader, h: Any, counter: int) -> EccCounts | None:
@@ -250,19 +304,26 @@ def _link(r: Reader, h: Any, link: int, active: bool) -> NvLink:
     )
 
 
+# The fabric info structs the binding may have, newest first, each with the call that
+# fills it: nvmlDeviceGetGpuFabricInfoV (NVML 12.4) takes a versioned struct (nvml.h
+# now types it as v3, v2 deprecated; a driver that does not know the version answers
+# ARGUMENT_VERSION_MISMATCH), nvmlDeviceGetGpuFabricInfo (NVML 12.0, Hopper) the
+# unversioned one.
+_FABRIC_CALLS = (
+    ("c_nvmlGpuFabricInfo_v3_t", "nvmlDeviceGetGpuFabricInfoV"),
+    ("c_nvmlGpuFabricInfo_v2_t", "nvmlDeviceGetGpuFabricInfoV"),
+    ("c_nvmlGpuFabricInfo_t", "nvmlDeviceGetGpuFabricInfo"),
+)
+
+
 def read_fabric(r: Reader, h: Any) -> Fabric | None:
-    """nvmlDeviceGetGpuFabricInfoV where the binding has it, else the older call.
-    State NOT_SUPPORTED (0) is None: not a fabric-managed GPU (e.g. H100 PCIe)."""
+    """The GPU's NVLink fabric registration, asked the newest way the binding and the
+    driver both know. State NOT_SUPPORTED (0) is None: not a fabric-managed GPU
+    (e.g. H100 PCIe)."""
     nv = r.nv
-    info = None
-    if hasattr(nv, "c_nvmlGpuFabricInfoV_t"):
-        info = nv.c_nvmlGpuFabricInfoV_t()
-        if r.read("nvmlDeviceGetGpuFabricInfoV", h, info) is None:
-            info = None
-    if info is None and hasattr(nv, "c_nvmlGpuFabricInfo_t"):
-        info = nv.c_nvmlGpuFabricInfo_t()
-        if r.read("nvmlDeviceGetGpuFabricInfo", h, info) is None:
-            info = None
+    asks = [(getattr(nv, struct)(), fn) for struct, fn in _FABRIC_CALLS if hasattr(nv, struct)]
+    answered = r.first(*((fn, (h, ctypes.byref(info))) for info, fn in asks))
+    info = None if answered is None else asks[answered][0]
     state = None if info is None else _FABRIC_STATES.get(int(info.state))
     if info is None or state is None:
         return None
@@ -293,10 +354,12 @@ def _error_text(nv: Any, code: int) -> str:
 
 
 def _uuid(raw: Any) -> str | None:
+    """The fabric's cluster UUID (16 bytes) as a canonical UUID string; all zeros
+    (no cluster) is None. The nvidia_smi backend writes it the same way."""
     if raw is None:
         return None
     data = bytes(raw)
-    return None if not any(data) else data.hex()
+    return str(uuid.UUID(bytes=data)) if len(data) == 16 and any(data) else None
 
 
 def _watts(milliwatts: Any) -> float | None:

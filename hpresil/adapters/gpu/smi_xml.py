@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
-from hpresil.adapters.gpu.base import GpuSample, normalize_bus_id
+from hpresil.adapters.gpu.base import GpuSample, board_serial, normalize_bus_id
 from hpresil.adapters.gpu.records import (
     ClockCounters,
     ClockEvents,
@@ -167,16 +167,10 @@ class _GpuXml:
         return GpuIdentity(
             index=index,
             uuid=self.text("uuid"),
-            serial=self.serial(),
+            serial=board_serial(self.text("serial")),
             pci_bus_id=normalize_bus_id(bus),
             name=self.text("product_name"),
         )
-
-    def serial(self) -> str | None:
-        """The board serial; all zeros is the placeholder cloud VMs print, not a serial
-        (shared by every GPU of that kind, it would merge their incident histories)."""
-        value = self.text("serial")
-        return None if value is None or set(value) == {"0"} else value
 
     def ecc(self) -> EccInfo | None:
         info = EccInfo(

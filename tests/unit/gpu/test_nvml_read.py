@@ -1,143 +1,69 @@
-"""The NVML backend's feature detection, against a stand-in for the pynvml module.
-
-No GPU here: a namespace with pynvml's names plays the library, answering some calls,
-raising NotSupported, GpuIsLost or another error for others, and lacking some
-functions altogether (an older binding). The real thing: test_nvml.py (``-m gpu``).
-"""
+"""The NVML backend through the real pynvml bindings and ctypes, into the NVML double
+(a C ``libnvidia-ml.so.1`` with nvml.h's signatures: scripts/nvml-double), as on a
+real node. The real thing: test_nvml.py (``-m gpu``)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
+import json
+import uuid
 
-from hpresil.adapters.gpu.nvml import read_sample
+import pynvml
+import pytest
+
+from hpresil.adapters.gpu.base import GpuSample
+from hpresil.adapters.gpu.nvml import NvmlBackend
+from hpresil.adapters.gpu.nvml_read import _field_value
 from hpresil.adapters.gpu.records import FabricState, NvLink
+from hpresil.checks.ecc import EccCheck
+from hpresil.checks.retired_pages import RetiredPagesCheck
+from hpresil.vocab import Action, Status
+from tests.nvmldouble import NvmlDouble, run_in_subprocess
+from tests.unit.gpu.samples import snap
+
+CLUSTER = "2f1d6e4c-9b8a-4c3d-8e7f-0a1b2c3d4e5f"
 
 
-class NVMLError(Exception):
-    pass
+def devices() -> list[GpuSample]:
+    backend = NvmlBackend()
+    try:
+        return backend.devices()
+    finally:
+        backend.close()
 
 
-class NotSupported(NVMLError):
-    pass
-
-
-class GpuIsLost(NVMLError):
-    pass
-
-
-class InvalidArgument(NVMLError):
-    pass
-
-
-class UnknownError(NVMLError):
-    def __str__(self) -> str:
-        return "Unknown Error"
-
-
-def _raise(exc: type[Exception]) -> Any:
-    def fn(*_: Any) -> Any:
-        raise exc()
-
-    return fn
-
-
-def fake_nvml(**overrides: Any) -> SimpleNamespace:
-    """An H100-like GPU behind pynvml's names; ``overrides`` replace functions."""
-
-    def field_values(_h: Any, ids: list[int]) -> list[SimpleNamespace]:
-        known = {82: 41, 230: 0, 74: 5_000_000, 76: 0, 269: 0, 270: 2_000_000, 271: 0}
-        return [
-            SimpleNamespace(
-                fieldId=i,
-                nvmlReturn=0 if i in known else 3,
-                valueType=3,
-                value=SimpleNamespace(ullVal=known.get(i, 0)),
-            )
-            for i in ids
-        ]
-
-    def fabric(_h: Any, info: SimpleNamespace) -> int:
-        info.state, info.status, info.cliqueId, info.clusterUuid = 3, 0, 7, bytes(16)
-        return 0
-
-    def link_state(_h: Any, link: int) -> int:
-        if link >= 18:
-            raise NotSupported()
-        return 0 if link == 5 else 1
-
-    thresholds = {0: 92, 1: 89, 2: 95, 3: 87}
-    nv = SimpleNamespace(
-        NVMLError=NVMLError,
-        NVMLError_NotSupported=NotSupported,
-        NVMLError_GpuIsLost=GpuIsLost,
-        NVMLError_InvalidArgument=InvalidArgument,
-        NVML_TEMPERATURE_GPU=0,
-        NVML_VOLATILE_ECC=0,
-        NVML_AGGREGATE_ECC=1,
-        NVML_MEMORY_ERROR_TYPE_CORRECTED=0,
-        NVML_MEMORY_ERROR_TYPE_UNCORRECTED=1,
-        NVML_MEMORY_LOCATION_DRAM=2,
-        NVML_MEMORY_LOCATION_SRAM=7,
-        NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS=0,
-        NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR=1,
-        NVML_TEMPERATURE_THRESHOLD_SHUTDOWN=0,
-        NVML_TEMPERATURE_THRESHOLD_SLOWDOWN=1,
-        NVML_TEMPERATURE_THRESHOLD_MEM_MAX=2,
-        NVML_TEMPERATURE_THRESHOLD_GPU_MAX=3,
-        NVML_NVLINK_MAX_LINKS=36,
-        NVML_NVLINK_ERROR_DL_REPLAY=0,
-        NVML_NVLINK_ERROR_DL_RECOVERY=1,
-        NVML_NVLINK_ERROR_DL_CRC_FLIT=2,
-        NVML_NVLINK_ERROR_DL_CRC_DATA=3,
-        nvmlDeviceGetHandleByIndex=lambda i: f"h{i}",
-        nvmlDeviceGetPciInfo=lambda h: SimpleNamespace(busId=b"00000000:18:00.0"),
-        nvmlDeviceGetUUID=lambda h: "GPU-abc",
-        nvmlDeviceGetSerial=lambda h: "1650000000001",
-        nvmlDeviceGetName=lambda h: "NVIDIA H100 80GB HBM3",
-        nvmlDeviceGetTemperature=lambda h, sensor: 35,
-        nvmlDeviceGetUtilizationRates=lambda h: SimpleNamespace(gpu=97, memory=40),
-        nvmlDeviceGetEccMode=lambda h: [1, 1],
-        nvmlDeviceGetTotalEccErrors=lambda h, kind, counter: 3 if kind == 0 else 0,
-        nvmlDeviceGetMemoryErrorCounter=lambda h, kind, counter, where: (
-            3 if (kind, where) == (0, 2) else 0
-        ),
-        nvmlDeviceGetRemappedRows=lambda h: (2, 0, 1, 0),
-        nvmlDeviceGetRetiredPages=_raise(NotSupported),
-        nvmlDeviceGetRetiredPagesPendingStatus=_raise(NotSupported),
-        nvmlDeviceGetTemperatureThreshold=lambda h, which: thresholds[which],
-        nvmlDeviceGetFieldValues=field_values,
-        nvmlDeviceGetCurrentClocksEventReasons=lambda h: 0x41,
-        nvmlDeviceGetSupportedClocksEventReasons=lambda h: 0x1FF,
-        nvmlDeviceGetPowerUsage=lambda h: 512_345,
-        nvmlDeviceGetEnforcedPowerLimit=lambda h: 700_000,
-        nvmlDeviceGetCurrPcieLinkGeneration=lambda h: 5,
-        nvmlDeviceGetMaxPcieLinkGeneration=lambda h: 5,
-        nvmlDeviceGetCurrPcieLinkWidth=lambda h: 16,
-        nvmlDeviceGetMaxPcieLinkWidth=lambda h: 16,
-        nvmlDeviceGetPcieReplayCounter=lambda h: 4,
-        nvmlDeviceGetNvLinkState=link_state,
-        nvmlDeviceGetNvLinkErrorCounter=lambda h, link, counter: link * 10 + counter,
-        c_nvmlGpuFabricInfoV_t=SimpleNamespace,
-        nvmlDeviceGetGpuFabricInfoV=fabric,
-        nvmlErrorString=lambda code: f"error {code}",
+def test_every_record_is_read(nvml_double: NvmlDouble) -> None:
+    nvml_double.set_gpu(
+        0,
+        ecc_volatile_corrected_dram=3,
+        ecc_aggregate_corrected_dram=3,
+        row_remap_correctable=2,
+        row_remap_pending=True,
+        memory_temperature_c=41,
+        clock_event_reasons=0x41,
+        clock_counter_hw_thermal_ns=2_000_000,
+        power_mw=512_345,
+        pcie_replays=4,
+        utilization_pct=97,
+        nvlink_down=[5],
+        nvlink_replay={5: 50},
+        nvlink_recovery={5: 51},
+        nvlink_crc_flit={5: 52},
+        nvlink_crc_data={5: 53},
+        fabric_cluster_uuid=CLUSTER,
+        fabric_clique_id=7,
     )
-    for name, value in overrides.items():
-        setattr(nv, name, value)
-    return nv
-
-
-def test_every_record_is_read() -> None:
-    gpu = read_sample(fake_nvml(), 0)
+    gpu = devices()[0]
     assert gpu.error is None and not gpu.lost
-    assert gpu.identity.pci_bus_id == "0000:18:00" and gpu.identity.uuid == "GPU-abc"
+    assert gpu.identity.pci_bus_id == "0000:18:00"
+    assert gpu.identity.uuid is not None and gpu.identity.uuid.startswith("GPU-")
+    assert gpu.identity.name == "NVIDIA H100 80GB HBM3"
     assert (gpu.ecc_corrected_volatile, gpu.ecc_uncorrected_volatile) == (3, 0)
     assert gpu.ecc is not None and gpu.ecc.enabled and gpu.ecc.aggregate is not None
     assert gpu.ecc.aggregate.dram_corrected == 3 and gpu.ecc.aggregate.sram_corrected == 0
+    assert gpu.ecc.sram_threshold_exceeded is False
     assert gpu.row_remap is not None and gpu.row_remap.pending and not gpu.row_remap.failure
-    assert gpu.retired_pages is None  # NotSupported: unsupported, not an error
+    assert gpu.retired_pages is None  # Hopper answers NotSupported: unsupported, no error
     assert gpu.thermal is not None and gpu.thermal.memory_c == 41
-    assert (gpu.thermal.gpu_max_c, gpu.thermal.mem_max_c, gpu.thermal.slowdown_c) == (87, 95, 89)
     assert gpu.clock_events is not None and gpu.clock_events.reasons == 0x41
     assert gpu.clock_events.counters is not None
     assert gpu.clock_events.counters.hw_thermal_us == 2000  # ns -> us
@@ -147,50 +73,131 @@ def test_every_record_is_read() -> None:
     assert gpu.nvlink[5] == NvLink(
         link=5, active=False, replay=50, recovery=51, crc_flit=52, crc_data=53
     )
-    assert (
-        gpu.fabric is not None and gpu.fabric.state is FabricState.COMPLETED and gpu.fabric.healthy
-    )
-    assert gpu.fabric.clique_id == 7 and gpu.fabric.cluster_uuid is None
+    assert gpu.fabric is not None and gpu.fabric.state is FabricState.COMPLETED
+    assert gpu.fabric.healthy and gpu.fabric.clique_id == 7
     assert gpu.recovery_action == 0
 
 
-def test_functions_an_older_binding_lacks_are_unsupported() -> None:
-    nv = fake_nvml()
-    for name in (
-        "nvmlDeviceGetCurrentClocksEventReasons",
-        "nvmlDeviceGetGpuFabricInfoV",
-        "c_nvmlGpuFabricInfoV_t",
-        "nvmlDeviceGetRemappedRows",
-        "nvmlDeviceGetFieldValues",
-    ):
-        delattr(nv, name)
-    nv.nvmlDeviceGetCurrentClocksThrottleReasons = lambda h: 0x8
-    gpu = read_sample(nv, 0)
+def test_the_fabric_struct_crosses_into_c_by_reference(nvml_double: NvmlDouble) -> None:
+    """pynvml hands the fabric struct straight to C, and nvml.h takes a pointer: a
+    struct passed by value gives a real driver a garbage pointer (the agent crashed on
+    an H100). The double checks the pointer, as a driver dereferences it; in a child
+    process, so that the bug shows as a failed test, not a dead test run."""
+    code = (
+        "from hpresil.adapters.gpu.nvml import NvmlBackend\n"
+        "b = NvmlBackend()\n"
+        "g = b.devices()[0]\n"
+        "print(g.fabric.state.value, g.error)\n"
+    )
+    done = run_in_subprocess(code, nvml_double.path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["completed", "None"]
+
+
+def test_the_cluster_uuid_is_a_canonical_uuid(nvml_double: NvmlDouble) -> None:
+    nvml_double.set_gpu(2, fabric_cluster_uuid=CLUSTER.upper())
+    fabric = devices()[2].fabric
+    assert fabric is not None and fabric.cluster_uuid == CLUSTER
+    assert str(uuid.UUID(fabric.cluster_uuid)) == fabric.cluster_uuid
+
+
+@pytest.mark.parametrize("versions", [[2], [3], [2, 3]])
+def test_a_driver_that_refuses_a_fabric_struct_version_is_asked_another_way(
+    nvml_double: NvmlDouble, versions: list[int]
+) -> None:
+    """ARGUMENT_VERSION_MISMATCH on one struct version, then an answer to another, is
+    a healthy GPU: no error is kept, so unsupported checks stay UNSUPPORTED."""
+    nvml_double.set_node(fabric_info_versions=versions)
+    gpus = devices()
+    assert all(g.error is None for g in gpus), gpus[0].error
+    assert all(g.fabric is not None and g.fabric.healthy for g in gpus)
+    (pages,) = {r.status for r in RetiredPagesCheck().evaluate(snap(gpus))}
+    assert pages is Status.UNSUPPORTED
+
+
+def test_no_fabric_struct_version_accepted_falls_back_to_the_unversioned_call(
+    nvml_double: NvmlDouble,
+) -> None:
+    nvml_double.set_node(fabric_info_versions=[4])  # a newer driver than the binding
+    gpu = devices()[0]
     assert gpu.error is None
-    assert gpu.fabric is None and gpu.row_remap is None and gpu.recovery_action is None
-    assert gpu.clock_events is not None and gpu.clock_events.reasons == 0x8  # the old name
+    assert gpu.fabric is not None and gpu.fabric.state is FabricState.COMPLETED
 
 
-def test_no_nvlink_is_none() -> None:
-    gpu = read_sample(fake_nvml(nvmlDeviceGetNvLinkState=_raise(NotSupported)), 0)
-    assert gpu.nvlink is None and gpu.error is None
+def test_sram_threshold_exceeded_is_read_and_drains(nvml_double: NvmlDouble) -> None:
+    nvml_double.set_gpu(4, sram_threshold_exceeded=True)
+    gpus = devices()
+    ecc = gpus[4].ecc
+    assert ecc is not None and ecc.sram_threshold_exceeded is True
+    assert gpus[3].ecc is not None and gpus[3].ecc.sram_threshold_exceeded is False
+    result = EccCheck().evaluate(snap(gpus))[4]
+    assert result.status is Status.FAIL and result.action is Action.DRAIN, result.summary
 
 
-def test_other_errors_are_kept_and_the_rest_still_read() -> None:
-    gpu = read_sample(fake_nvml(nvmlDeviceGetPcieReplayCounter=_raise(UnknownError)), 0)
+def test_a_field_of_type_unsigned_short_is_read_from_its_member() -> None:
+    fv = pynvml.c_nvmlFieldValue_t()
+    fv.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_SHORT
+    fv.value.ullVal = 0xDEAD_BEEF_0000_0000 | 41  # bytes beyond the short: not the value
+    assert _field_value(fv) == 41
+
+
+def test_a_field_answered_as_unsigned_short_by_the_driver(nvml_double: NvmlDouble) -> None:
+    nvml_double.set_gpu(1, memory_temperature_c=52, field_types={82: 6})
+    thermal = devices()[1].thermal
+    assert thermal is not None and thermal.memory_c == 52
+
+
+def test_not_supported_is_none_and_never_an_error(nvml_double: NvmlDouble) -> None:
+    nvml_double.set_gpu(
+        6, nvlink_links=0, recovery_action=None, row_remap_correctable=None, power_mw=None
+    )
+    gpu = devices()[6]
+    assert gpu.error is None
+    assert gpu.nvlink is None and gpu.recovery_action is None and gpu.row_remap is None
+    assert gpu.power is not None and gpu.power.draw_w is None and gpu.power.limit_w == 700.0
+
+
+def test_other_errors_are_kept_and_the_rest_still_read(nvml_double: NvmlDouble) -> None:
+    nvml_double.set_gpu(3, fail={"nvmlDeviceGetPcieReplayCounter": 999})
+    gpu = devices()[3]
     assert gpu.error is not None and "Unknown Error" in gpu.error
     assert gpu.pcie is not None and gpu.pcie.replays is None and gpu.pcie.width == 16
 
 
-def test_gpu_is_lost_midway_gives_a_lost_sample() -> None:
-    gpu = read_sample(fake_nvml(nvmlDeviceGetRemappedRows=_raise(GpuIsLost)), 0)
-    assert gpu.lost and gpu.row_remap is None and gpu.pcie is None
-    assert gpu.identity.uuid == "GPU-abc"
+def test_a_lost_gpu_keeps_its_identity_and_reads_nothing_else(nvml_double: NvmlDouble) -> None:
+    nvml_double.set_gpu(6, lost=True)
+    gpus = devices()
+    lost = gpus[6]
+    assert lost.lost and lost.row_remap is None and lost.pcie is None
+    assert lost.identity.pci_bus_id == "0000:ba:00"
+    assert not any(g.lost for i, g in enumerate(gpus) if i != 6)
 
 
-def test_fabric_not_supported_state_is_none() -> None:
-    def fabric(_h: Any, info: SimpleNamespace) -> int:
-        info.state, info.status, info.cliqueId, info.clusterUuid = 0, 0, 0, bytes(16)
-        return 0
+def test_a_gpu_that_no_longer_enumerates_is_missing(nvml_double: NvmlDouble) -> None:
+    nvml_double.set_gpu(2, present=False)
+    gpus = devices()
+    assert len(gpus) == 7 and gpus[2].identity.pci_bus_id == "0000:5d:00"
 
-    assert read_sample(fake_nvml(nvmlDeviceGetGpuFabricInfoV=fabric), 0).fabric is None
+
+def test_an_older_driver_without_the_newer_calls(nvml_double: NvmlDouble) -> None:
+    """Driver branch 535: no nvmlDeviceGetGpuFabricInfoV or ...SramEccErrorStatus
+    symbol (pynvml answers FunctionNotFound), no recovery-action field: unsupported,
+    no error, and the fabric read the older way."""
+    code = (
+        "import json\n"
+        "from hpresil.adapters.gpu.nvml import NvmlBackend\n"
+        "g = NvmlBackend().devices()[0]\n"
+        "print(json.dumps([g.error, g.fabric.state.value, g.ecc.sram_threshold_exceeded,\n"
+        "                  g.recovery_action, g.ecc.enabled]))\n"
+    )
+    done = run_in_subprocess(code, nvml_double.path, driver="r535")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [None, "completed", None, None, True]
+
+
+def test_a_serial_of_zeros_is_no_serial(nvml_double: NvmlDouble) -> None:
+    """Cloud VMs answer a placeholder serial shared by every GPU of the kind: kept, it
+    would merge their incident histories (the nvidia_smi backend does the same)."""
+    nvml_double.set_gpu(0, serial="0000000000000")
+    gpus = devices()
+    assert gpus[0].identity.serial is None and gpus[1].identity.serial
