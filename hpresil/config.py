@@ -64,8 +64,7 @@ class KernelLogConfig(_Section):
 
 
 class GpuConfig(_Section):
-    backend: Literal["nvml", "nvidia_smi", "simulated"] = "nvml"
-    state_file: str = "/var/lib/hpresil/sim/{node}.json"  # simulated backend only
+    backend: Literal["nvml", "nvidia_smi"] = "nvml"
     expected_count: int | None = Field(default=None, ge=0)  # None: whatever is found at start
 
 

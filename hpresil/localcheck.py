@@ -24,7 +24,7 @@ def run_tier(cfg: Config, node: str, tier: str) -> list[CheckResult]:
         return run_burnin_tier(cfg, node)
     registry = Registry(c for c in registry_for(cfg, tier=tier) if EVENT_TAG not in c.tags)
     try:
-        backend = open_backend(cfg.agent.gpu, node)
+        backend = open_backend(cfg.agent.gpu)
     except HpresilError as exc:
         from hpresil.clock import utcnow
 
@@ -76,7 +76,7 @@ def run_burnin_tier(cfg: Config, node: str) -> list[CheckResult]:
     from hpresil.burnin.run import run_burnin
 
     try:
-        backend = open_backend(cfg.agent.gpu, node)
+        backend = open_backend(cfg.agent.gpu)
         try:
             gpus = [g.identity for g in backend.devices()]
         finally:

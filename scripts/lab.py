@@ -2,13 +2,20 @@
 """A real multi-node Slurm cluster on this one machine, plus hpresil on top of it.
 
 Debian's ``slurm-wlm`` (22.05) runs one ``slurmctld`` and several ``slurmd -N nodeI``
-side by side (``MULTIPLE_SLURMD``), each node with 8 fake GPUs as gres backed by
-character devices. Everything lives under one folder (default ``<repo>/.lab``) and
-every process is tracked by a PID file there, so ``down`` stops exactly what ``up``
-started. Stdlib only: the demo, the benchmarks and the integration tests import it.
+side by side (``MULTIPLE_SLURMD``), each node with 8 GPUs as gres backed by character
+devices. Hardware the machine lacks is stood in for at its own boundary: each node's
+agent reads its GPUs through pynvml from the NVML double (a C ``libnvidia-ml.so.1``,
+scripts/nvml-double) driven by the node's state file, its InfiniBand from a sysfs
+tree, its kernel log from a file. Everything lives under one folder (default
+``<repo>/.lab``) and every process is tracked by a PID file there, so ``down`` stops
+exactly what ``up`` started. Stdlib only: the demo, the benchmarks and the
+integration tests import it.
 
     scripts/lab.py up        # slurm + munge (+ hpresil controller and agents with --hpresil)
     scripts/lab.py env       # shell exports for using the lab's Slurm and hpresil
+    scripts/lab.py inject-gpu node2 3 row_remap_failure=1   # a GPU fault on node2's GPU 3
+    scripts/lab.py inject-ib node2 mlx5_3/1 down             # an InfiniBand port down
+    scripts/lab.py heal node2                                # node2's GPUs and ports healthy
     scripts/lab.py down      # stop everything it started
 """
 
@@ -29,8 +36,11 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gpu_double
+
 REPO = Path(__file__).resolve().parent.parent
 PLUGINS = REPO / "slurm-plugins"
+SCRIPTS = REPO / "scripts"
 DEFAULT_ROOT = Path(os.environ.get("HPRESIL_LAB", REPO / ".lab"))
 VENV = REPO / ".venv"
 APT_PACKAGES = ("munge", "slurm-wlm")
@@ -50,6 +60,7 @@ class Lab:
     controller_port: int = 18787
     fast_agents: bool = True  # lab-speed agent intervals; False: hpresil's defaults
     kernel_log: str = "file"  # "kmsg": agents read the real /dev/kmsg (no injections)
+    gpu_preset: str = "h100-sxm"  # the NVML double's GPU model (gpu_double.PRESETS)
     host: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
 
     # ---------- paths ----------
@@ -88,11 +99,53 @@ class Lab:
     def kmsg_file(self, node: str) -> Path:
         return self.root / "kmsg" / f"{node}.log"
 
+    def gpu_state(self, node: str) -> Path:
+        """The state file of ``node``'s NVML double."""
+        return self.root / "gpu" / f"{node}.state"
+
+    def ib_tree(self, node: str) -> Path:
+        return self.root / "sysfs" / node
+
+    def node_env(self, node: str) -> dict[str, str]:
+        """``env`` plus what makes pynvml load the NVML double with ``node``'s GPUs:
+        for that node's agent, and for hpresil commands run as if on that node."""
+        return {**self.env, **gpu_double.env(self.gpu_state(node))}
+
+    # ---------- faults (the lab's hardware stand-ins) ----------
+    def inject_gpu(self, node: str, gpu: int, **fields: object) -> Path:
+        """Change GPU ``gpu`` of ``node`` in its NVML double; answers the state file."""
+        gpu_double.set_gpu(self.gpu_state(node), gpu, **fields)
+        return self.gpu_state(node)
+
+    def inject_ib(self, node: str, port: str, *, up: bool) -> Path:
+        """Take ``port`` ("mlx5_3/1") of ``node`` down or up; answers its state file."""
+        subprocess.run(
+            [
+                str(VENV / "bin" / "python"),
+                str(SCRIPTS / "ib_sysfs.py"),
+                "up" if up else "down",
+                str(self.ib_tree(node)),
+                port,
+            ],
+            check=True,
+            timeout=60,
+        )
+        device, _, number = port.partition("/")
+        return self.ib_tree(node) / device / "ports" / (number or "1") / "state"
+
+    def heal(self, node: str) -> None:
+        """``node``'s GPUs healthy again and every InfiniBand port up."""
+        gpu_double.reset(self.gpu_state(node))
+        for state in self.ib_tree(node).glob("*/ports/*/state"):
+            if "ACTIVE" not in state.read_text():
+                self.inject_ib(node, f"{state.parents[2].name}/{state.parent.name}", up=True)
+
     # ---------- configuration ----------
     def write_config(self) -> None:
-        for sub in ("etc", "state", "run", "log", "kmsg", "sim", "spool", "dev", "jobs"):
+        for sub in ("etc", "state", "run", "log", "kmsg", "gpu", "spool", "dev", "jobs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._make_gpu_devices()
+        self._make_gpu_states()
         self._write_hooks()
         self._make_ib_trees()
         self.conf.write_text(self._slurm_conf())
@@ -111,15 +164,25 @@ class Lab:
         os.chmod(token, 0o600)
 
     def _make_ib_trees(self) -> None:
-        """One simulated 8-port NDR InfiniBand sysfs tree per node (kept if present)."""
+        """One 8-port NDR InfiniBand sysfs tree per node (kept if present)."""
         for node in self.node_names:
-            tree = self.root / "sysfs" / node
+            tree = self.ib_tree(node)
             if not tree.exists():
                 python = VENV / "bin" / "python"
                 subprocess.run(
-                    [str(python), "-m", "hpresil.host.simulated_ib", "create", str(tree)],
+                    [str(python), str(SCRIPTS / "ib_sysfs.py"), "create", str(tree)],
                     check=True,
                     timeout=60,
+                )
+
+    def _make_gpu_states(self) -> None:
+        """The NVML double (built if needed) and one healthy state file per node (kept
+        if present)."""
+        gpu_double.build()
+        for node in self.node_names:
+            if not self.gpu_state(node).exists():
+                gpu_double.write_node(
+                    self.gpu_state(node), node, preset=self.gpu_preset, gpus=self.gpus
                 )
 
     def _make_gpu_devices(self) -> None:
@@ -235,15 +298,14 @@ spool_dir = "{r}/spool/{{node}}"
 {kernel_log}
 
 [agent.gpu]
-backend = "simulated"     # no GPUs here: the simulation backend, one state file per node
-state_file = "{r}/sim/{{node}}.json"
+backend = "nvml"          # pynvml loads the NVML double here: one state file per node
 expected_count = {self.gpus}
 
 [hooks]
 gpu_devices = "{r}/dev/nvidia[0-9]*"   # the lab's gres device files
 munge_socket = "/run/munge/munge.socket.2"
 
-[checks.ib]              # simulated HCAs: one sysfs tree per node (hpresil inject ib)
+[checks.ib]              # one sysfs tree per node (scripts/lab.py inject-ib)
 sysfs_root = "{r}/sysfs/{{node}}"
 expected_ports = 8
 min_rate_gbps = 400
@@ -329,7 +391,8 @@ retries = 3
 
     def start_agent(self, node: str) -> None:
         if not self._alive(f"agent.{node}"):
-            self._spawn_daemon([*self.hpresil_argv(), "agent", "--node", node], f"agent.{node}")
+            argv = [*self.hpresil_argv(), "agent", "--node", node]
+            self._spawn_daemon(argv, f"agent.{node}", self.node_env(node))
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM, wait: float = 10.0) -> None:
         pid = self._pid(name)
@@ -341,10 +404,14 @@ retries = 3
         with suppress(FileNotFoundError):
             (self.run_dir / f"{name}.pid").unlink()
 
-    def _spawn_daemon(self, argv: list[str], name: str) -> None:
+    def _spawn_daemon(self, argv: list[str], name: str, env: dict[str, str] | None = None) -> None:
         log = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            env=env or self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         (self.run_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
 
@@ -380,8 +447,8 @@ retries = 3
 
     def reset_state(self) -> None:
         """Forget everything the lab remembers (lab must be down): Slurm's saved state
-        (drains, jobs), hpresil's database, spools and simulated GPU state, job output."""
-        for sub in ("state", "kmsg", "sim", "sysfs", "spool", "jobs", "run"):
+        (drains, jobs), hpresil's database, spools, GPU and InfiniBand state, job output."""
+        for sub in ("state", "kmsg", "gpu", "sysfs", "spool", "jobs", "run"):
             shutil.rmtree(self.root / sub, ignore_errors=True)
         # configuration drop-ins a benchmark or test left behind
         shutil.rmtree(
@@ -480,14 +547,24 @@ def running(lab: Lab, *, hpresil: bool = True) -> Iterator[Lab]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab.py", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "env", "status", "reset"])
+    parser.add_argument(
+        "command",
+        choices=["up", "down", "env", "status", "reset", "inject-gpu", "inject-ib", "heal"],
+    )
+    parser.add_argument(
+        "args",
+        nargs="*",
+        help="inject-gpu: NODE GPU KEY=VALUE...; inject-ib: NODE PORT down|up; heal: NODE",
+    )
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--hpresil", action="store_true", help="also start controller + agents")
     args = parser.parse_args(argv)
     lab = Lab(root=args.root.resolve(), nodes=args.nodes)
     try:
-        if args.command == "up":
+        if args.command in ("inject-gpu", "inject-ib", "heal"):
+            print(_fault(lab, args.command, args.args))
+        elif args.command == "up":
             lab.up(hpresil=args.hpresil)
             print(f"lab up: {lab.nodes} nodes under {lab.root}; `eval $({sys.argv[0]} env)`")
         elif args.command == "down":
@@ -499,10 +576,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"export SLURM_CONF={lab.conf} HPRESIL_CONFIG={lab.hpresil_conf}")
         else:
             print(json.dumps({"slurm": lab.slurm(["sinfo", "-N"]).stdout}))
-    except (LabError, subprocess.SubprocessError, OSError) as exc:
+    except (LabError, ValueError, subprocess.SubprocessError, OSError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _fault(lab: Lab, command: str, args: list[str]) -> str:
+    """The lab's fault commands (see the module's usage)."""
+    if command == "inject-gpu" and len(args) >= 3:
+        node, gpu, changes = args[0], int(args[1]), gpu_double.parse_assignments(args[2:])
+        lab.inject_gpu(node, gpu, **changes)
+        return f"{node} gpu {gpu}: " + ", ".join(f"{k}={v}" for k, v in changes.items())
+    if command == "inject-ib" and len(args) == 3 and args[2] in ("down", "up"):
+        lab.inject_ib(args[0], args[1], up=args[2] == "up")
+        return f"{args[0]} {args[1]} {args[2]}"
+    if command == "heal" and len(args) == 1:
+        lab.heal(args[0])
+        return f"{args[0]}: GPUs healthy, InfiniBand ports up"
+    raise LabError(f"{command}: unexpected arguments {args!r}; see `lab.py --help`")
 
 
 if __name__ == "__main__":

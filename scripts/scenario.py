@@ -154,10 +154,10 @@ def api_get(lab: Lab, path: str) -> object:
         return json.loads(resp.read())
 
 
-def hpresil(lab: Lab, *args: str) -> str:
+def hpresil(lab: Lab, *args: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(
         [*lab.hpresil_argv(), *args],
-        env=lab.env,
+        env=env or lab.env,
         capture_output=True,
         text=True,
         timeout=30,
@@ -200,22 +200,29 @@ FAULTS = ("xid79", "ecc", "row-remap", "ib")
 REQUEUES = {"xid79": True, "ecc": True, "row-remap": True, "ib": False}  # per the policy
 
 
+# GPU state faults, as the NVML double's fields (scripts/gpu_double.py)
+GPU_FAULTS: dict[str, dict[str, object]] = {
+    "ecc": {"ecc_volatile_uncorrected_dram": 2, "ecc_aggregate_uncorrected_dram": 2},
+    "row-remap": {"row_remap_failure": True},
+}
+
+
 def inject(lab: Lab, node: str, fault: str, gpu: int) -> tuple[float, str]:
     """Inject ``fault`` on ``node``; answer when it happened (the mtime of what the
-    injection wrote: the kernel-log file, the simulated GPU state, the port's sysfs
-    state file) and what was injected."""
-    g = str(gpu)
-    if fault == "xid79":
-        line = hpresil(lab, "inject", "xid", "79", "--gpu", g, "--node", node).strip()
+    injection wrote: the kernel-log file, the NVML double's state file, the port's
+    sysfs state file) and what was injected."""
+    if fault == "xid79":  # hpresil's own game-day command, run as on the node
+        argv = ["inject", "xid", "79", "--gpu", str(gpu), "--node", node]
+        line = hpresil(lab, *argv, env=lab.node_env(node)).strip()
         return lab.kmsg_file(node).stat().st_mtime, line
-    if fault in ("ecc", "row-remap"):
-        what = ["--ecc-uncorrected", "2"] if fault == "ecc" else ["--row-remap-failure"]
-        said = hpresil(lab, "inject", "gpu", "--gpu", g, *what, "--node", node).strip()
-        return (lab.root / "sim" / f"{node}.json").stat().st_mtime, said
+    if fault in GPU_FAULTS:
+        changes = GPU_FAULTS[fault]
+        state = lab.inject_gpu(node, gpu, **changes)
+        said = ", ".join(f"{k}={v}" for k, v in changes.items())
+        return state.stat().st_mtime, f"gpu {gpu}: {said}"
     if fault == "ib":
-        said = hpresil(lab, "inject", "ib", "--port", "mlx5_3/1", "--down", "--node", node)
-        state = lab.root / "sysfs" / node / "mlx5_3" / "ports" / "1" / "state"
-        return state.stat().st_mtime, said.strip()
+        state = lab.inject_ib(node, "mlx5_3/1", up=False)
+        return state.stat().st_mtime, f"{node} mlx5_3/1 down"
     raise ScenarioError(f"unknown fault {fault!r}; choose from {', '.join(FAULTS)}")
 
 
@@ -290,10 +297,10 @@ def inject_and_measure(
 
 
 def return_to_service(lab: Lab, node: str) -> None:
-    """After a round: ``hpresil resume`` the drained node, clear its simulated GPU
-    fault, and wait until Slurm has it out of DRAIN."""
+    """After a round: ``hpresil resume`` the drained node, clear its GPU faults, and
+    wait until Slurm has it out of DRAIN."""
     hpresil(lab, "resume", node)
-    (lab.root / "sim" / f"{node}.json").unlink(missing_ok=True)
+    lab.heal(node)
     wait_for(
         "the node back in service",
         lambda: "drain" not in lab.slurm(["sinfo", "-h", "-n", node, "-o", "%T"]).stdout,

@@ -110,7 +110,7 @@ class Agent:
         self._client = client
         self._clock = clock
         self._on_tick = on_tick
-        self._backend, history = with_history(cfg, backend or _ReopeningBackend(agent.gpu, node))
+        self._backend, history = with_history(cfg, backend or _ReopeningBackend(agent.gpu))
         self._registry = registry if registry is not None else agent_registry(cfg)
         self._event_checks = {c.name for c in self._registry.select(EVENT_TAG)}
         table = process_table()  # one listing for the host checks and the jobs
@@ -424,14 +424,13 @@ class _ReopeningBackend:
     """The configured GPU backend, opened on first use and again after it failed to
     open (the driver may load after the agent starts)."""
 
-    def __init__(self, cfg: GpuConfig, node: str) -> None:
+    def __init__(self, cfg: GpuConfig) -> None:
         self._cfg = cfg
-        self._node = node
         self._backend: GpuBackend | None = None
 
     def devices(self) -> list[GpuSample]:
         if self._backend is None:
-            self._backend = open_backend(self._cfg, self._node)  # GpuError if it cannot
+            self._backend = open_backend(self._cfg)  # GpuError if it cannot
         return self._backend.devices()
 
     def close(self) -> None:

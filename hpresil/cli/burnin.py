@@ -147,7 +147,7 @@ def exit_code(results: Sequence[CheckResult]) -> int:
 def local_gpus(cfg: Config, node: str) -> list[GpuIdentity]:
     """The node's GPUs as the configured backend (NVML) names them; none if it cannot."""
     try:
-        backend = open_backend(cfg.agent.gpu, node)
+        backend = open_backend(cfg.agent.gpu)
     except HpresilError as exc:
         _note(f"GPU identities unknown ({exc}); using the CUDA library's")
         return []

@@ -3,8 +3,8 @@
 
 Each round waits until the job has checkpointed again on its new node, injects XID 79
 on its node, measures detect/drain/requeue/resume (seconds after the injection), then
-returns the drained node to service with ``hpresil resume`` and clears its simulated
-GPU state. After the main rounds, ``--baseline-rounds`` more run in the same lab with
+returns the drained node to service with ``hpresil resume`` and clears its GPU
+faults. After the main rounds, ``--baseline-rounds`` more run in the same lab with
 ``policy.expedite_requeue = false`` (Slurm's own requeue timing, a drop-in config and a
 controller restart), so the gain of expediting is a side-by-side ratio. Prints one line
 per round and p50/p95 tables; writes the raw figures to

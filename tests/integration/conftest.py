@@ -51,8 +51,7 @@ def clean_lab(lab: Lab) -> Iterator[Lab]:
     yield lab
     lab.slurm(["scancel", "--full", "--quiet", "-p", "gpu"])
     for node in lab.node_names:
-        (lab.root / "sim" / f"{node}.json").unlink(missing_ok=True)
-        _ib_ports_up(lab.root / "sysfs" / node)
+        lab.heal(node)
     lab.up()
     lab.start_controller()
     try:
@@ -80,11 +79,3 @@ def _verdicts(lab: Lab) -> dict[str, str]:
 
 def _verdicts_ok(lab: Lab) -> bool:
     return all(status not in ("fail", "missing") for status in _verdicts(lab).values())
-
-
-def _ib_ports_up(tree: Path) -> None:
-    from hpresil.host.simulated_ib import set_port
-
-    for state in tree.glob("*/ports/*/state"):
-        if "ACTIVE" not in state.read_text():
-            set_port(tree, f"{state.parents[2].name}/{state.parent.name}", up=True)

@@ -20,7 +20,7 @@ def _open_incidents(lab: Lab, node: str) -> list[Any]:
 def test_controller_down_agent_spools_then_delivers_exactly_once(clean_lab: Lab) -> None:
     lab, node = clean_lab, "node2"
     lab.stop_process("controller")
-    hpresil(lab, "inject", "xid", "48", "--gpu", "1", "--node", node)
+    hpresil(lab, "inject", "xid", "48", "--gpu", "1", "--node", node, env=lab.node_env(node))
     spool = lab.root / "spool" / node
     wait_for("the agent to spool reports", lambda: any(spool.glob("*.json")), 10, 0.2)
     time.sleep(2)  # several delivery attempts fail meanwhile
@@ -76,7 +76,7 @@ def test_malformed_report_is_refused_and_controller_keeps_running(clean_lab: Lab
 def test_admin_drain_is_never_overwritten_or_resumed(clean_lab: Lab) -> None:
     lab, node = clean_lab, "node3"
     lab.slurm(["scontrol", "update", f"nodename={node}", "state=drain", "reason=admin: PSU swap"])
-    hpresil(lab, "inject", "xid", "79", "--gpu", "0", "--node", node)
+    hpresil(lab, "inject", "xid", "79", "--gpu", "0", "--node", node, env=lab.node_env(node))
     wait_for("the incident", lambda: _open_incidents(lab, node), 15, 0.2)
     time.sleep(1)
     assert node_state(lab, node)[1] == "admin: PSU swap"

@@ -7,7 +7,6 @@ from typing import Any
 from lab import Lab
 from scenario import (
     api_get,
-    hpresil,
     job_field,
     node_state,
     submit_training,
@@ -20,7 +19,7 @@ def test_ib_port_down_drains_but_lets_the_job_finish(clean_lab: Lab) -> None:
     lab = clean_lab
     job = submit_training(lab, name="it-ib")
     node = wait_running(lab, job, min_step=2)
-    hpresil(lab, "inject", "ib", "--port", "mlx5_3/1", "--down", "--node", node)
+    lab.inject_ib(node, "mlx5_3/1", up=False)
 
     def incident() -> Any:
         found: Any = api_get(lab, f"/v1/incidents?status=open&node={node}")
@@ -47,7 +46,7 @@ def test_row_remap_failure_drains_now_and_requeues_the_job(clean_lab: Lab) -> No
     lab = clean_lab
     job = submit_training(lab, name="it-remap")
     node = wait_running(lab, job, min_step=2)
-    hpresil(lab, "inject", "gpu", "--gpu", "6", "--row-remap-failure", "--node", node)
+    lab.inject_gpu(node, 6, row_remap_failure=True)
     opened = wait_for("the incident", lambda: _open_incident(lab, node), 20, 0.2)
     assert opened["category"] == "hbm_ecc" and opened["gpu"]["index"] == 6
     assert opened["action"] == "reset_gpu"  # drain now, requeue, reset the GPU
@@ -59,7 +58,7 @@ def test_nvlink_down_drains_and_lets_the_job_finish(clean_lab: Lab) -> None:
     lab = clean_lab
     job = submit_training(lab, name="it-nvlink")
     node = wait_running(lab, job, min_step=2)
-    hpresil(lab, "inject", "gpu", "--gpu", "1", "--nvlink-down", "4", "--node", node)
+    lab.inject_gpu(node, 1, nvlink_down=[4])
     opened = wait_for("the incident", lambda: _open_incident(lab, node), 20, 0.2)
     assert opened["category"] == "nvlink_nvswitch" and opened["action"] == "drain"
     wait_for("the drain", lambda: "DRAIN" in node_state(lab, node)[0], 10, 0.2)

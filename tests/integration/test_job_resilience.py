@@ -19,7 +19,6 @@ from lab import Lab
 from scenario import (
     TrainingJob,
     api_get,
-    hpresil,
     hpresil_json,
     inject,
     inject_and_measure,
@@ -220,7 +219,8 @@ def test_a_hung_job_is_signalled_then_requeued_as_a_job_incident(
 def test_a_job_holding_idle_gpus_is_listed_and_its_owner_told(
     clean_lab: Lab, webhook: Webhook
 ) -> None:
-    """The lab's simulated GPUs idle at 0 %, as GPUs a job holds and never uses."""
+    """The lab's GPUs (the NVML double's) idle at 0 %, as GPUs a job holds and never
+    uses."""
     lab = clean_lab
     dropin = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
     idle_conf = dropin / "60-it-idle.toml"
@@ -240,7 +240,7 @@ def test_a_job_holding_idle_gpus_is_listed_and_its_owner_told(
             0.5,
         )
         for gpu in range(8):
-            hpresil(lab, "inject", "gpu", "--gpu", str(gpu), "--util", "85", "--node", node)
+            lab.inject_gpu(node, gpu, utilization_pct=85)
         wait_for("the job busy again", lambda: job.job_id not in _idle(lab), 40, 0.5)
         view = ledger(lab, job)
         assert view["gpus"] == 8 and view["gpu_util_pct"] == 85.0 and view["idle_since"] is None

@@ -30,7 +30,7 @@ def test_slurm_down_drain_is_retried_and_done_when_slurm_returns(clean_lab: Lab)
         lab.stop_process("controller")
         lab.start_controller()
         lab.stop_process("slurmctld")
-        hpresil(lab, "inject", "xid", "79", "--gpu", "2", "--node", node)
+        hpresil(lab, "inject", "xid", "79", "--gpu", "2", "--node", node, env=lab.node_env(node))
         incident = wait_for("the incident", lambda: _incident_for(lab, node), 15, 0.2)
         assert isinstance(incident, dict)
 
@@ -64,7 +64,7 @@ def test_slurm_down_drain_is_retried_and_done_when_slurm_returns(clean_lab: Lab)
 
 def test_uncorrectable_ecc_from_the_gpu_drains_the_node(clean_lab: Lab) -> None:
     lab, node = clean_lab, "node1"
-    hpresil(lab, "inject", "gpu", "--gpu", "5", "--ecc-uncorrected", "2", "--node", node)
+    lab.inject_gpu(node, 5, ecc_volatile_uncorrected_dram=2, ecc_aggregate_uncorrected_dram=2)
     incident = wait_for("the incident", lambda: _incident_for(lab, node), 20, 0.2)
     assert isinstance(incident, dict)
     assert incident["category"] == "hbm_ecc" and incident["xid"] is None
@@ -77,7 +77,7 @@ def test_health_hook_drains_a_failing_node_while_the_controller_is_down(clean_la
     """The second line of defence: Slurm's HealthCheckProgram reads the agent's verdict."""
     lab, node = clean_lab, "node2"
     lab.stop_process("controller")
-    hpresil(lab, "inject", "gpu", "--gpu", "4", "--ecc-uncorrected", "1", "--node", node)
+    lab.inject_gpu(node, 4, ecc_volatile_uncorrected_dram=1, ecc_aggregate_uncorrected_dram=1)
     # HealthCheckInterval=10 in the lab: one or two rounds.
     wait_for("the health hook's drain", lambda: "DRAIN" in node_state(lab, node)[0], 40, 0.5)
     reason = node_state(lab, node)[1]

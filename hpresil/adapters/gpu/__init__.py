@@ -1,6 +1,7 @@
-"""GPU adapters: real NVML (:mod:`.nvml`), ``nvidia-smi -q -x`` (:mod:`.smi`) and a
-simulation for labs without GPUs (:mod:`.simulated`), chosen by ``agent.gpu.backend``.
-:mod:`.history` keeps recent samples for checks that judge rates."""
+"""GPU adapters: real NVML (:mod:`.nvml`) or ``nvidia-smi -q -x`` (:mod:`.smi`), chosen
+by ``agent.gpu.backend``. :mod:`.history` keeps recent samples for checks that judge
+rates. Where there is no GPU (the lab, the tests), the agent still takes the NVML path:
+pynvml loads a C double of ``libnvidia-ml.so.1`` (scripts/nvml-double) in its place."""
 
 from __future__ import annotations
 
@@ -14,14 +15,9 @@ if TYPE_CHECKING:  # the config imports check modules that import this package
 __all__ = ["GpuBackend", "GpuSample", "normalize_bus_id", "open_backend"]
 
 
-def open_backend(cfg: GpuConfig, node: str) -> GpuBackend:
+def open_backend(cfg: GpuConfig) -> GpuBackend:
     """The configured backend. Raises GpuError when NVML cannot start."""
-    backend: str = cfg.backend
-    if backend == "simulated":
-        from hpresil.adapters.gpu.simulated import SimulatedBackend
-
-        return SimulatedBackend(cfg.state_file, node)
-    if backend == "nvidia_smi":
+    if cfg.backend == "nvidia_smi":
         from hpresil.adapters.gpu.smi import NvidiaSmiBackend
 
         return NvidiaSmiBackend()

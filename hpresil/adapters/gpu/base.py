@@ -1,7 +1,8 @@
 """What every GPU backend answers: one frozen sample per GPU.
 
 A backend is a narrow adapter (STYLE.md pattern 5): ``devices()`` queries the
-hardware (or the simulation) and returns plain data; judging it is the checks' job.
+hardware (or the NVML double standing in for it) and returns plain data; judging it
+is the checks' job.
 """
 
 from __future__ import annotations

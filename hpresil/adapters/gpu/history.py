@@ -7,7 +7,7 @@ the state lives in :class:`GpuHistoryRecorder`, a wrapper around the GPU backend
 keeps every sample it hands out (with the time it got it) for ``retention_s``, and
 that is also the :class:`~hpresil.agent.snapshot.FactSource` of that fact. Wiring::
 
-    recorder = GpuHistoryRecorder(open_backend(cfg.agent.gpu, node))
+    recorder = GpuHistoryRecorder(open_backend(cfg.agent.gpu))
     collector = Collector(node, recorder, sources=[recorder, ...])
 
 The collector queries the backend before it collects facts, so the fact of a tick

@@ -13,7 +13,6 @@ import pytest
 
 from hpresil.adapters.gpu.base import GpuSample
 from hpresil.adapters.slurm.model import SlurmJob
-from hpresil.agent.inject import inject_gpu
 from hpresil.agent.jobs import job_observations
 from hpresil.agent.service import Agent
 from hpresil.agent.snapshot import Snapshot
@@ -22,6 +21,7 @@ from hpresil.host.job_progress import JobProgress, Progress
 from hpresil.host.orphans import OrphanReaper
 from hpresil.host.slurm_jobs import JobProcess, LocalJob, LocalJobs, LocalJobsSource
 from hpresil.vocab import CheckResult, GpuIdentity, JobObservation, Report, Status
+from tests.nvmldouble import NvmlDouble
 from tests.unit.agent.fakes import FakeController
 from tests.unit.host.builders import AT
 from tests.unit.host.jobfakes import FakeProc, FakeProcesses, Monotonic, job_env
@@ -89,7 +89,7 @@ def _config(root: Path, **jobs: object) -> Config:
                 "heartbeat_s": 0.4,
                 "flush_s": 0.2,
                 "kernel_log": {"source": "file", "path": str(root / "kmsg" / "{node}.log")},
-                "gpu": {"backend": "simulated", "state_file": str(root / "sim" / "{node}.json")},
+                "gpu": {"backend": "nvml"},
             },
             "jobs": jobs,
         }
@@ -107,10 +107,12 @@ def table(tmp_path: Path) -> FakeProcesses:
 
 
 @pytest.fixture
-def agent(tmp_path: Path, table: FakeProcesses) -> Iterator[tuple[Agent, FakeController]]:
+def agent(
+    tmp_path: Path, table: FakeProcesses, nvml_double: NvmlDouble
+) -> Iterator[tuple[Agent, FakeController]]:
     cfg = _config(tmp_path, kill_orphans=False)
-    inject_gpu(cfg, NODE, 2, utilization_pct=40)
-    inject_gpu(cfg, NODE, 3, utilization_pct=60)
+    nvml_double.set_gpu(2, utilization_pct=40)
+    nvml_double.set_gpu(3, utilization_pct=60)
     ctl = FakeController()
     jobs = LocalJobsSource(NODE, list_processes=table, reader=table, progress=JobProgress())
     a = Agent(cfg, NODE, ctl, jobs=jobs)

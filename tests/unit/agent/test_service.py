@@ -1,6 +1,6 @@
-"""The agent end to end on one machine: file kernel log, simulated GPUs, a fake
-controller. The detection target: an injected XID 79 reaches the controller as a
-FAIL report well within 1 s."""
+"""The agent end to end on one machine: file kernel log, GPUs through pynvml into the
+NVML double (tests/nvmldouble.py), a fake controller. The detection target: an injected
+XID 79 reaches the controller as a FAIL report well within 1 s."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from hpresil.agent.inject import inject_gpu, inject_xid
+from hpresil.agent.inject import inject_xid
 from hpresil.agent.service import Agent, run_agent
 from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.base import Registry, builtin_checks
 from hpresil.config import Config, parse
 from hpresil.vocab import Action, Category, CheckResult, Report, Status
+from tests.nvmldouble import NvmlDouble
 from tests.unit.agent.fakes import FakeController
 
 NODE = "node1"
@@ -41,7 +42,7 @@ def _config(root: Path, **agent: object) -> Config:
                     "path": str(root / "kmsg" / "{node}.log"),
                     "poll_s": 0.05,
                 },
-                "gpu": {"backend": "simulated", "state_file": str(root / "sim" / "{node}.json")},
+                "gpu": {"backend": "nvml"},
                 **agent,
             },
         }
@@ -49,7 +50,7 @@ def _config(root: Path, **agent: object) -> Config:
 
 
 @pytest.fixture
-def cfg(tmp_path: Path) -> Config:
+def cfg(tmp_path: Path, nvml_double: NvmlDouble) -> Config:
     (tmp_path / "kmsg").mkdir()
     (tmp_path / "kmsg" / f"{NODE}.log").write_text("[    1.000000] Linux version 6.8\n")
     return _config(tmp_path)
@@ -124,9 +125,9 @@ def test_reports_have_unique_ids_and_increasing_seq(agent: Agent, ctl: FakeContr
 
 
 def test_a_lost_gpu_is_reported_at_the_next_tick(
-    agent: Agent, cfg: Config, ctl: FakeController
+    agent: Agent, nvml_double: NvmlDouble, ctl: FakeController
 ) -> None:
-    inject_gpu(cfg, NODE, 6, lost=True)
+    nvml_double.set_gpu(6, lost=True)
 
     def lost(r: Report) -> bool:
         return any(
@@ -139,9 +140,9 @@ def test_a_lost_gpu_is_reported_at_the_next_tick(
 
 
 def test_the_verdict_cache_holds_the_latest_state(
-    agent: Agent, cfg: Config, tmp_path: Path
+    agent: Agent, cfg: Config, nvml_double: NvmlDouble, tmp_path: Path
 ) -> None:
-    inject_gpu(cfg, NODE, 2, ecc_uncorrected=4)
+    nvml_double.set_gpu(2, ecc_volatile_uncorrected_dram=4, ecc_aggregate_uncorrected_dram=4)
     inject_xid(cfg, NODE, 79, 0)
     cache = tmp_path / "run" / f"{NODE}.verdict.json"
     deadline = time.monotonic() + 3

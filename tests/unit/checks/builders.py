@@ -1,4 +1,5 @@
-"""Snapshots built directly (STYLE.md pattern 4) from the simulated H100 layout."""
+"""Snapshots built directly (STYLE.md pattern 4) on the H100 layout the NVML double
+answers (tests/unit/gpu/samples.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from hpresil.adapters.gpu.base import GpuSample
-from hpresil.adapters.gpu.simulated import initial_state
 from hpresil.agent.snapshot import Snapshot
-from hpresil.vocab import GpuIdentity, XidEvent
+from hpresil.vocab import XidEvent
+from tests.unit.gpu.samples import h100s
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -18,15 +19,12 @@ def gpus(
 ) -> tuple[GpuSample, ...]:
     """Eight healthy GPUs; ``gpus({3: {"lost": True}})`` alters GPU 3."""
     out = []
-    for g in initial_state(node).gpus:
-        ident = GpuIdentity(
-            index=g.index, uuid=g.uuid, serial=g.serial, pci_bus_id=g.pci_bus_id, name=g.name
-        )
+    for ident in (g.identity for g in h100s(node)):
         fields: dict[str, object] = {
             "ecc_uncorrected_volatile": 0,
             "ecc_corrected_volatile": 0,
             "temperature_c": 40,
-            **(changes or {}).get(g.index, {}),
+            **(changes or {}).get(ident.index, {}),
         }
         out.append(GpuSample(identity=ident, **fields))  # type: ignore[arg-type]
     return tuple(out)

@@ -16,7 +16,7 @@ def _ecc(gpu: GpuSample, **aggregate: int) -> GpuSample:
     return replace(gpu, ecc=replace(gpu.ecc, aggregate=replace(gpu.ecc.aggregate, **aggregate)))
 
 
-def test_real_and_simulated_gpus_pass() -> None:
+def test_real_gpus_and_the_doubles_h100s_pass() -> None:
     for gpus in (real(A100), real(T4), h100s()):
         assert {r.status for r in EccCheck().evaluate(snap(gpus))} == {Status.OK}
 

@@ -10,7 +10,7 @@ from hpresil.vocab import Action, Category, Status
 from tests.unit.gpu.samples import REAL, h100s, real, snap
 
 
-def test_real_and_simulated_gpus_pass() -> None:
+def test_real_gpus_and_the_doubles_h100s_pass() -> None:
     for gpus in [*(real(n) for n in REAL), h100s()]:
         assert {r.status for r in PowerCheck().evaluate(snap(gpus))} == {Status.OK}
 

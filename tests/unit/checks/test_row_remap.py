@@ -1,4 +1,4 @@
-"""The row_remap check, on real and simulated samples."""
+"""The row_remap check, on real samples and the NVML double's H100s."""
 
 from __future__ import annotations
 

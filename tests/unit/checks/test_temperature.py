@@ -10,7 +10,7 @@ from hpresil.vocab import Action, Category, Status
 from tests.unit.gpu.samples import A100, BLACKWELL, T4, h100s, real, snap
 
 
-def test_real_and_simulated_gpus_are_cool() -> None:
+def test_real_gpus_and_the_doubles_h100s_are_cool() -> None:
     for gpus in (real(A100), real(T4), real(BLACKWELL), h100s()):
         results = TemperatureCheck().evaluate(snap(gpus))
         assert {r.status for r in results} == {Status.OK}, results

@@ -7,17 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from hpresil.adapters.gpu.simulated import set_gpu_state
 from hpresil.cli.main import main
+from tests.nvmldouble import NvmlDouble
 
 
 @pytest.fixture
-def sim_config(tmp_path: Path) -> Path:
+def nvml_config(tmp_path: Path, nvml_double: NvmlDouble) -> Path:
     path = tmp_path / "hpresil.toml"
     path.write_text(
         "[agent.gpu]\n"
-        'backend = "simulated"\n'
-        f'state_file = "{tmp_path}/sim/{{node}}.json"\n'
+        'backend = "nvml"\n'
         "expected_count = 8\n"
         "[checks.services]\n"
         "required = []  # this test machine runs no munged/slurmd\n"
@@ -32,9 +31,9 @@ def run(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[i
 
 
 def test_healthy_node_exits_0_and_lists_each_check(
-    sim_config: Path, capsys: pytest.CaptureFixture[str]
+    nvml_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out = run(sim_config, capsys, "--json")
+    code, out = run(nvml_config, capsys, "--json")
     results = json.loads(out)
     assert code == 0
     assert {r["check"] for r in results} >= {"gpu_presence", "ecc", "headroom", "processes"}
@@ -43,11 +42,10 @@ def test_healthy_node_exits_0_and_lists_each_check(
 
 
 def test_uncorrectable_ecc_exits_1(
-    sim_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    nvml_config: Path, nvml_double: NvmlDouble, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run(sim_config, capsys)  # creates the simulated node's state
-    set_gpu_state(tmp_path / "sim" / "n1.json", "n1", 2, ecc_uncorrected_volatile=3)
-    code, out = run(sim_config, capsys)
+    nvml_double.set_gpu(2, ecc_volatile_uncorrected_dram=3, ecc_aggregate_uncorrected_dram=3)
+    code, out = run(nvml_config, capsys)
     assert code == 1
     assert "uncorrected" in out and "fail" in out
 

@@ -1,7 +1,10 @@
-"""Real GpuSamples from tests/fixtures/gpu, the simulated H100, and snapshots of them."""
+"""Real GpuSamples from tests/fixtures/gpu, H100s read through pynvml from the NVML
+double, and snapshots of them."""
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,15 +12,17 @@ from types import MappingProxyType
 
 from hpresil.adapters.gpu.base import GpuSample
 from hpresil.adapters.gpu.history import GpuHistory
-from hpresil.adapters.gpu.simulated import _sample, initial_state
 from hpresil.adapters.gpu.smi_xml import parse_smi_xml
 from hpresil.agent.snapshot import Snapshot
+from tests.nvmldouble import reading
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 A100 = "a100-sxm4-80gb-mig-535.54.03.xml"
 T4 = "tesla-t4-515.105.01.xml"
 BLACKWELL = "rtx-pro-6000-blackwell-maxq-590.44.01-trimmed.xml"
-REAL = (A100, T4, BLACKWELL)
+A10G = "a10g-515.105.01.xml"
+L4 = "l4-x2-555.42.06.xml"
+REAL = (A100, T4, BLACKWELL, A10G, L4)
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -25,9 +30,18 @@ def real(name: str) -> tuple[GpuSample, ...]:
     return tuple(parse_smi_xml((FIXTURES / name).read_text()))
 
 
+@functools.cache
 def h100s(node: str = "node1") -> tuple[GpuSample, ...]:
-    """The simulated backend's eight healthy H100 SXM5."""
-    return tuple(_sample(g) for g in initial_state(node).gpus)
+    """Eight healthy H100 SXM as the NVML backend reads them, through pynvml, from the
+    NVML double's ``h100-sxm`` preset (identities derived from ``node``)."""
+    from hpresil.adapters.gpu.nvml import NvmlBackend
+
+    with tempfile.TemporaryDirectory() as tmp, reading(Path(tmp) / "gpus.state", node):
+        backend = NvmlBackend()
+        try:
+            return tuple(backend.devices())
+        finally:
+            backend.close()
 
 
 def snap(

@@ -1,17 +1,15 @@
-"""All NVML checks together: real recordings, and faults injected into the simulation
-travelling the agent's path (simulated backend -> history recorder -> collector ->
+"""All NVML checks together: real recordings, and faults set in the NVML double
+travelling the agent's path (pynvml -> NVML backend -> history recorder -> collector ->
 checks)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hpresil.adapters.gpu.history import GpuHistoryRecorder
-from hpresil.adapters.gpu.simulated import SimulatedBackend
-from hpresil.agent.inject import inject_gpu
+from hpresil.adapters.gpu.nvml import NvmlBackend
 from hpresil.agent.snapshot import Collector
 from hpresil.checks.clock_events import ClockEventsCheck
 from hpresil.checks.ecc import EccCheck, EccConfig
@@ -24,9 +22,9 @@ from hpresil.checks.recovery_action import RecoveryActionCheck
 from hpresil.checks.retired_pages import RetiredPagesCheck
 from hpresil.checks.row_remap import RowRemapCheck
 from hpresil.checks.temperature import TemperatureCheck
-from hpresil.config import parse
 from hpresil.vocab import Action, Status
-from tests.unit.gpu.samples import A100, BLACKWELL, T4, real, snap, steady
+from tests.nvmldouble import NvmlDouble
+from tests.unit.gpu.samples import A10G, A100, BLACKWELL, L4, T4, real, snap, steady
 
 CHECKS: list[PerGpuCheck] = [
     EccCheck(EccConfig(require_enabled=False)),
@@ -42,12 +40,20 @@ CHECKS: list[PerGpuCheck] = [
 ]
 
 
-@pytest.mark.parametrize("name", [A100, T4, BLACKWELL])
-def test_real_recordings_have_no_fault_but_the_t4s_narrow_slot(name: str) -> None:
+NARROW_SLOTS = {T4: {0}, A10G: {0}, L4: {1}}  # cloud VMs: x8 (T4, A10G), x1 (L4) of x16
+
+
+@pytest.mark.parametrize("name", [A100, T4, BLACKWELL, A10G, L4])
+def test_real_recordings_have_no_fault_but_narrow_pcie_slots(name: str) -> None:
     gpus = real(name)
     snapshot = snap(gpus, steady(gpus))
-    faults = {c.name for c in CHECKS for r in c.evaluate(snapshot) if r.status is Status.FAIL}
-    assert faults == ({"pcie"} if name == T4 else set())
+    faults = {
+        (c.name, r.gpu.index if r.gpu else None)
+        for c in CHECKS
+        for r in c.evaluate(snapshot)
+        if r.status is Status.FAIL
+    }
+    assert faults == {("pcie", i) for i in NARROW_SLOTS.get(name, set())}
 
 
 class Clock:
@@ -64,26 +70,34 @@ class Clock:
     [
         ({"row_remap_pending": True}, "row_remap", Status.FAIL, Action.DRAIN),
         ({"row_remap_failure": True}, "row_remap", Status.FAIL, Action.RESET_GPU),
-        ({"ecc_uncorrected": 1}, "ecc", Status.FAIL, Action.RESET_GPU),
-        ({"ecc_sram_corrected_aggregate": 20_000}, "ecc", Status.FAIL, Action.DRAIN),
+        (
+            {"ecc_volatile_uncorrected_dram": 1, "ecc_aggregate_uncorrected_dram": 1},
+            "ecc",
+            Status.FAIL,
+            Action.RESET_GPU,
+        ),
+        ({"ecc_aggregate_corrected_sram": 20_000}, "ecc", Status.FAIL, Action.DRAIN),
+        ({"sram_threshold_exceeded": True}, "ecc", Status.FAIL, Action.DRAIN),
         ({"temperature_c": 88}, "temperature", Status.FAIL, Action.DRAIN),
         ({"clock_event_reasons": 0x48}, "clock_events", Status.FAIL, Action.DRAIN),
         ({"clock_event_reasons": 0x80}, "power", Status.WARN, Action.WATCH),
         ({"pcie_width": 8}, "pcie", Status.FAIL, Action.DRAIN),
         ({"nvlink_down": [11]}, "nvlink", Status.FAIL, Action.DRAIN),
-        ({"nvlink_link": 2, "nvlink_recovery": 1}, "nvlink", Status.FAIL, Action.DRAIN),
-        ({"fabric_state": "in_progress"}, "fabric", Status.FAIL, Action.DRAIN),
+        ({"nvlink_recovery": {2: 1}}, "nvlink", Status.FAIL, Action.DRAIN),
+        ({"nvlink_crc_flit": {6: 5000}}, "nvlink", Status.FAIL, Action.DRAIN),
+        ({"fabric_state": 2}, "fabric", Status.FAIL, Action.DRAIN),  # in progress
+        ({"fabric_status": 999}, "fabric", Status.FAIL, Action.DRAIN),
         ({"recovery_action": 2}, "recovery_action", Status.FAIL, Action.REBOOT),
     ],
 )
 def test_injected_faults_reach_their_check(
-    tmp_path: Path, fault: dict[str, Any], check: str, status: Status, action: Action
+    nvml_double: NvmlDouble, fault: dict[str, Any], check: str, status: Status, action: Action
 ) -> None:
-    cfg = parse({"agent": {"gpu": {"backend": "simulated", "state_file": str(tmp_path / "s")}}})
-    recorder = GpuHistoryRecorder(SimulatedBackend(cfg.agent.gpu.state_file, "n1"), clock=Clock())
+    backend = NvmlBackend()
+    recorder = GpuHistoryRecorder(backend, clock=Clock())
     collector = Collector("n1", recorder, sources=[recorder])
     collector.collect()  # a healthy tick first: counters then grow
-    inject_gpu(cfg, "n1", 5, **fault)
+    nvml_double.set_gpu(5, **fault)
     for _ in range(6):  # six slow samples in ten minutes: the clock-event rate limit
         snapshot = collector.collect()
     results = {c.name: c.evaluate(snapshot) for c in CHECKS}
@@ -92,3 +106,4 @@ def test_injected_faults_reach_their_check(
     assert hit.gpu is not None and hit.gpu.index == 5
     others = [r for rs in results.values() for r in rs if r.gpu and r.gpu.index != 5]
     assert {r.status for r in others} <= {Status.OK, Status.UNSUPPORTED}
+    backend.close()

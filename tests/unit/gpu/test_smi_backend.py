@@ -91,5 +91,5 @@ def test_no_devices_is_an_empty_list_and_other_failures_raise() -> None:
 def test_open_backend_picks_nvidia_smi(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _fake_smi(tmp_path, f"cat {FIXTURES / T4}")
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    backend = open_backend(GpuConfig(backend="nvidia_smi"), "node1")
+    backend = open_backend(GpuConfig(backend="nvidia_smi"))
     assert isinstance(backend, NvidiaSmiBackend) and len(backend.devices()) == 1

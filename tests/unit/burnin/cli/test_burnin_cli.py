@@ -172,11 +172,8 @@ def test_judged_against_the_fleet_median_and_reported(
 )
 def test_the_command_options_and_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
-    cfg = Config(
-        agent=AgentConfig(
-            node="gpu01", gpu=GpuConfig(backend="simulated", state_file="/nonexistent")
-        )
-    )
+    monkeypatch.delenv("NVML_DOUBLE_STATE", raising=False)  # no driver: NVML cannot start
+    cfg = Config(agent=AgentConfig(node="gpu01", gpu=GpuConfig(backend="nvml")))
     args = ["--offline", "--no-nccl", "--no-gpu-burn", "--duration", "1", "--size", "64", "--json"]
     answer = CliRunner().invoke(burnin, args, obj=cfg)
     assert answer.exit_code == 2, answer.output

@@ -1,11 +1,12 @@
-"""Simulated InfiniBand for the lab: a sysfs tree in the layout of
-``/sys/class/infiniband`` (mlx5 NDR HCAs), and a way to take a port down or up.
+"""The lab's InfiniBand, stood in for at its own boundary: a sysfs tree in the layout
+of ``/sys/class/infiniband`` (mlx5 NDR HCAs), and a way to take a port down or up.
+Lab tooling, not product: hpresil's real IB adapter reads the tree like any sysfs.
 
 The lab's nodes share one machine, so each gets its own tree (``[checks.ib]
-sysfs_root = "<lab>/sysfs/{node}"``); the real IB adapter reads it like any sysfs.
-This module never writes under ``/sys``.
+sysfs_root = "<lab>/sysfs/{node}"``). This module never writes under ``/sys``.
 
-    python -m hpresil.host.simulated_ib create ROOT [PORTS]
+    .venv/bin/python scripts/ib_sysfs.py create ROOT [PORTS]
+    .venv/bin/python scripts/ib_sysfs.py down|up ROOT mlx5_3/1
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import sys
 from pathlib import Path
 
 from hpresil.adapters.ib import KNOWN_COUNTERS
-from hpresil.errors import HpresilError
 
 UP = {"state": "4: ACTIVE", "phys_state": "5: LinkUp", "rate": "400 Gb/sec (4X NDR)"}
 DOWN = {"state": "1: DOWN", "phys_state": "3: Disabled", "rate": "10 Gb/sec (4X SDR)"}
@@ -23,7 +23,7 @@ DOWN = {"state": "1: DOWN", "phys_state": "3: Disabled", "rate": "10 Gb/sec (4X 
 def _guard(root: Path) -> Path:
     resolved = root.resolve()
     if resolved == Path("/sys") or Path("/sys") in resolved.parents:
-        raise HpresilError(f"{root}: refusing to simulate InfiniBand inside the real /sys")
+        raise ValueError(f"{root}: refusing to write a lab InfiniBand tree inside the real /sys")
     return resolved
 
 
@@ -52,7 +52,7 @@ def set_port(root: Path, port: str, *, up: bool) -> None:
     device, _, number = port.partition("/")
     path = _guard(root) / device / "ports" / (number or "1")
     if not (path / "state").exists():
-        raise HpresilError(f"no simulated InfiniBand port {port} under {root}")
+        raise ValueError(f"no InfiniBand port {port} in the lab tree under {root}")
     for name, value in (UP if up else DOWN).items():
         (path / name).write_text(value + "\n")
     if not up:
@@ -60,7 +60,17 @@ def set_port(root: Path, port: str, *, up: bool) -> None:
         counter.write_text(f"{int(counter.read_text() or 0) + 1}\n")
 
 
-if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] != "create":
+def main(argv: list[str]) -> None:
+    if len(argv) >= 2 and argv[0] == "create":
+        create_tree(Path(argv[1]), int(argv[2]) if len(argv) > 2 else 8)
+    elif len(argv) == 3 and argv[0] in ("down", "up"):
+        set_port(Path(argv[1]), argv[2], up=argv[0] == "up")
+    else:
         raise SystemExit(__doc__)
-    create_tree(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 8)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except ValueError as exc:
+        raise SystemExit(f"ib_sysfs: {exc}") from None
