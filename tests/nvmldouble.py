@@ -24,11 +24,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
-
-import gpu_double  # noqa: E402
+from tests.labtools import gpu_double
 
 SONAME = "libnvidia-ml.so.1"
 _loaded: dict[str, ctypes.CDLL] = {}  # driver -> the library, at most one entry
