@@ -757,6 +757,17 @@ static nvmlReturn_t enter(nvmlDevice_t device, const char *fn, int identity, str
     pthread_mutex_unlock(&g_mu);                                                         \
     return rc_
 
+/* The many calls that answer one value of the GPU's state (NA: NOT_SUPPORTED). */
+#define GETTER(name, type, out_fn, key)                                                  \
+    API nvmlReturn_t name(nvmlDevice_t device, type *value)                              \
+    {                                                                                    \
+        BEGIN(device, 0);                                                                \
+        RETURN(out_fn(g, key, value));                                                   \
+        END;                                                                             \
+    }
+#define GETTER_UINT(name, key) GETTER(name, unsigned int, out_uint, key)
+#define GETTER_ULL(name, key) GETTER(name, unsigned long long, out_ull, key)
+
 static nvmlReturn_t out_uint(const struct gpu *g, enum key k, unsigned int *out)
 {
     if (out == NULL)
@@ -1016,12 +1027,7 @@ API nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int *index)
     END;
 }
 
-API nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int *minor)
-{
-    BEGIN(device, 0);
-    RETURN(out_uint(g, K_minor_number, minor));
-    END;
-}
+GETTER_UINT(nvmlDeviceGetMinorNumber, K_minor_number)
 
 API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length)
 {
@@ -1185,19 +1191,9 @@ API nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilizat
     END;
 }
 
-API nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power)
-{
-    BEGIN(device, 0);
-    RETURN(out_uint(g, K_power_mw, power));
-    END;
-}
+GETTER_UINT(nvmlDeviceGetPowerUsage, K_power_mw)
 
-API nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned int *limit)
-{
-    BEGIN(device, 0);
-    RETURN(out_uint(g, K_power_limit_mw, limit));
-    END;
-}
+GETTER_UINT(nvmlDeviceGetEnforcedPowerLimit, K_power_limit_mw)
 
 /* ---------- ECC, row remapping, page retirement ---------- */
 
@@ -1363,81 +1359,27 @@ API nvmlReturn_t nvmlDeviceGetRetiredPagesPendingStatus(nvmlDevice_t device,
 
 /* ---------- clock events ---------- */
 
-API nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
-                                                        unsigned long long *reasons)
-{
-    BEGIN(device, 0);
-    RETURN(out_ull(g, K_clock_event_reasons, reasons));
-    END;
-}
+GETTER_ULL(nvmlDeviceGetCurrentClocksEventReasons, K_clock_event_reasons)
 
-API nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t device,
-                                                           unsigned long long *reasons)
-{
-    BEGIN(device, 0);
-    RETURN(out_ull(g, K_clock_event_reasons, reasons));
-    END;
-}
+GETTER_ULL(nvmlDeviceGetCurrentClocksThrottleReasons, K_clock_event_reasons)
 
-API nvmlReturn_t nvmlDeviceGetSupportedClocksEventReasons(nvmlDevice_t device,
-                                                          unsigned long long *reasons)
-{
-    BEGIN(device, 0);
-    RETURN(out_ull(g, K_clock_event_reasons_supported, reasons));
-    END;
-}
+GETTER_ULL(nvmlDeviceGetSupportedClocksEventReasons, K_clock_event_reasons_supported)
 
-API nvmlReturn_t nvmlDeviceGetSupportedClocksThrottleReasons(nvmlDevice_t device,
-                                                             unsigned long long *reasons)
-{
-    BEGIN(device, 0);
-    RETURN(out_ull(g, K_clock_event_reasons_supported, reasons));
-    END;
-}
+GETTER_ULL(nvmlDeviceGetSupportedClocksThrottleReasons, K_clock_event_reasons_supported)
 
 /* ---------- PCIe ---------- */
 
-API nvmlReturn_t nvmlDeviceGetCurrPcieLinkGeneration(nvmlDevice_t device, unsigned int *gen)
-{
-    BEGIN(device, 0);
-    RETURN(out_uint(g, K_pcie_gen, gen));
-    END;
-}
+GETTER_UINT(nvmlDeviceGetCurrPcieLinkGeneration, K_pcie_gen)
 
-API nvmlReturn_t nvmlDeviceGetMaxPcieLinkGeneration(nvmlDevice_t device, unsigned int *gen)
-{
-    BEGIN(device, 0);
-    RETURN(out_uint(g, K_pcie_gen_max, gen));
-    END;
-}
+GETTER_UINT(nvmlDeviceGetMaxPcieLinkGeneration, K_pcie_gen_max)
 
-API nvmlReturn_t nvmlDeviceGetGpuMaxPcieLinkGeneration(nvmlDevice_t device, unsigned int *gen)
-{
-    BEGIN(device, 0);
-    RETURN(out_uint(g, K_pcie_gen_max, gen));
-    END;
-}
+GETTER_UINT(nvmlDeviceGetGpuMaxPcieLinkGeneration, K_pcie_gen_max)
 
-API nvmlReturn_t nvmlDeviceGetCurrPcieLinkWidth(nvmlDevice_t device, unsigned int *width)
-{
-    BEGIN(device, 0);
-    RETURN(out_uint(g, K_pcie_width, width));
-    END;
-}
+GETTER_UINT(nvmlDeviceGetCurrPcieLinkWidth, K_pcie_width)
 
-API nvmlReturn_t nvmlDeviceGetMaxPcieLinkWidth(nvmlDevice_t device, unsigned int *width)
-{
-    BEGIN(device, 0);
-    RETURN(out_uint(g, K_pcie_width_max, width));
-    END;
-}
+GETTER_UINT(nvmlDeviceGetMaxPcieLinkWidth, K_pcie_width_max)
 
-API nvmlReturn_t nvmlDeviceGetPcieReplayCounter(nvmlDevice_t device, unsigned int *value)
-{
-    BEGIN(device, 0);
-    RETURN(out_uint(g, K_pcie_replays, value));
-    END;
-}
+GETTER_UINT(nvmlDeviceGetPcieReplayCounter, K_pcie_replays)
 
 /* ---------- NVLink ---------- */
 
