@@ -13,11 +13,7 @@ from hpresil.adapters.gpu import open_backend
 from hpresil.adapters.gpu.smi import NvidiaSmiBackend, samples_from_output
 from hpresil.config import GpuConfig
 from hpresil.errors import GpuError
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
-A100 = "a100-sxm4-80gb-mig-535.54.03.xml"
-T4 = "tesla-t4-515.105.01.xml"
-L4 = "l4-x2-555.42.06.xml"
+from tests.unit.gpu.samples import A100, FIXTURES, L4, T4
 
 
 def _fake_smi(tmp_path: Path, body: str) -> str:

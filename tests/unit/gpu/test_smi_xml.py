@@ -9,11 +9,9 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from hpresil.adapters.gpu.base import GpuSample
 from hpresil.adapters.gpu.records import (
     ClockCounters,
     ClockReason,
@@ -30,22 +28,11 @@ from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.temperature import TemperatureCheck, TemperatureConfig
 from hpresil.errors import GpuError
 from hpresil.vocab import Action, Status
+from tests.unit.gpu.samples import A10G, A100, BLACKWELL, FIXTURES, L4, T4, real
 
-# The fixtures' own names (tests/unit/gpu/samples.py lists the first three too; this
-# module reads the files directly so that it does not depend on the NVML double).
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
-A100 = "a100-sxm4-80gb-mig-535.54.03.xml"
-T4 = "tesla-t4-515.105.01.xml"
-BLACKWELL = "rtx-pro-6000-blackwell-maxq-590.44.01-trimmed.xml"
-A10G = "a10g-515.105.01.xml"
-L4 = "l4-x2-555.42.06.xml"
 H100_TEXT = "h100-80gb-hbm3-590.48.01-q-trimmed.txt"
 H200_TEXT = "h200-590.48.01-q-trimmed.txt"
 GPUS_IN = {A100: 1, T4: 1, BLACKWELL: 1, A10G: 1, L4: 2}
-
-
-def real(name: str) -> list[GpuSample]:
-    return parse_smi_xml((FIXTURES / name).read_text())
 
 
 def _edit(name: str, old: str, new: str) -> str:
