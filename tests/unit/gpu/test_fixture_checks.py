@@ -14,6 +14,7 @@ from hpresil.agent.snapshot import Collector
 from hpresil.checks.clock_events import ClockEventsCheck
 from hpresil.checks.ecc import EccCheck, EccConfig
 from hpresil.checks.fabric import FabricCheck
+from hpresil.checks.gpu_presence import GpuPresenceCheck
 from hpresil.checks.nvlink import NvlinkCheck
 from hpresil.checks.pcie import PcieCheck
 from hpresil.checks.per_gpu import PerGpuCheck
@@ -22,7 +23,7 @@ from hpresil.checks.recovery_action import RecoveryActionCheck
 from hpresil.checks.retired_pages import RetiredPagesCheck
 from hpresil.checks.row_remap import RowRemapCheck
 from hpresil.checks.temperature import TemperatureCheck
-from hpresil.vocab import Action, Status
+from hpresil.vocab import Action, Category, Status
 from tests.nvmldouble import NvmlDouble
 from tests.unit.gpu.samples import A10G, A100, BLACKWELL, L4, T4, real, snap, steady
 
@@ -82,6 +83,20 @@ class Clock:
         ({"clock_event_reasons": 0x48}, "clock_events", Status.FAIL, Action.DRAIN),
         ({"clock_event_reasons": 0x80}, "power", Status.WARN, Action.WATCH),
         ({"pcie_width": 8}, "pcie", Status.FAIL, Action.DRAIN),
+        ({"pcie_gen": 3, "utilization_pct": 100}, "pcie", Status.FAIL, Action.DRAIN),
+        ({"pcie_replays": 1000}, "pcie", Status.WARN, Action.WATCH),
+        (
+            {"retired_pages_sbe": 2, "retired_pages_dbe": 0, "retired_pages_pending": True},
+            "retired_pages",
+            Status.FAIL,
+            Action.DRAIN,
+        ),
+        (
+            {"retired_pages_sbe": 60, "retired_pages_dbe": 4, "retired_pages_pending": False},
+            "retired_pages",
+            Status.FAIL,
+            Action.REPLACE,
+        ),
         ({"nvlink_down": [11]}, "nvlink", Status.FAIL, Action.DRAIN),
         ({"nvlink_recovery": {2: 1}}, "nvlink", Status.FAIL, Action.DRAIN),
         ({"nvlink_crc_flit": {6: 5000}}, "nvlink", Status.FAIL, Action.DRAIN),
@@ -107,3 +122,19 @@ def test_injected_faults_reach_their_check(
     others = [r for rs in results.values() for r in rs if r.gpu and r.gpu.index != 5]
     assert {r.status for r in others} <= {Status.OK, Status.UNSUPPORTED}
     backend.close()
+
+
+@pytest.mark.parametrize(
+    "fault", [{"lost": True}, {"present": False}], ids=["fallen-off-the-bus", "not-enumerated"]
+)
+def test_a_lost_or_missing_gpu_reaches_gpu_presence(
+    nvml_double: NvmlDouble, fault: dict[str, Any]
+) -> None:
+    backend = NvmlBackend()
+    collector = Collector("n1", backend, expected_gpus=8)
+    nvml_double.set_gpu(5, **fault)
+    results = GpuPresenceCheck().evaluate(collector.collect())
+    backend.close()
+    failed = [r for r in results if r.status is Status.FAIL]
+    assert failed and all(r.action is Action.REBOOT for r in failed), results
+    assert all(r.category is Category.GPU_LOST_PCIE for r in failed)
