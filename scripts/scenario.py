@@ -83,6 +83,20 @@ class FaultResult:
         return d
 
 
+# A benchmark interrupts one job on purpose, node after node: its restart budget
+# (this comment key) and blame (the same failure on N nodes is the job's fault, and
+# holds it) are set out of the way by these two.
+BENCH_BUDGET = "budget=1000"
+
+
+def allow_repeated_faults(lab: Lab) -> None:
+    """A configuration drop-in that keeps blame from holding a job faulted on purpose
+    (write it before the controller starts; ``lab.reset_state`` removes it)."""
+    dropin = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
+    dropin.mkdir(exist_ok=True)
+    (dropin / "50-bench-no-blame.toml").write_text("[jobs]\nblame_nodes = 1000\n")
+
+
 def submit_training(
     lab: Lab,
     name: str = "train-demo",

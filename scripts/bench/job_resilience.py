@@ -39,7 +39,9 @@ sys.path.insert(0, str(HERE.parent))
 from lab import Lab  # noqa: E402
 from loop_latency import pct  # noqa: E402
 from scenario import (  # noqa: E402
+    BENCH_BUDGET,
     TrainingJob,
+    allow_repeated_faults,
     api_get,
     inject_and_measure,
     return_to_service,
@@ -112,10 +114,7 @@ def main() -> int:
         lab.down()
         lab.reset_state()
         lab.write_config()
-        dropin = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
-        dropin.mkdir(exist_ok=True)
-        # the same fault on one job, node after node, is what blame is for: not here
-        (dropin / "50-bench-no-blame.toml").write_text("[jobs]\nblame_nodes = 1000\n")
+        allow_repeated_faults(lab)
         lab.up(hpresil=True)
         wait_agents(lab)
         for fmt in args.formats.split(","):
@@ -126,7 +125,7 @@ def main() -> int:
                 fmt=fmt,
                 every=EVERY,
                 extra=("--save-s", str(SAVE_S)),
-                comment="budget=1000",  # interrupted on purpose, again and again
+                comment=BENCH_BUDGET,
             )
             for i in range(1, args.rounds + 1):
                 row = one_round(lab, job, i, i % 8, rng)

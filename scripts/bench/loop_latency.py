@@ -4,7 +4,9 @@
 Each round waits until the job has checkpointed again on its new node, injects XID 79
 on its node, measures detect/drain/requeue/resume (seconds after the injection), then
 returns the drained node to service with ``hpresil resume`` and clears its GPU
-faults. After the main rounds, ``--baseline-rounds`` more run in the same lab with
+faults. Blame (the same failure on 3 nodes is the job's fault) and the restart budget
+are set out of the way, as in job_resilience: the one job is interrupted on purpose,
+round after round (without that it is held at round 3). After the main rounds, ``--baseline-rounds`` more run in the same lab with
 ``policy.expedite_requeue = false`` (Slurm's own requeue timing, a drop-in config and a
 controller restart), so the gain of expediting is a side-by-side ratio. Prints one line
 per round and p50/p95 tables; writes the raw figures to
@@ -26,7 +28,9 @@ sys.path.insert(0, str(HERE.parent))
 
 from lab import Lab  # noqa: E402
 from scenario import (  # noqa: E402
+    BENCH_BUDGET,
     TrainingJob,
+    allow_repeated_faults,
     inject_and_measure,
     return_to_service,
     submit_training,
@@ -89,9 +93,11 @@ def main() -> int:
     try:
         lab.down()
         lab.reset_state()
+        lab.write_config()
+        allow_repeated_faults(lab)
         lab.up(hpresil=True)
         wait_agents(lab)
-        job = submit_training(lab, name="bench-loop")
+        job = submit_training(lab, name="bench-loop", comment=BENCH_BUDGET)
         rounds = run_rounds(lab, job, args.rounds, "round")
         baseline: list[dict[str, object]] = []
         if args.baseline_rounds:
