@@ -53,8 +53,8 @@ def main() -> int:
         lab.down()
         lab.reset_state()
         say(
-            f"starting Slurm ({lab.nodes} nodes x {lab.gpus} GPUs), "
-            "the controller, one agent per node"
+            f"starting Slurm ({lab.nodes} nodes x {lab.gpus} GPUs), the controller, one agent "
+            f"per node (reading its GPUs through pynvml from the NVML double: {lab.gpu_preset})"
         )
         lab.up(hpresil=True)
         wait_agents(lab)
