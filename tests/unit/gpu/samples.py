@@ -22,6 +22,7 @@ T4 = "tesla-t4-515.105.01.xml"
 BLACKWELL = "rtx-pro-6000-blackwell-maxq-590.44.01-trimmed.xml"
 A10G = "a10g-515.105.01.xml"
 L4 = "l4-x2-555.42.06.xml"
+H100 = "h100-80gb-hbm3-580.105.08-trimmed.xml"
 REAL = (A100, T4, BLACKWELL, A10G, L4)
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -25,7 +25,7 @@ from hpresil.checks.row_remap import RowRemapCheck
 from hpresil.checks.temperature import TemperatureCheck
 from hpresil.vocab import Action, Category, Status
 from tests.nvmldouble import NvmlDouble
-from tests.unit.gpu.samples import A10G, A100, BLACKWELL, L4, T4, real, snap, steady
+from tests.unit.gpu.samples import A10G, A100, BLACKWELL, H100, L4, T4, real, snap, steady
 
 CHECKS: list[PerGpuCheck] = [
     EccCheck(EccConfig(require_enabled=False)),
@@ -41,10 +41,14 @@ CHECKS: list[PerGpuCheck] = [
 ]
 
 
-NARROW_SLOTS = {T4: {0}, A10G: {0}, L4: {1}}  # cloud VMs: x8 (T4, A10G), x1 (L4) of x16
+# cloud VMs: x8 (T4, A10G), x1 (L4) of x16. The H100 node fails nothing: Gen5 x16 on
+# all eight; its PCIe replay counters (106-174) are totals since the driver loaded and
+# are judged as a rate (none over this steady history); its ~7015 s of software power
+# cap is a counter, and sw_power_cap is not a reason the clock-events check watches.
+NARROW_SLOTS = {T4: {0}, A10G: {0}, L4: {1}, H100: set()}
 
 
-@pytest.mark.parametrize("name", [A100, T4, BLACKWELL, A10G, L4])
+@pytest.mark.parametrize("name", [A100, T4, BLACKWELL, A10G, L4, H100])
 def test_real_recordings_have_no_fault_but_narrow_pcie_slots(name: str) -> None:
     gpus = real(name)
     snapshot = snap(gpus, steady(gpus))

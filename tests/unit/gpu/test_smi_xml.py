@@ -16,9 +16,11 @@ from hpresil.adapters.gpu.records import (
     ClockCounters,
     ClockReason,
     EccCounts,
+    Fabric,
     FabricState,
     Pcie,
     Power,
+    RecoveryAction,
     RetiredPages,
     RowRemap,
     Thermal,
@@ -28,11 +30,11 @@ from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.temperature import TemperatureCheck, TemperatureConfig
 from hpresil.errors import GpuError
 from hpresil.vocab import Action, Status
-from tests.unit.gpu.samples import A10G, A100, BLACKWELL, FIXTURES, L4, T4, real
+from tests.unit.gpu.samples import A10G, A100, BLACKWELL, FIXTURES, H100, L4, T4, real
 
 H100_TEXT = "h100-80gb-hbm3-590.48.01-q-trimmed.txt"
 H200_TEXT = "h200-590.48.01-q-trimmed.txt"
-GPUS_IN = {A100: 1, T4: 1, BLACKWELL: 1, A10G: 1, L4: 2}
+GPUS_IN = {A100: 1, T4: 1, BLACKWELL: 1, A10G: 1, L4: 2, H100: 8}
 
 
 def _edit(name: str, old: str, new: str) -> str:
@@ -151,6 +153,76 @@ def test_two_l4s_one_on_a_single_lane() -> None:
     assert first.pcie == Pcie(gen=4, max_gen=4, width=16, max_width=16, replays=0)
     assert second.pcie == Pcie(gen=4, max_gen=4, width=1, max_width=16, replays=0)
     assert (first.utilization_pct, second.utilization_pct) == (2, 3)
+
+
+# One row per <gpu> of the H100 recording, read off its XML: PCI bus (the gpu id
+# 00000000:BB:00.0), <gpu_temp>, <gpu_temp_tlimit> (the margin), <memory_temp>,
+# <instant_power_draw>, <replay_counter>, <clocks_event_reasons_counters_sw_power_cap>.
+# Serial and UUID are upstream's placeholders: 16500000000NN from 01, GPU-000000NN-...
+# from 00 (GPU 0's is all zeros).
+_H100_GPUS = [
+    ("53", 29, 58, 37, 68.92, 150, 7015662857),
+    ("64", 30, 56, 39, 67.16, 144, 7015392538),
+    ("75", 29, 57, 38, 67.74, 174, 7015478833),
+    ("86", 32, 55, 39, 71.77, 158, 7015722115),
+    ("97", 32, 55, 37, 66.34, 145, 7015815635),
+    ("a8", 29, 58, 37, 68.25, 172, 7015263757),
+    ("b9", 31, 56, 37, 70.01, 162, 7015401606),
+    ("ca", 29, 57, 38, 68.18, 106, 7014307013),
+]
+
+
+def test_h100_hgx_eight_gpus_on_580() -> None:
+    gpus = real(H100)
+    assert len(gpus) == len(_H100_GPUS) == 8
+    for i, (gpu, row) in enumerate(zip(gpus, _H100_GPUS, strict=True)):
+        bus, temp, margin, mem_temp, draw, replays, power_cap_us = row
+        assert gpu.identity.index == i and gpu.identity.name == "NVIDIA H100 80GB HBM3"
+        assert gpu.identity.pci_bus_id == f"0000:{bus}:00"  # from 00000000:{BUS}:00.0
+        assert gpu.identity.serial == f"165000000000{i + 1}"
+        assert gpu.identity.uuid == f"GPU-0000000{i}-0000-0000-0000-00000000000{i}"
+        assert not gpu.lost and gpu.error is None and gpu.nvlink is None
+        assert gpu.ecc is not None and (gpu.ecc.enabled, gpu.ecc.pending_enabled) == (True, True)
+        # 580: sram_uncorrectable_parity + _secded, all counts 0, volatile and aggregate
+        assert gpu.ecc.volatile == gpu.ecc.aggregate == EccCounts(0, 0, 0, 0, 0, 0)
+        assert (gpu.ecc_corrected_volatile, gpu.ecc_uncorrected_volatile) == (0, 0)
+        assert gpu.ecc.sram_threshold_exceeded is False  # <sram_threshold_exceeded>No
+        assert gpu.row_remap == RowRemap(0, 0, pending=False, failure=False)
+        assert gpu.retired_pages is None  # retired_count and pending_retirement N/A
+        assert gpu.temperature_c == temp
+        # T.Limit form only: shutdown -8 C, slowdown -2 C, max operating 0 C from the
+        # limit (temperature + margin = 86 or 87 C); memory "0 C" from a limit the XML
+        # does not print, so no memory maximum
+        at_limit = temp + margin
+        assert gpu.thermal == Thermal(
+            memory_c=mem_temp,
+            shutdown_c=at_limit + 8,
+            slowdown_c=at_limit + 2,
+            gpu_max_c=at_limit,
+            mem_max_c=None,
+        )
+        assert gpu.utilization_pct == 0
+        assert gpu.clock_events is not None and gpu.clock_events.reasons == ClockReason.GPU_IDLE
+        # counters printed in us, as the parser keeps them: about 7015 s of software
+        # power cap since the driver loaded, nothing else
+        assert gpu.clock_events.counters == ClockCounters(
+            sw_power_cap_us=power_cap_us,
+            sync_boost_us=0,
+            sw_thermal_us=0,
+            hw_thermal_us=0,
+            hw_power_brake_us=0,
+        )
+        # no power_draw or enforced_power_limit elements: instant draw, current limit
+        assert gpu.power == Power(draw_w=draw, limit_w=700.0)
+        assert gpu.pcie == Pcie(gen=5, max_gen=5, width=16, max_width=16, replays=replays)
+        # an HGX board outside a multi-node NVLink domain: clique 0, cluster UUID zeros
+        assert gpu.fabric == Fabric(
+            state=FabricState.COMPLETED, status="success", clique_id=0, cluster_uuid=None
+        )
+        assert gpu.fabric.healthy
+        assert gpu.recovery_action == RecoveryAction.NONE  # <gpu_recovery_action>None
+    # the derived limits differ by the 1 C that two integer readings can
+    assert [g.thermal.gpu_max_c for g in gpus if g.thermal] == [87, 86, 86, 87, 87, 87, 87, 86]
 
 
 # --- temperature thresholds -----------------------------------------------------------
