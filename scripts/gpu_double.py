@@ -211,7 +211,10 @@ _HEALTHY: dict[str, object] = {
     "nvlink_crc_data": {},
     "fabric_state": 3,  # COMPLETED [H100-REC]
     "fabric_status": 0,  # success [H100-REC]
-    "fabric_clique_id": 1,  # (unverified) [H100-REC] shows 0 outside a multi-node domain
+    # [H100-REC] one HGX board, no multi-node NVLink domain: clique 0, cluster UUID all
+    # zeros (a GB200 NVL rack would set both: set_gpu(fabric_cluster_uuid=..., ...))
+    "fabric_clique_id": 0,
+    "fabric_cluster_uuid": "00000000-0000-0000-0000-000000000000",
     "fabric_health_mask": 0,  # [H100-REC] health N/A: every bit "not supported"
     "fabric_health_summary": 0,
     "recovery_action": 0,  # None [H100-REC]
@@ -276,6 +279,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "fabric_state": None,  # [A100-REC] fabric N/A: Ampere answers NOT_SUPPORTED
         "fabric_status": None,
         "fabric_clique_id": None,
+        "fabric_cluster_uuid": None,
         "fabric_health_mask": None,
         "fabric_health_summary": None,
     },
@@ -440,9 +444,6 @@ def _new_gpu(node: str, preset: str, index: int) -> dict[str, object]:
         serial=f"1650{serial:09d}",
         pci_bus_id=f"{index // 8:08X}:{HGX_BUSES[index % 8]}:00.0",
         minor_number=index,
-        fabric_cluster_uuid=(
-            None if gpu["fabric_state"] is None else str(uuid.uuid5(_NAMESPACE, f"{node}/fabric"))
-        ),
     )
     return {name: gpu[name] for name in FIELDS}
 

@@ -6,9 +6,10 @@ on its node, measures detect/drain/requeue/resume (seconds after the injection),
 returns the drained node to service with ``hpresil resume`` and clears its GPU
 faults. Blame (the same failure on 3 nodes is the job's fault) and the restart budget
 are set out of the way, as in job_resilience: the one job is interrupted on purpose,
-round after round (without that it is held at round 3). After the main rounds, ``--baseline-rounds`` more run in the same lab with
-``policy.expedite_requeue = false`` (Slurm's own requeue timing, a drop-in config and a
-controller restart), so the gain of expediting is a side-by-side ratio. Prints one line
+round after round (without that it is held at round 3). After the main rounds,
+``--baseline-rounds`` more run in the same lab with ``policy.expedite_requeue = false``
+(Slurm's own requeue timing, a drop-in config and a controller restart), so the gain
+of expediting is a side-by-side ratio. Prints one line
 per round and p50/p95 tables; writes the raw figures to
 ``scripts/bench/results/loop_latency.json``.
 """

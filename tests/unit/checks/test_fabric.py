@@ -7,13 +7,16 @@ from dataclasses import replace
 from hpresil.adapters.gpu.records import Fabric, FabricState
 from hpresil.checks.fabric import FabricCheck
 from hpresil.vocab import Action, Category, Status
-from tests.unit.gpu.samples import REAL, h100s, real, snap
+from tests.unit.gpu.samples import H100, REAL, h100s, real, snap
 
 
 def test_completed_fabric_passes_and_unmanaged_gpus_are_unsupported() -> None:
     assert {r.status for r in FabricCheck().evaluate(snap(h100s()))} == {Status.OK}
-    for name in REAL:  # fabric N/A in all recorded outputs
-        assert FabricCheck().evaluate(snap(real(name)))[0].status is Status.UNSUPPORTED
+    # the H100 HGX recording: Completed/Success; every other recording: fabric N/A
+    expected = {H100: Status.OK}
+    for name in REAL:
+        status = FabricCheck().evaluate(snap(real(name)))[0].status
+        assert status is expected.get(name, Status.UNSUPPORTED), name
 
 
 def test_in_progress_or_failed_status_drains() -> None:

@@ -23,7 +23,7 @@ BLACKWELL = "rtx-pro-6000-blackwell-maxq-590.44.01-trimmed.xml"
 A10G = "a10g-515.105.01.xml"
 L4 = "l4-x2-555.42.06.xml"
 H100 = "h100-80gb-hbm3-580.105.08-trimmed.xml"
-REAL = (A100, T4, BLACKWELL, A10G, L4)
+REAL = (A100, T4, BLACKWELL, A10G, L4, H100)
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
@@ -21,8 +20,11 @@ def test_h100s_read_through_nvml_round_trip_as_plain_json() -> None:
     samples = list(h100s())
     text = samples_to_json(samples)
     plain = json.loads(text)
-    fabric = plain[0]["fabric"]
-    assert (fabric["state"], fabric["status"], fabric["clique_id"]) == ("completed", "success", 1)
-    assert str(uuid.UUID(fabric["cluster_uuid"])) == fabric["cluster_uuid"]
+    assert plain[0]["fabric"] == {  # one HGX board: clique 0, no cluster UUID
+        "state": "completed",
+        "status": "success",
+        "clique_id": 0,
+        "cluster_uuid": None,
+    }
     assert len(plain[0]["nvlink"]) == 18
     assert samples_from_json(text) == samples

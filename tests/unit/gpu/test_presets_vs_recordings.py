@@ -3,9 +3,9 @@
 Each preset is read as the agent reads a GPU node, through pynvml and the NVML
 backend, and compared with the recording of that board parsed by the smi parser
 (tests/fixtures/gpu, SOURCES.md). Only the board's figures are compared, not the
-moment's (temperatures, draw, counters), nor the deployment's (PCI addresses, fabric
-clique and cluster UUID: the H100 recording's node is in no multi-node NVLink domain,
-clique 0 and a zero UUID; the preset gives each node one). Where a recording and a
+moment's (temperatures, draw, counters), nor the deployment's (PCI addresses). The
+fabric's clique and cluster UUID are compared: both are one HGX board in no multi-node
+NVLink domain (clique 0, no cluster UUID). Where a recording and a
 preset differ for a known reason, the difference is written out below, with the
 reason; anything else fails.
 """
@@ -40,6 +40,8 @@ def _static(gpu: GpuSample) -> Figures:
         "page_retirement_supported": gpu.retired_pages is not None,
         "fabric_state": gpu.fabric.state if gpu.fabric else None,
         "fabric_status": gpu.fabric.status if gpu.fabric else None,
+        "fabric_clique_id": gpu.fabric.clique_id if gpu.fabric else None,
+        "fabric_cluster_uuid": gpu.fabric.cluster_uuid if gpu.fabric else None,
         "recovery_action": gpu.recovery_action,
     }
 

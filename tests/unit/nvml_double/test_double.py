@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import textwrap
 import threading
+import uuid
 from pathlib import Path
 
 import pynvml as nv
@@ -72,7 +73,7 @@ def test_h100_preset_through_pynvml(nvml_double: NvmlDouble) -> None:
     assert nv.nvmlDeviceGetMemoryInfo(h).total == 81559 * 2**20
     info = fabric_v(h, nv.c_nvmlGpuFabricInfo_v3_t)
     assert (info.state, info.status) == (nv.NVML_GPU_FABRIC_STATE_COMPLETED, nv.NVML_SUCCESS)
-    assert info.cliqueId == 1 and any(info.clusterUuid)
+    assert info.cliqueId == 0 and not any(info.clusterUuid)  # one HGX board, as recorded
     with pytest.raises(nv.NVMLError_NotSupported):  # no page retirement since Ampere
         nv.nvmlDeviceGetRetiredPages(h, nv.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR)
 
@@ -256,7 +257,14 @@ def test_nvlink_counters_and_down_links(nvml_double: NvmlDouble) -> None:
 
 
 def test_fabric_info_versions(nvml_double: NvmlDouble) -> None:
-    nvml_double.set_gpu(2, fabric_state=2, fabric_health_mask=0x5, fabric_health_summary=2)
+    cluster = "2f1d6e4c-9b8a-4c3d-8e7f-0a1b2c3d4e5f"
+    nvml_double.set_gpu(
+        2,
+        fabric_state=2,
+        fabric_health_mask=0x5,
+        fabric_health_summary=2,
+        fabric_cluster_uuid=cluster,
+    )
     h = handle(2)
     v2 = fabric_v(h, nv.c_nvmlGpuFabricInfoV_t)  # pynvml's V struct is v2 (36 bytes)
     assert (v2.version, v2.state, v2.healthMask) == (nv.nvmlGpuFabricInfo_v2, 2, 0x5)
@@ -264,7 +272,8 @@ def test_fabric_info_versions(nvml_double: NvmlDouble) -> None:
     assert (v3.version, v3.state, v3.healthSummary) == (nv.nvmlGpuFabricInfo_v3, 2, 2)
     legacy = nv.c_nvmlGpuFabricInfo_t()
     nv.nvmlDeviceGetGpuFabricInfo(h, ctypes.byref(legacy))
-    assert bytes(legacy.clusterUuid) == bytes(v3.clusterUuid) and legacy.state == 2
+    assert bytes(legacy.clusterUuid) == bytes(v3.clusterUuid) == uuid.UUID(cluster).bytes
+    assert legacy.state == 2
     nvml_double.set_node(fabric_info_versions=[2])
     with pytest.raises(nv.NVMLError_ArgumentVersionMismatch):
         fabric_v(handle(2), nv.c_nvmlGpuFabricInfo_v3_t)
