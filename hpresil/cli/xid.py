@@ -4,8 +4,8 @@
 /dev/kmsg records) or standard input and prints every XID, SXid and GPU loss in it
 with what hpresil's table does about it. Lines are read the way the agent reads them
 (:class:`~hpresil.kernlog.parse.LineParser`): the "fallen off the bus" companion of
-an ``Xid ...: 79`` line and the detail lines after an SXid belong to their fault and
-are not printed again. Severity and action are the first response with the site's
+an ``Xid ...: 79`` line (before or after it) and the detail lines after an SXid belong
+to their fault and are not printed again. Severity and action are the first response with the site's
 ``[xid]`` overrides applied; the recurrence escalation needs the agent's history
 (timestamps the log does not reliably carry) and is not applied here.
 """
