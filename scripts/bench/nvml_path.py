@@ -3,7 +3,8 @@
 
 * **CPU per sample**: in one process, ``NvmlBackend.devices()`` (every record of 8
   H100 SXM through pynvml and ctypes into ``libnvidia-ml.so.1``) ``--samples`` times:
-  CPU milliseconds per call (``time.process_time``), and per GPU.
+  CPU milliseconds per call (``time.process_time``), and per GPU; and the memory that
+  importing pynvml, loading the library and a first sample add to the process (RSS).
 * **Quick tier**: ``hpresil check --tier quick --json`` (the checks the Slurm hooks
   and the agent's every tick run: GPU presence, ECC, row remapping, temperature, ...)
   in a fresh process, ``--runs`` times, alternating with ``hpresil --version`` (the
@@ -45,17 +46,23 @@ def summary(values: list[float]) -> dict[str, float]:
 def per_sample_cpu(state: Path, samples: int) -> dict[str, float]:
     """In a child with the double's environment (pynvml loads it by its soname)."""
     code = (
-        "import json, sys, time\n"
+        "import json, os, sys, time\n"
+        "import hpresil.adapters.gpu.records\n"
+        "def rss():\n"
+        "    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
+        "before = rss()\n"
         "from hpresil.adapters.gpu.nvml import NvmlBackend\n"
         "b = NvmlBackend()\n"
         "gpus = b.devices()\n"
+        "grown = rss() - before\n"
         "assert len(gpus) == 8 and not any(g.error or g.lost for g in gpus), gpus[0]\n"
         f"n = {samples}\n"
         "t0, w0 = time.process_time(), time.perf_counter()\n"
         "for _ in range(n):\n"
         "    b.devices()\n"
         "cpu, wall = time.process_time() - t0, time.perf_counter() - w0\n"
-        "print(json.dumps({'cpu_ms': 1000 * cpu / n, 'wall_ms': 1000 * wall / n}))\n"
+        "print(json.dumps({'cpu_ms': 1000 * cpu / n, 'wall_ms': 1000 * wall / n,\n"
+        "                  'rss_mib': grown / 2**20}))\n"
     )
     env = {**os.environ, **gpu_double.env(state)}
     done = subprocess.run(
@@ -111,6 +118,7 @@ def main() -> int:
         "sample_cpu_ms": round(sample["cpu_ms"], 2),
         "sample_cpu_ms_per_gpu": round(sample["cpu_ms"] / 8, 3),
         "sample_wall_ms": round(sample["wall_ms"], 2),
+        "nvml_rss_mib": round(sample["rss_mib"], 2),
         "samples": args.samples,
         "runs": args.runs,
         "quick_tier_ms": summary(walls["check"]),
@@ -125,6 +133,10 @@ def main() -> int:
     print(
         f"  one sample of every GPU: {result['sample_cpu_ms']} ms CPU "
         f"({result['sample_cpu_ms_per_gpu']} ms per GPU), {result['sample_wall_ms']} ms wall"
+    )
+    print(
+        f"  RSS added by pynvml, libnvidia-ml.so.1 and the first sample: "
+        f"{result['nvml_rss_mib']} MiB"
     )
     q, b = result["quick_tier_ms"], result["cli_start_ms"]
     checks = len(result["checks"])  # type: ignore[arg-type]
