@@ -10,7 +10,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -240,3 +240,29 @@ def test_run_agent_talks_to_systemd_and_stops_on_sigterm(
     assert time.monotonic() - start < 10
     assert "READY=1" in got and "WATCHDOG=1" in got and got[-1] == "STOPPING=1"
     assert list((tmp_path / "spool" / NODE).glob("*.json")), "reports kept for a later delivery"
+
+
+def test_an_agent_started_before_the_driver_loads_checks_gpus_once_it_does(
+    cfg: Config, nvml_double: NvmlDouble, ctl: FakeController
+) -> None:
+    """nvmlInit answers DRIVER_NOT_LOADED (the agent started first at boot): GPUs are
+    UNKNOWN, never a failure, and NVML is opened again at a later tick."""
+    nvml_double.set_node(init_error=9)
+    a = Agent(cfg, NODE, ctl)
+    a.start()
+    try:
+
+        def presence(status: Status) -> Callable[[Report], bool]:
+            return lambda r: any(x.status is status for x in _results(r, "gpu_presence"))
+
+        early = ctl.wait_for(presence(Status.UNKNOWN), 3.0)
+        assert (
+            early is not None and "Driver Not Loaded" in _results(early, "gpu_presence")[0].summary
+        )
+        gpus = [x for x in early.results if x.gpu is not None or x.check == "gpu_presence"]
+        assert not [x.summary for x in gpus if x.status is Status.FAIL]
+        nvml_double.set_node(init_error=0)
+        later = ctl.wait_for(presence(Status.OK), 3.0)
+        assert later is not None and len(later.gpus) == 8
+    finally:
+        a.stop()
