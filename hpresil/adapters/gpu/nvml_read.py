@@ -52,9 +52,12 @@ class Reader:
     def error(self) -> str | None:
         return "; ".join(self._errors) if self._errors else None
 
-    def read(self, fn: Callable[..., Any] | str, *args: Any) -> Any:
-        """``fn(*args)``; ``fn`` may name a pynvml function the binding may lack."""
-        value, error = self.attempt(fn, *args)
+    def read(
+        self, fn: Callable[..., Any] | str, *args: Any, unavailable: tuple[str, ...] = ()
+    ) -> Any:
+        """``fn(*args)``; ``fn`` may name a pynvml function the binding may lack. The
+        pynvml errors named in ``unavailable`` count as unsupported for this call."""
+        value, error = self.attempt(fn, *args, unavailable=unavailable)
         if error is not None:
             self._errors.append(error)
         return value
@@ -76,7 +79,9 @@ class Reader:
             self._errors.append(errors[-1])
         return None
 
-    def attempt(self, fn: Callable[..., Any] | str, *args: Any) -> tuple[Any, str | None]:
+    def attempt(
+        self, fn: Callable[..., Any] | str, *args: Any, unavailable: tuple[str, ...] = ()
+    ) -> tuple[Any, str | None]:
         """``(value, None)``, ``(None, None)`` when unsupported or lost, or
         ``(None, error text)``."""
         if self.lost:
@@ -87,7 +92,7 @@ class Reader:
             return None, None
         try:
             return func(*args), None
-        except _unsupported(nv):
+        except _unsupported(nv, unavailable):
             return None, None
         except nv.NVMLError_GpuIsLost:
             self.lost = True
@@ -105,8 +110,8 @@ class Reader:
         return out
 
 
-def _unsupported(nv: Any) -> tuple[type[BaseException], ...]:
-    names = ("NVMLError_NotSupported", "NVMLError_FunctionNotFound")
+def _unsupported(nv: Any, also: tuple[str, ...] = ()) -> tuple[type[BaseException], ...]:
+    names = ("NVMLError_NotSupported", "NVMLError_FunctionNotFound", *also)
     return tuple(getattr(nv, n) for n in names if hasattr(nv, n))
 
 
@@ -153,7 +158,13 @@ def read_sram_status(r: Reader, h: Any) -> Any:
     if struct is None:
         return None
     status = struct()
-    answered = r.read("nvmlDeviceGetSramEccErrorStatus", h, ctypes.byref(status))
+    # denied to a user that is not root (hpresil check): unavailable, not an error
+    answered = r.read(
+        "nvmlDeviceGetSramEccErrorStatus",
+        h,
+        ctypes.byref(status),
+        unavailable=("NVMLError_NoPermission",),
+    )
     return None if answered is None else status
 
 

@@ -134,6 +134,17 @@ def test_sram_threshold_exceeded_is_read_and_drains(nvml_double: NvmlDouble) -> 
     assert result.status is Status.FAIL and result.action is Action.DRAIN, result.summary
 
 
+def test_sram_status_denied_to_a_user_is_unavailable_not_an_error(
+    nvml_double: NvmlDouble,
+) -> None:
+    """nvml.h: the SRAM status "requires root/admin permissions"; ``hpresil check`` run
+    by a user gets NO_PERMISSION, which must not turn unsupported checks UNKNOWN."""
+    nvml_double.set_gpu(0, fail={"nvmlDeviceGetSramEccErrorStatus": 4})
+    gpu = devices()[0]
+    assert gpu.error is None
+    assert gpu.ecc is not None and gpu.ecc.sram_threshold_exceeded is None and gpu.ecc.enabled
+
+
 def test_a_field_of_type_unsigned_short_is_read_from_its_member() -> None:
     fv = pynvml.c_nvmlFieldValue_t()
     fv.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_SHORT
