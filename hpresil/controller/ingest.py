@@ -3,14 +3,24 @@
 Everything happens in one transaction; a report_id seen before changes nothing
 (agents retry until acknowledged). Drains are queued as action rows and the
 remediation executor is woken at once.
+
+A node keeps the latest report's view of each check: a report that carries a check
+replaces every stored result of that check (a per-GPU FAIL the check no longer
+reports goes), checks it does not carry keep theirs. Order is arrival order, never
+the agent's ``observed_at`` (an agent clock in the year 9999 must not pin a
+result). At most ``max_results`` results are kept per node, faults and then the
+report's own first; the rest is dropped with a warning. Stored results are kept as
+stored, never validated again.
+
+The report is encoded before the lock; under it, only the database work.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,11 +35,30 @@ from hpresil.controller.jobs import blame, ledger
 from hpresil.controller.policy import Decision, OpenIncident
 from hpresil.store import Clock, Store, repo
 from hpresil.store.models import OPEN, IncidentRow, JobRow, NodeRow
-from hpresil.vocab import CheckResult, Report
+from hpresil.vocab import CheckResult, Report, Status
 
 log = logging.getLogger(__name__)
 
 DUPLICATE = ReportAck(accepted=True, duplicate=True)
+MAX_RESULTS_PER_NODE = 1024  # 8 GPUs x some 40 checks is 320
+_SEVERITY = {Status.FAIL.value: 0, Status.WARN.value: 1, Status.UNKNOWN.value: 2}
+
+ResultKey = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A report with what is stored of it already encoded (outside the lock)."""
+
+    report: Report
+    body: dict[str, Any]
+    results: dict[ResultKey, dict[str, Any]]  # the report's latest per (check, GPU)
+
+    @classmethod
+    def of(cls, report: Report) -> Incoming:
+        body = report.model_dump(mode="json")
+        results = {_key(r): d for r, d in zip(report.results, body["results"], strict=True)}
+        return cls(report, body, results)
 
 
 class Ingest:
@@ -42,6 +71,7 @@ class Ingest:
         jobs: JobsConfig | None = None,
         *,
         fresh_s: float = 60.0,
+        max_results: int = MAX_RESULTS_PER_NODE,
     ) -> None:
         self._store = store
         self._cfg = cfg
@@ -49,14 +79,18 @@ class Ingest:
         self._fresh_s = fresh_s  # a node's job usage older than this is not current
         self._clock = clock
         self._wake = wake
-        self._lock = threading.Lock()  # one report at a time: one open incident per node
+        self._max_results = max_results
+        # one report at a time: one open incident per node, and one ledger row per job
+        # (a job's nodes report at once); kept short: the report is encoded before it
+        self._lock = threading.Lock()
 
     def __call__(self, report: Report) -> ReportAck:
+        incoming = Incoming.of(report)
         try:
             with self._lock, self._store.write() as s:
                 if repo.report_seen(s, report.report_id):
                     return DUPLICATE
-                decision, incidents, acted = self._take(s, report)
+                decision, incidents, acted = self._take(s, incoming)
         except IntegrityError as exc:
             if "report_id" not in str(exc.orig):  # only a racing duplicate is expected
                 raise
@@ -66,12 +100,12 @@ class Ingest:
             self._wake()
         return ReportAck(accepted=True, duplicate=False, incidents=incidents)
 
-    def _take(self, s: Session, report: Report) -> tuple[Decision, list[int], bool]:
-        now = self._clock()
+    def _take(self, s: Session, incoming: Incoming) -> tuple[Decision, list[int], bool]:
+        now, report = self._clock(), incoming.report
         node = repo.ensure_node(s, report.node, now)
         s.flush()  # the report's foreign key needs the node row
-        repo.add_report(s, report, now)
-        note_report(node, report, now)
+        repo.add_report(s, report, now, body=incoming.body)
+        note_report(node, incoming, now, self._max_results)
         here = ledger.observe(s, node.name, report.jobs, now, self._jobs, fresh_s=self._fresh_s)
         current = repo.open_incident(s, node.name)
         summary = _summary(s, current) if current else None
@@ -128,25 +162,53 @@ class Ingest:
         return counts
 
 
-def note_report(node: NodeRow, report: Report, now: datetime) -> None:
+def note_report(node: NodeRow, incoming: Incoming, now: datetime, max_results: int) -> None:
+    report = incoming.report
     node.last_report_at = now
     node.last_seq = report.seq
     if report.gpus:
         node.gpus = len(report.gpus)
-    if report.results:
-        node.last_results = merge_results(node.last_results or [], report.results)
+    if incoming.results:
+        merged, dropped = merge_results(node.last_results or [], incoming.results, max_results)
+        node.last_results = merged
+        if dropped:
+            log.warning(
+                "%s: %d result(s) not kept: over the limit of %d per node",
+                node.name,
+                dropped,
+                max_results,
+            )
 
 
 def merge_results(
-    stored: Iterable[dict[str, Any]], new: Sequence[CheckResult]
-) -> list[dict[str, Any]]:
-    """The latest result per (check, GPU): a report may carry only what changed."""
-    latest = {_key(r): r for r in (CheckResult.model_validate(d) for d in stored)}
-    for result in new:
-        old = latest.get(_key(result))
-        if old is None or result.observed_at >= old.observed_at:
-            latest[_key(result)] = result
-    return [latest[k].model_dump(mode="json") for k in sorted(latest)]
+    stored: Iterable[Any], new: Mapping[ResultKey, dict[str, Any]], limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The stored results with every check in ``new`` replaced by its results there;
+    at most ``limit`` of them (faults first, then ``new``'s), and how many went."""
+    checks = {check for check, _ in new}
+    keyed = ((_stored_key(d), d) for d in stored if isinstance(d, dict))
+    old = {k: d for k, d in keyed if k is not None and k[0] not in checks}
+    ranked = sorted([*_ranked(new, 0), *_ranked(old, 1)])
+    kept = {key: result for *_, key, result in ranked[:limit]}
+    return [kept[k] for k in sorted(kept)], len(ranked) - len(kept)
+
+
+def _ranked(
+    results: Mapping[ResultKey, dict[str, Any]], age: int
+) -> Iterable[tuple[int, int, ResultKey, dict[str, Any]]]:
+    """Sort keys: faults first, then the newer report's, then by (check, GPU)."""
+    for key, result in results.items():
+        status = result.get("status")
+        yield (_SEVERITY.get(status, 3) if isinstance(status, str) else 3, age, key, result)
+
+
+def _stored_key(stored: dict[str, Any]) -> ResultKey | None:
+    """The (check, GPU index) of a stored result, or None for one unreadable."""
+    check, gpu = stored.get("check"), stored.get("gpu")
+    index = gpu.get("index") if isinstance(gpu, dict) else -1
+    if not isinstance(check, str) or not isinstance(index, int):
+        return None
+    return (check, index)
 
 
 def apply(

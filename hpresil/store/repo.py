@@ -47,14 +47,17 @@ def report_seen(s: Session, report_id: str) -> bool:
     return found is not None
 
 
-def add_report(s: Session, report: Report, now: datetime) -> ReportRow:
+def add_report(
+    s: Session, report: Report, now: datetime, *, body: dict[str, Any] | None = None
+) -> ReportRow:
+    """Store ``report``; ``body``: its JSON encoding when the caller has it already."""
     row = ReportRow(
         report_id=report.report_id,
         node=report.node,
         seq=report.seq,
         sent_at=report.sent_at,
         received_at=now,
-        body=report.model_dump(mode="json"),
+        body=report.model_dump(mode="json") if body is None else body,
     )
     s.add(row)
     return row
