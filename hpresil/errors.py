@@ -52,11 +52,25 @@ class CommandError(HpresilError):
 
 
 class SlurmError(CommandError):
-    """A Slurm client command failed, timed out, or printed something we cannot parse."""
+    """A Slurm client command failed or timed out: Slurm may answer a later try."""
+
+
+class SlurmUnavailable(SlurmError):
+    """Slurm's client exited 0 but answered with an ``errors`` array instead of data:
+    what ``sinfo --json`` and ``squeue --json`` print while slurmctld cannot be reached
+    (22.05: ``"Unspecified error"`` after about 9 s). Retryable, like any SlurmError."""
+
+    def __init__(
+        self, argv: Sequence[str], reported: str, stdout: str = "", stderr: str = ""
+    ) -> None:
+        super().__init__(argv, 0, stdout, stderr)
+        self.reported = reported
+        Exception.__init__(self, f"`{' '.join(self.argv)}` answered with an error: {reported}")
 
 
 class SlurmParseError(HpresilError):
-    """Slurm answered with output this adapter does not understand."""
+    """Slurm answered with output this adapter does not understand (not JSON, or not
+    the shape of any Slurm version it knows): retrying will not help."""
 
 
 class GpuError(HpresilError):

@@ -2,17 +2,21 @@
 
 Reads use ``sinfo -N --json`` and ``squeue --json``; writes use ``scontrol update``
 and ``scontrol requeue``. Every call goes through :func:`hpresil.adapters.proc.run`
-with a timeout and raises :class:`~hpresil.errors.SlurmError` on failure.
+with a timeout and raises :class:`~hpresil.errors.SlurmError` on failure: a non-zero
+exit, a timeout, or (:class:`~hpresil.errors.SlurmUnavailable`) JSON that carries an
+``errors`` array instead of data, which is how the JSON readers answer, with exit 0,
+while slurmctld cannot be reached.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hpresil.adapters import proc
 from hpresil.adapters.slurm import parse
 from hpresil.adapters.slurm.model import SlurmJob, SlurmNode
-from hpresil.errors import SlurmError
+from hpresil.errors import SlurmError, SlurmUnavailable
 
 
 class CliBackend:
@@ -24,10 +28,10 @@ class CliBackend:
         self._timeout = timeout
 
     def nodes(self) -> list[SlurmNode]:
-        return parse.nodes(parse.load(self._run("sinfo", "-N", "--json"), "sinfo"))
+        return parse.nodes(self._read("sinfo", "-N", "--json"))
 
     def jobs(self) -> list[SlurmJob]:
-        return parse.jobs(parse.load(self._run("squeue", "--json"), "squeue"))
+        return parse.jobs(self._read("squeue", "--json"))
 
     def set_node_state(self, node: str, state: str, reason: str | None = None) -> None:
         args = ["update", f"nodename={node}", f"state={state}"]
@@ -54,7 +58,18 @@ class CliBackend:
     def cancel(self, job_id: int) -> None:
         self._run("scancel", str(job_id))
 
+    def _read(self, command: str, *args: str) -> dict[str, Any]:
+        """The JSON a reader printed; its ``errors`` array raises SlurmUnavailable."""
+        done = self._call(command, *args)
+        data = parse.json_object(done.stdout, command)
+        error = parse.reported_error(data)
+        if error is not None:
+            raise SlurmUnavailable(done.argv, error, done.stdout, done.stderr)
+        return data
+
     def _run(self, command: str, *args: str) -> str:
+        return self._call(command, *args).stdout
+
+    def _call(self, command: str, *args: str) -> proc.Completed:
         exe = str(self._bin / command) if self._bin else command
-        done = proc.run([exe, *args], timeout=self._timeout, env=self._env, error=SlurmError)
-        return done.stdout
+        return proc.run([exe, *args], timeout=self._timeout, env=self._env, error=SlurmError)

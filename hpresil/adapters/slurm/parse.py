@@ -22,16 +22,39 @@ from hpresil.errors import SlurmParseError
 
 
 def load(text: str, what: str) -> dict[str, Any]:
+    """The JSON object ``what`` printed; one that reports errors is refused."""
+    data = json_object(text, what)
+    error = reported_error(data)
+    if error is not None:
+        raise SlurmParseError(f"{what}: slurm reported {error}")
+    return data
+
+
+def json_object(text: str, what: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except ValueError as exc:
         raise SlurmParseError(f"{what}: not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise SlurmParseError(f"{what}: expected a JSON object")
-    errors = [e for e in data.get("errors") or [] if e]
-    if errors:
-        raise SlurmParseError(f"{what}: slurm reported {errors[0]}")
     return data
+
+
+def reported_error(data: dict[str, Any]) -> str | None:
+    """The first entry of the output's ``errors`` array, in words, or None.
+
+    22.05 prints ``{"error": "Unspecified error", "errno": -1}`` (sinfo) or adds
+    ``"source"`` and ``"description"`` (squeue) when slurmctld cannot be reached;
+    its ``nodes``/``jobs`` list is then empty, not the cluster's."""
+    errors = data.get("errors")
+    found = [e for e in errors if e] if isinstance(errors, list) else []
+    if not found:
+        return None
+    first = found[0]
+    if not isinstance(first, dict):
+        return str(first)
+    words = [str(first[k]) for k in ("source", "description", "error") if first.get(k)]
+    return ": ".join(words) or json.dumps(first)
 
 
 def nodes(data: dict[str, Any]) -> list[SlurmNode]:
