@@ -5,6 +5,7 @@ library, and the agent stays light (see scripts/bench/agent_footprint)."""
 
 from __future__ import annotations
 
+import http.client
 import json as _json
 import urllib.error
 import urllib.parse
@@ -17,10 +18,15 @@ from pydantic import BaseModel, TypeAdapter
 from hpresil import api
 from hpresil.auth import read_token
 from hpresil.config import Config
-from hpresil.errors import ControllerUnavailable, RejectedByController
+from hpresil.errors import ControllerFailed, ControllerUnavailable, RejectedByController
 from hpresil.vocab import Report
 
 T = TypeVar("T")
+
+# Answers that say the controller cannot serve now, whatever the request: a gateway
+# without its backend, a busy database (503), a timeout, rate limiting. Any other 5xx
+# is the controller failing on this request (ControllerFailed), a 4xx refusing it.
+UNAVAILABLE = frozenset({408, 429, 502, 503, 504})
 
 
 class ControllerClient:
@@ -106,19 +112,23 @@ class ControllerClient:
             with urllib.request.urlopen(req, timeout=self._timeout) as resp:
                 data = _json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
-            detail = _detail(exc)
-            if exc.code >= 500:
-                raise ControllerUnavailable(
-                    f"controller {self._base} answered {exc.code}: {detail}"
-                ) from None
-            raise RejectedByController(exc.code, detail) from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise self._answer_error(exc.code, _detail(exc)) from None
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise ControllerUnavailable(f"controller {self._base} unreachable: {reason}") from exc
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             return kind.model_validate(data)  # type: ignore[return-value]
         result: T = TypeAdapter(kind).validate_python(data)
         return result
+
+    def _answer_error(
+        self, status: int, detail: str
+    ) -> ControllerUnavailable | ControllerFailed | RejectedByController:
+        if status in UNAVAILABLE:
+            return ControllerUnavailable(f"controller {self._base} answered {status}: {detail}")
+        if status >= 500:
+            return ControllerFailed(status, detail)
+        return RejectedByController(status, detail)
 
 
 def _detail(exc: urllib.error.HTTPError) -> str:

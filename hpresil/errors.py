@@ -78,7 +78,8 @@ class GpuError(HpresilError):
 
 
 class ControllerUnavailable(HpresilError):
-    """The controller could not be reached or answered with a server error."""
+    """The controller could not be reached, or said it cannot serve now (408, 429, 502,
+    503, 504): nothing is wrong with the request, so the same request may succeed later."""
 
 
 class RejectedByController(HpresilError):
@@ -87,3 +88,12 @@ class RejectedByController(HpresilError):
     def __init__(self, status_code: int, message: str) -> None:
         self.status_code = status_code
         super().__init__(f"controller refused the request ({status_code}): {message}")
+
+
+class ControllerFailed(HpresilError):
+    """The controller failed on this request (500 and the other server errors that are
+    not about availability): the request may succeed later, or keep failing."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        self.status_code = status_code
+        super().__init__(f"controller failed on the request ({status_code}): {message}")

@@ -4,13 +4,22 @@ One JSON file per report in ``agent.spool_dir`` (``{node}`` expands), named by a
 zero-padded sequence number so that name order is creation order, written
 atomically (temporary file, fsync, rename). :meth:`Spool.flush` delivers oldest
 first and deletes a file only once the controller answered (an ack for a duplicate
-counts: the controller already has it). It stops at the first
-:class:`~hpresil.errors.ControllerUnavailable` so order is kept; a report the
-controller refused (4xx), or a file that no longer parses, moves to ``rejected/``
-with a ``.reason`` file beside it and never blocks the queue.
+counts: the controller already has it). Nothing blocks the queue but the controller
+itself:
 
-The sequence counter survives restarts: the larger of the ``seq`` state file and
-the highest file name, spooled or rejected.
+- :class:`~hpresil.errors.ControllerUnavailable` (unreachable, 408/429/502/503/504) or
+  a refused token (401/403) pauses delivery where it is, so order is kept;
+- :class:`~hpresil.errors.ControllerFailed` (500 and the like) puts that one report
+  off with a doubling back-off and goes on with the ones behind it (which then reach
+  the controller before it); after ``max_attempts`` failures it is given up;
+- a report the controller refused (4xx), one given up, or a file that no longer
+  parses moves to ``rejected/`` (the dead letters) with a ``.reason`` file beside it.
+  ``rejected/`` keeps the newest ``max_rejected``.
+
+The back-off table lives in memory (one entry per spooled file at most): a restart
+gives a failing report ``max_attempts`` more tries. The sequence counter survives
+restarts: the larger of the ``seq`` state file and the highest file name, spooled or
+rejected.
 """
 
 from __future__ import annotations
@@ -19,19 +28,31 @@ import logging
 import os
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 from pydantic import ValidationError
 
-from hpresil.errors import ControllerUnavailable, HpresilError, RejectedByController
+from hpresil.errors import (
+    ControllerFailed,
+    ControllerUnavailable,
+    HpresilError,
+    RejectedByController,
+)
 from hpresil.fsutil import atomic_write
 from hpresil.vocab import Report
 
 log = logging.getLogger(__name__)
 
 MAX_FILES = 100_000
+MAX_REJECTED = 1_000
+MAX_ATTEMPTS = 10  # failures on the controller before a report is given up
+BACKOFF_S = 2.0  # the first wait after a failure; doubles with each one
+MAX_BACKOFF_S = 300.0
+NOT_ABOUT_THE_REPORT = frozenset({401, 403})  # refusals of this agent, not of one report
 _NAME = re.compile(r"^(?P<seq>\d{20})-[A-Za-z0-9_.:-]+\.json$")
 _SEQ_FILE = "seq"
 REJECTED = "rejected"
@@ -43,29 +64,67 @@ class ReportSink(Protocol):
     def post_report(self, report: Report) -> object: ...
 
 
+Outcome = Literal["delivered", "rejected", "deferred", "gone"]
+
+
 @dataclass(frozen=True)
 class FlushResult:
     delivered: int = 0
-    rejected: int = 0
-    remaining: int = 0
+    rejected: int = 0  # moved to rejected/: refused, given up, or unreadable
+    deferred: int = 0  # left spooled after a failure on the controller, this time or earlier
+    remaining: int = 0  # still spooled: the deferred and those behind a pause
     error: str | None = None  # why delivery stopped early (controller unavailable)
 
 
+@dataclass(frozen=True)
+class SpoolTotals:
+    """Counts since the spool was opened, for the agent to log or report."""
+
+    delivered: int = 0
+    rejected: int = 0
+    deferred: int = 0  # failures on the controller that put a report off
+    dropped: int = 0  # the oldest, removed for room (spool past max_files, rejected/ past max)
+
+
+@dataclass(frozen=True)
+class _Retry:
+    attempts: int  # failures on the controller so far
+    next_at: float  # clock time before which the report is not tried again
+
+
 class Spool:
-    def __init__(self, directory: Path, *, max_files: int = MAX_FILES) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_files: int = MAX_FILES,
+        max_rejected: int = MAX_REJECTED,
+        max_attempts: int = MAX_ATTEMPTS,
+        backoff_s: float = BACKOFF_S,
+        max_backoff_s: float = MAX_BACKOFF_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.directory = directory
         self.rejected_dir = directory / REJECTED
         self.max_files = max_files
+        self.max_rejected = max_rejected
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._clock = clock
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise HpresilError(f"spool {directory}: {exc.strerror or exc}") from None
-        self._lock = threading.Lock()  # guards the counter and the file set
-        self._flush_lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the counter, the file set and the totals
+        self._flush_lock = threading.Lock()  # guards the back-off table
         for leftover in self.directory.glob(".tmp-*.part"):  # from a crash mid-write
             leftover.unlink(missing_ok=True)
         self._seq = max(self._read_seq_file(), self._highest_file_seq())
         self._count = len(self.pending())  # approximate; recounted before trimming
+        self._retries: dict[str, _Retry] = {}  # file name -> its back-off
+        self._counts = dict.fromkeys(("delivered", "rejected", "deferred", "dropped"), 0)
+        self._rejected_full_told = False  # warn once that rejected/ drops its oldest
 
     # --- sequence ---
     def next_seq(self) -> int:
@@ -95,22 +154,32 @@ class Spool:
     def __len__(self) -> int:
         return len(self.pending())
 
+    @property
+    def totals(self) -> SpoolTotals:
+        with self._lock:
+            return SpoolTotals(**self._counts)
+
     def flush(self, sink: ReportSink) -> FlushResult:
-        """Deliver what is spooled, oldest first (one flush at a time)."""
+        """Deliver what is spooled and due, oldest first (one flush at a time)."""
         with self._flush_lock:
-            counts = {"delivered": 0, "rejected": 0, "gone": 0}
             files = self.pending()
+            self._prune_retries(files)
+            counts = {"delivered": 0, "rejected": 0, "deferred": 0, "gone": 0}
             for done, path in enumerate(files):
+                if not self._due(path):
+                    counts["deferred"] += 1
+                    continue
                 try:
                     outcome = self._deliver(path, sink)
                 except ControllerUnavailable as exc:
                     left = len(files) - done
                     log.debug("delivery paused, %d reports wait: %s", left, exc)
-                    return FlushResult(counts["delivered"], counts["rejected"], left, str(exc))
+                    return _result(counts, left + counts["deferred"], str(exc))
                 counts[outcome] += 1
-            return FlushResult(counts["delivered"], counts["rejected"], 0)
+                self._tally(outcome)
+            return _result(counts, counts["deferred"], None)
 
-    def _deliver(self, path: Path, sink: ReportSink) -> Literal["delivered", "rejected", "gone"]:
+    def _deliver(self, path: Path, sink: ReportSink) -> Outcome:
         try:
             report = Report.model_validate_json(path.read_bytes())
         except FileNotFoundError:  # dropped by _trim meanwhile
@@ -123,12 +192,48 @@ class Spool:
         try:
             sink.post_report(report)
         except RejectedByController as exc:
-            log.warning("controller refused report %s: %s", path.name, exc)
-            self._set_aside(path, str(exc))
-            return "rejected"
+            return self._refused(path, exc)
+        except ControllerFailed as exc:
+            return self._failed(path, exc)
         path.unlink(missing_ok=True)
+        self._retries.pop(path.name, None)
         self._forget()
         return "delivered"
+
+    def _refused(self, path: Path, exc: RejectedByController) -> Outcome:
+        if exc.status_code in NOT_ABOUT_THE_REPORT:  # a wrong token: every report would be
+            raise ControllerUnavailable(str(exc)) from None
+        log.warning("controller refused report %s: %s", path.name, exc)
+        self._set_aside(path, str(exc))
+        return "rejected"
+
+    def _failed(self, path: Path, exc: ControllerFailed) -> Outcome:
+        """Put the report off with a doubling wait, or give it up after ``max_attempts``."""
+        attempts = self._retries.pop(path.name, _Retry(0, 0.0)).attempts + 1
+        if attempts >= self.max_attempts:
+            log.warning("gave up report %s after %d attempts: %s", path.name, attempts, exc)
+            self._set_aside(path, f"gave up after {attempts} attempts: {exc}")
+            return "rejected"
+        wait = min(self.max_backoff_s, self.backoff_s * 2.0 ** min(attempts - 1, 60))
+        self._retries[path.name] = _Retry(attempts, self._clock() + wait)
+        tell = log.warning if attempts == 1 else log.debug
+        tell("report %s put off %g s (attempt %d): %s", path.name, wait, attempts, exc)
+        return "deferred"
+
+    def _due(self, path: Path) -> bool:
+        retry = self._retries.get(path.name)
+        return retry is None or retry.next_at <= self._clock()
+
+    def _prune_retries(self, files: list[Path]) -> None:
+        """Forget the back-off of files no longer spooled (given up, trimmed)."""
+        names = {p.name for p in files}
+        for name in [n for n in self._retries if n not in names]:
+            del self._retries[name]
+
+    def _tally(self, outcome: Outcome) -> None:
+        if outcome != "gone":
+            with self._lock:
+                self._counts[outcome] += 1
 
     def _set_aside(self, path: Path, reason: str) -> None:
         self.rejected_dir.mkdir(exist_ok=True)
@@ -138,6 +243,22 @@ class Spool:
             return
         atomic_write(self.rejected_dir / (path.name + ".reason"), reason + "\n", sync=False)
         self._forget()
+        self._trim_rejected()
+
+    def _trim_rejected(self) -> None:
+        """Keep the newest ``max_rejected`` set aside (the newest keeps the seq counter)."""
+        aside = sorted(p for p in self.rejected_dir.iterdir() if _NAME.match(p.name))
+        excess = len(aside) - self.max_rejected
+        if excess <= 0:
+            return
+        if not self._rejected_full_told:
+            self._rejected_full_told = True
+            log.warning("%s/ holds %d reports; dropping the oldest", REJECTED, len(aside))
+        for path in aside[:excess]:
+            path.unlink(missing_ok=True)
+            path.with_name(path.name + ".reason").unlink(missing_ok=True)
+        with self._lock:
+            self._counts["dropped"] += excess
 
     def _forget(self) -> None:
         with self._lock:
@@ -150,6 +271,7 @@ class Spool:
             log.warning("spool holds %d reports; dropping the %d oldest", len(files), excess)
             for path in files[:excess]:
                 path.unlink(missing_ok=True)
+            self._counts["dropped"] += excess
         self._count = len(files) - max(excess, 0)
 
     def _read_seq_file(self) -> int:
@@ -167,3 +289,13 @@ class Spool:
                     if m:
                         best = max(best, int(m.group("seq")))
         return best
+
+
+def _result(counts: dict[str, int], remaining: int, error: str | None) -> FlushResult:
+    return FlushResult(
+        delivered=counts["delivered"],
+        rejected=counts["rejected"],
+        deferred=counts["deferred"],
+        remaining=remaining,
+        error=error,
+    )

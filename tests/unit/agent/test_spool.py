@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hpresil.agent.spool import Spool
+from hpresil.errors import ControllerFailed, RejectedByController
 from hpresil.vocab import Report
 from tests.unit.agent.fakes import FakeController
 
@@ -137,3 +139,165 @@ def test_spool_files_are_plain_json(tmp_path: Path) -> None:
     _fill(spool, 1)
     data = json.loads(spool.pending()[0].read_text())
     assert data["node"] == "node1" and data["seq"] == 1
+
+
+# --- no head-of-line blocking ---
+
+
+class Clock:
+    """Monotonic seconds the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FailsOn:
+    """A controller that fails (500) on the reports ``failing`` names, else as ``ctl``."""
+
+    def __init__(self, ctl: FakeController, failing: set[str]) -> None:
+        self.ctl = ctl
+        self.failing = failing
+        self.tries: list[str] = []  # report_id of every attempt, failed or not
+
+    def post_report(self, report: Report) -> object:
+        self.tries.append(report.report_id)
+        if report.report_id in self.failing:
+            raise ControllerFailed(500, "internal error (TypeError); see the controller log")
+        return self.ctl.post_report(report)
+
+
+def _ids(reports: list[Report]) -> list[str]:
+    return [r.report_id for r in reports]
+
+
+def test_a_report_the_controller_fails_on_does_not_hold_back_the_ones_behind_it(
+    tmp_path: Path,
+) -> None:
+    spool, ctl = Spool(tmp_path, clock=Clock()), FakeController()
+    reports = _fill(spool, 3)
+    result = spool.flush(FailsOn(ctl, {reports[0].report_id}))
+    assert (result.delivered, result.deferred, result.remaining, result.error) == (2, 1, 1, None)
+    assert _ids(ctl.received) == _ids(reports[1:])
+    (left,) = spool.pending()
+    assert left.name == f"{reports[0].seq:020d}-{reports[0].report_id}.json"
+
+
+def test_a_failed_report_waits_its_back_off_then_is_delivered(tmp_path: Path) -> None:
+    clock = Clock()
+    spool, ctl = Spool(tmp_path, clock=clock, backoff_s=10.0), FakeController()
+    reports = _fill(spool, 2)
+    sink = FailsOn(ctl, {reports[0].report_id})
+    spool.flush(sink)
+    sink.failing.clear()  # the controller would deliver it now, but its back-off runs
+    clock.now += 9.0
+    early = spool.flush(sink)
+    assert (early.delivered, early.deferred, early.remaining) == (0, 1, 1)
+    assert sink.tries == _ids(reports)  # the failed one not tried again yet
+    clock.now += 1.0
+    late = spool.flush(sink)
+    assert (late.delivered, late.deferred, late.remaining) == (1, 0, 0)
+    assert _ids(ctl.received) == [reports[1].report_id, reports[0].report_id]
+    assert spool.pending() == []
+
+
+def test_the_back_off_doubles_up_to_its_cap(tmp_path: Path) -> None:
+    clock = Clock()
+    spool = Spool(tmp_path, clock=clock, backoff_s=10.0, max_backoff_s=25.0, max_attempts=9)
+    (report,) = _fill(spool, 1)
+    sink = FailsOn(FakeController(), {report.report_id})
+    tried_at = []
+    for _ in range(100):
+        before = len(sink.tries)
+        spool.flush(sink)
+        if len(sink.tries) > before:
+            tried_at.append(clock.now)
+        clock.now += 1.0
+    gaps = [b - a for a, b in itertools.pairwise(tried_at)]
+    assert gaps == [10.0, 20.0, 25.0, 25.0]
+
+
+def test_a_report_that_keeps_failing_is_dead_lettered_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    spool, ctl = Spool(tmp_path, clock=clock, max_attempts=3), FakeController()
+    reports = _fill(spool, 2)
+    sink = FailsOn(ctl, {reports[0].report_id})
+    results = []
+    for _ in range(10):
+        results.append(spool.flush(sink))
+        clock.now += 3600.0
+    assert sink.tries.count(reports[0].report_id) == 3
+    assert sum(r.rejected for r in results) == 1 and spool.pending() == []
+    aside = tmp_path / "rejected" / f"{reports[0].seq:020d}-{reports[0].report_id}.json"
+    assert Report.model_validate_json(aside.read_text()) == reports[0]
+    reason = aside.with_name(aside.name + ".reason").read_text()
+    assert "3 attempts" in reason and "500" in reason and "TypeError" in reason
+    gave_up = [r for r in caplog.records if "gave up" in r.getMessage()]
+    assert len(gave_up) == 1 and gave_up[0].levelname == "WARNING"
+    assert _ids(ctl.received) == [reports[1].report_id]
+
+
+def test_an_unavailable_controller_still_pauses_delivery_in_order(tmp_path: Path) -> None:
+    clock = Clock()
+    spool, ctl = Spool(tmp_path, clock=clock), FakeController()
+    reports = _fill(spool, 3)
+    sink = FailsOn(ctl, set())
+    ctl.up = False
+    result = spool.flush(sink)
+    assert (result.delivered, result.deferred, result.remaining) == (0, 0, 3) and result.error
+    assert sink.tries == [reports[0].report_id]  # nothing behind the head was tried
+    ctl.up = True
+    assert spool.flush(sink).delivered == 3  # no back-off: an outage is not the report's
+    assert _ids(ctl.received) == _ids(reports)
+
+
+def test_a_wrong_token_pauses_delivery_and_keeps_every_report(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, clock=Clock())
+    reports = _fill(spool, 3)
+
+    class WrongToken:
+        def post_report(self, report: Report) -> object:
+            raise RejectedByController(401, "missing or wrong bearer token")
+
+    result = spool.flush(WrongToken())
+    assert (result.delivered, result.rejected, result.remaining) == (0, 0, 3)
+    assert result.error and "401" in result.error
+    assert not (tmp_path / "rejected").exists()
+    ctl = FakeController()
+    assert spool.flush(ctl).delivered == 3
+    assert _ids(ctl.received) == _ids(reports)
+
+
+def test_rejected_keeps_only_the_newest_reports_and_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool, ctl = Spool(tmp_path, max_rejected=3), FakeController()
+    ctl.refuse = lambda r: True
+    reports = _fill(spool, 5)
+    spool.flush(ctl)
+    reports += _fill(spool, 2)
+    spool.flush(ctl)
+    aside = sorted(p.name for p in (tmp_path / "rejected").iterdir())
+    newest = [f"{r.seq:020d}-{r.report_id}.json" for r in reports[-3:]]
+    assert aside == sorted(newest + [n + ".reason" for n in newest])
+    full = [r for r in caplog.records if "dropping the oldest" in r.getMessage()]
+    assert len(full) == 1 and full[0].levelname == "WARNING"
+    assert spool.totals.dropped == 4
+    (tmp_path / "seq").unlink()
+    assert Spool(tmp_path).next_seq() == reports[-1].seq + 1  # the newest still counts
+
+
+def test_totals_count_every_flush(tmp_path: Path) -> None:
+    clock = Clock()
+    spool, ctl = Spool(tmp_path, clock=clock), FakeController()
+    reports = _fill(spool, 4)
+    ctl.refuse = lambda r: r.report_id == reports[1].report_id
+    spool.flush(FailsOn(ctl, {reports[0].report_id}))
+    clock.now += 3600.0
+    spool.flush(ctl)
+    t = spool.totals
+    assert (t.delivered, t.rejected, t.deferred, t.dropped) == (3, 1, 1, 0)
