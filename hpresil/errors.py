@@ -97,3 +97,9 @@ class ControllerFailed(HpresilError):
     def __init__(self, status_code: int, message: str) -> None:
         self.status_code = status_code
         super().__init__(f"controller failed on the request ({status_code}): {message}")
+
+
+class DatabaseCorrupt(HpresilError):
+    """The controller's database is damaged (SQLite's ``SQLITE_CORRUPT`` or ``NOTADB``,
+    PostgreSQL's SQLSTATE class XX): not contention, so retrying will not help; restore
+    it from a backup or move it aside."""

@@ -4,11 +4,19 @@ SQLite is set up on every connection for a daemon with several threads: WAL,
 ``busy_timeout=5000``, ``synchronous=NORMAL``, foreign keys on; write transactions
 start with ``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of
 failing on a lock upgrade. A PostgreSQL URL gets none of that and needs none.
+
+A damaged database is told from a busy one. ``migrate()`` runs SQLite's
+``PRAGMA quick_check`` first (given up with a warning after ``QUICK_CHECK_S``) and
+refuses a damaged file; at run time SQLite's ``SQLITE_CORRUPT``/``SQLITE_NOTADB`` and
+PostgreSQL's SQLSTATE class XX raise :class:`DatabaseCorrupt`, logged loudly, while
+lock contention stays SQLAlchemy's ``OperationalError``.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,10 +25,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from hpresil.errors import HpresilError
+from hpresil.errors import DatabaseCorrupt, HpresilError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,9 @@ _PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
 )
+QUICK_CHECK_S = 60.0  # a bigger database is checked this long, then trusted
+_SQLITE_CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
+_CORRUPT_TEXT = ("database disk image is malformed", "file is not a database")
 
 
 class Store:
@@ -52,16 +63,17 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with self._writer.begin() as session:
+        with self._corruption(), self._writer.begin() as session:
             yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._reader.begin() as session:
+        with self._corruption(), self._reader.begin() as session:
             yield session
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision."""
+        """Check that the database is sound, then bring the schema to the newest revision."""
+        self.check()
         with (
             _one_line(self.engine.url.render_as_string()),
             self.engine.execution_options(**{_WRITE: True}).begin() as conn,
@@ -70,6 +82,76 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def check(self, limit_s: float = QUICK_CHECK_S) -> None:
+        """Raise :class:`DatabaseCorrupt` if SQLite's quick check finds damage within
+        ``limit_s``; PostgreSQL checks its own pages as it reads them."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        url = self.engine.url.render_as_string(hide_password=False)
+        with _one_line(url), self._corruption(), self.engine.connect() as conn:
+            found = _quick_check(conn.connection.dbapi_connection, limit_s)
+        if found is not None and found != "ok":
+            raise self._corrupt(f"integrity check failed: {' '.join(found.split())}")
+
+    @contextmanager
+    def _corruption(self) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            if not is_corrupt(exc):
+                raise
+            raise self._corrupt(_first_line(exc)) from exc
+
+    def _corrupt(self, what: str) -> DatabaseCorrupt:
+        error = DatabaseCorrupt(
+            f"database {self._where()} is corrupt ({what}); restore it from a backup"
+            " or move it aside"
+        )
+        log.critical("%s", error)
+        return error
+
+    def _where(self) -> str:
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database:
+            return str(Path(url.database).expanduser())
+        return url.render_as_string(hide_password=True)
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """Whether a database error says the data is damaged (not busy, not down)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith("XX")
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return code & 0xFF in _SQLITE_CORRUPT
+        return any(text in str(orig) for text in _CORRUPT_TEXT)
+    return False
+
+
+def _quick_check(dbapi_conn: Any, limit_s: float) -> str | None:
+    """The first line of ``PRAGMA quick_check``; None when given up after ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    dbapi_conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+    try:
+        row = dbapi_conn.execute("PRAGMA quick_check(1)").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "interrupted" not in str(exc):
+            raise
+        log.warning("database integrity check given up after %g s: not finished", limit_s)
+        return None
+    finally:
+        dbapi_conn.set_progress_handler(None, 0)
+    return str(row[0]) if row else "no answer"
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
 
 
 def make_engine(url: str) -> Engine:
@@ -102,9 +184,7 @@ def _one_line(url: str) -> Iterator[None]:
     try:
         yield
     except (SQLAlchemyError, OSError, ImportError) as exc:  # ImportError: no driver
-        where = _safe(url)
-        text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        raise DatabaseError(f"database {where}: {text[0] if text else type(exc).__name__}") from exc
+        raise DatabaseError(f"database {_safe(url)}: {_first_line(exc)}") from exc
 
 
 def _safe(url: str) -> str:

@@ -15,6 +15,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 
+from hpresil.errors import DatabaseCorrupt
 from hpresil.store import Store, repo
 from hpresil.store.db import MIGRATIONS, DatabaseError
 from hpresil.store.models import Base, NodeRow
@@ -165,9 +166,7 @@ def test_the_migration_renders_for_postgresql() -> None:
 
 def test_an_unusable_database_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "notadb").write_text("hello\n" * 1000)
-    with pytest.raises(
-        DatabaseError, match=r"^database sqlite:///.*notadb: file is not a database$"
-    ):
+    with pytest.raises(DatabaseCorrupt, match=r"^database /.*notadb is corrupt \(file is not a"):
         Store.open(f"sqlite:///{tmp_path}/notadb").migrate()
     with pytest.raises(DatabaseError, match=r"^database nonsense://: Can't load plugin"):
         Store.open("nonsense://")
