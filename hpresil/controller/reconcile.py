@@ -5,9 +5,14 @@
 * An open incident whose node is back in service (no DRAIN, no DOWN) after it was
   taken out (an administrator resumed it, a reboot brought it back) is resolved.
 * Requeued jobs are watched until they run again: ``restarted_at`` and the node.
+* A drain or requeue of an open incident that failed after all its retries (Slurm
+  unreachable for longer than the executor's back-off) is queued again once Slurm
+  answers, at most ``MAX_ROUNDS`` times; the failed action stays, its outcome naming
+  the new one.
 * Reports older than ``controller.report_retention_days`` are deleted.
 
-A Slurm failure is logged in one line and the pass is tried again next time.
+A Slurm failure (unreachable, or an answer it cannot parse) is logged in one line and
+the pass is tried again next time.
 """
 
 from __future__ import annotations
@@ -20,29 +25,41 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from hpresil.adapters.slurm import DrainOutcome, Slurm, SlurmJob, SlurmNode
+from hpresil.api import ActionStatus
 from hpresil.config import ControllerConfig
-from hpresil.errors import SlurmError
+from hpresil.controller.remediation import GAVE_UP
+from hpresil.errors import SlurmError, SlurmParseError
 from hpresil.store import Clock, Store, repo, utcnow
-from hpresil.store.models import IncidentJobRow, IncidentRow, NodeRow
+from hpresil.store.models import ActionRow, IncidentJobRow, IncidentRow, NodeRow
 
 log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 4  # actions of one kind for one target and incident: the first and 3 more
+_RETRIED = frozenset({"drain", "requeue"})
 
 
 class Reconciler:
     def __init__(
-        self, store: Store, slurm: Slurm, cfg: ControllerConfig, *, clock: Clock = utcnow
+        self,
+        store: Store,
+        slurm: Slurm,
+        cfg: ControllerConfig,
+        *,
+        clock: Clock = utcnow,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._slurm = slurm
         self._cfg = cfg
         self._clock = clock
+        self._wake = wake  # the executor's: actions queued again run at once
 
     def run_once(self, jobs: Sequence[SlurmJob] | None = None) -> None:
         """One pass; ``jobs``: Slurm's job list when the caller already has it."""
         try:
             self.sync(jobs)
-        except SlurmError as exc:
-            log.warning("reconcile: slurm did not answer: %s", exc)
+        except (SlurmError, SlurmParseError) as exc:
+            log.warning("reconcile: slurm did not answer: %s", _one_line(exc))
         self.prune()
 
     def sync(self, listed: Sequence[SlurmJob] | None = None) -> None:
@@ -58,6 +75,9 @@ class Reconciler:
             self._resolve_returned(s, nodes, seen_at)
             for affected in repo.awaiting_restart(s, self._horizon(seen_at)):
                 note_restart(affected, jobs)
+            again = retry_given_up(s, seen_at)
+        if again and self._wake is not None:
+            self._wake()
 
     def prune(self) -> None:
         before = self._clock() - timedelta(days=self._cfg.report_retention_days)
@@ -107,6 +127,58 @@ def out_of_service_since(incident: IncidentRow) -> datetime | None:
         if a.kind == "drain" and a.outcome == DrainOutcome.FOREIGN and a.done_at is not None
     ]
     return min(foreign, default=None)
+
+
+def retry_given_up(s: Session, now: datetime) -> int:
+    """Queue again each drain or requeue of an open incident that failed after all
+    its retries, now that Slurm answers; answers how many were queued."""
+    queued = 0
+    for incident in repo.open_incidents(s).values():
+        for action in list(incident.actions):
+            if _gave_up(action) and _may_retry(incident, action):
+                again = _queue_again(s, incident, action, now)
+                log.warning(
+                    "%s %s (action #%d) gave up while slurm was unreachable: queued again as #%d",
+                    action.kind,
+                    action.target,
+                    action.id,
+                    again.id,
+                )
+                queued += 1
+    return queued
+
+
+def _gave_up(action: ActionRow) -> bool:
+    return (
+        action.kind in _RETRIED
+        and action.status == ActionStatus.FAILED
+        and action.outcome == GAVE_UP
+    )
+
+
+def _may_retry(incident: IncidentRow, failed: ActionRow) -> bool:
+    """Not while another action of its kind for the same target is pending or went
+    through, nor past ``MAX_ROUNDS``."""
+    alike = [a for a in incident.actions if (a.kind, a.target) == (failed.kind, failed.target)]
+    others = [a for a in alike if a.status != ActionStatus.FAILED]
+    return not others and len(alike) < MAX_ROUNDS
+
+
+def _queue_again(s: Session, incident: IncidentRow, failed: ActionRow, now: datetime) -> ActionRow:
+    again = repo.add_action(
+        s,
+        kind=failed.kind,
+        target=failed.target,
+        why=failed.why,
+        now=now,
+        incident=incident,
+        requeue_jobs=failed.requeue_jobs,
+        payload=failed.payload,
+    )
+    again.incident_job = failed.incident_job
+    s.flush()  # its id
+    failed.outcome = f"retried as #{again.id}"
+    return again
 
 
 def note_restart(affected: IncidentJobRow, running: Sequence[SlurmJob]) -> None:
@@ -160,3 +232,8 @@ class Periodic:
                 log.exception("%s failed; next run in %.1f s", self._thread.name, self._interval)
             if self._stop.wait(self._interval):
                 return
+
+
+def _one_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

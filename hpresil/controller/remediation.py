@@ -14,8 +14,14 @@ under suspicion (``jobs.exclude_failed_nodes``). ``hold``, ``signal``, ``cancel`
 ``notify`` (a webhook POST) act on one job each.
 
 A Slurm (or webhook) failure leaves the action pending with a growing back-off (0.5, 1, 2 … 30 s)
-until ``max_attempts``, then it is ``failed``. No database transaction is held while
-Slurm is called. Pending actions are in the database, so a restarted controller
+until ``max_attempts`` (20: over seven minutes of back-off, plus the attempts themselves,
+so a slurmctld restart is outlasted), then it is ``failed`` with the outcome
+``retries_exhausted``; the reconcile pass queues such a drain or requeue again once Slurm
+answers (:func:`hpresil.controller.reconcile.retry_given_up`). Slurm's own "cannot reach
+slurmctld" answers are such failures (:class:`~hpresil.errors.SlurmUnavailable`). A
+retried drain or requeue is not applied twice: a node already drained by hpresil is
+left as is, a job no longer running is not requeued. No database transaction is held
+while Slurm is called. Pending actions are in the database, so a restarted controller
 picks them up.
 """
 
@@ -47,6 +53,7 @@ from hpresil.store.models import (
 log = logging.getLogger(__name__)
 
 _OURS = (DrainOutcome.DRAINED, DrainOutcome.ALREADY_OURS)
+GAVE_UP = "retries_exhausted"  # the outcome of an action failed after max_attempts
 
 
 @dataclass(frozen=True)
@@ -340,7 +347,7 @@ class Executor:
             row.attempts += 1
             row.error = error
             if row.attempts >= self._backoff.max_attempts:
-                row.status, row.done_at = ActionStatus.FAILED, now
+                row.status, row.outcome, row.done_at = ActionStatus.FAILED, GAVE_UP, now
                 log.error(
                     "%s %s failed after %d attempts: %s",
                     task.kind,

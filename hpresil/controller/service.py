@@ -26,7 +26,7 @@ from hpresil.controller.app import create_app
 from hpresil.controller.jobs.watch import JobWatch
 from hpresil.controller.reconcile import Periodic, Reconciler
 from hpresil.controller.remediation import Executor
-from hpresil.errors import SlurmError
+from hpresil.errors import SlurmError, SlurmParseError
 from hpresil.store import Store
 from hpresil.systemd import sd_notify, watchdog_interval
 
@@ -41,7 +41,7 @@ def run_controller(cfg: Config) -> None:
     store.migrate()
     slurm = Slurm.from_config(cfg.slurm, cfg.policy.reason_prefix)
     executor = Executor(store, slurm, cfg.policy, jobs=cfg.jobs, clock=utcnow)
-    reconciler = Reconciler(store, slurm, cfg.controller, clock=utcnow)
+    reconciler = Reconciler(store, slurm, cfg.controller, clock=utcnow, wake=executor.wake)
     watch = JobWatch(
         store,
         slurm,
@@ -55,7 +55,7 @@ def run_controller(cfg: Config) -> None:
         """Both passes read one job listing: one squeue per interval, not two."""
         try:
             jobs = slurm.jobs(active_only=False)
-        except SlurmError as exc:
+        except (SlurmError, SlurmParseError) as exc:
             log.warning("reconcile: slurm did not list its jobs: %s", exc)
             reconciler.run_once()  # nodes and pruning still; the job watch waits
             return
