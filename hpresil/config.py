@@ -61,6 +61,10 @@ class KernelLogConfig(_Section):
     source: Literal["kmsg", "journal", "file"] = "kmsg"
     path: str = "/dev/kmsg"  # for source=file: the file to follow ({node} expands)
     poll_s: float = Field(default=0.2, gt=0)  # file source: how often to look for new lines
+    # where reading stopped, resumed on start ({node} expands); None: in the spool directory
+    cursor_file: str | None = None
+    # a cursor older than this (the agent was down longer) is not resumed: start at the end
+    resume_max_s: float = Field(default=86400.0, gt=0)
 
 
 class GpuConfig(_Section):

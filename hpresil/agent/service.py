@@ -14,6 +14,10 @@ hook does not drain again a node returned to service after, say, a GPU reset).
 A tick whose results equal the last report's sends nothing; the heartbeat (every
 ``agent.heartbeat_s``) always does.
 
+The kernel log is read from where the agent last stopped (:mod:`hpresil.kernlog.cursor`):
+an XID printed while it was down is judged on start. The cursor on disk moves past an
+XID line only once the report carrying its event is spooled, so none is judged twice.
+
 Every report carries the Slurm jobs seen on the node at the latest tick
 (:mod:`hpresil.agent.jobs`: progress, GPU use, newest checkpoint), so the controller
 sees them at least every heartbeat. With ``jobs.kill_orphans`` the orphan reaper
@@ -40,6 +44,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -60,12 +65,13 @@ from hpresil.assembly import (
 )
 from hpresil.checks.base import EVENT_TAG, CheckRunner, Registry
 from hpresil.clock import utcnow
-from hpresil.config import Config, GpuConfig, expand
+from hpresil.config import AgentConfig, Config, GpuConfig, expand
 from hpresil.fsutil import atomic_write
 from hpresil.host.slurm_jobs import LocalJobs
 
 if TYPE_CHECKING:
     from hpresil.host.orphans import OrphanReaper
+from hpresil.kernlog.cursor import CursorFile, CursorKeeper
 from hpresil.kernlog.parse import LineParser
 from hpresil.kernlog.sources import KernelLogSource, follow_forever, open_source
 from hpresil.systemd import sd_notify, watchdog_interval
@@ -131,6 +137,9 @@ class Agent:
         self._runner = CheckRunner(self._registry)
         self.spool = Spool(expand(agent.spool_dir, node))
         self._source = source or open_source(agent.kernel_log, node)
+        cursor_file = CursorFile(cursor_path(agent, node), max_age_s=agent.kernel_log.resume_max_s)
+        self._resume_from = cursor_file.load()  # None: the kernel log is read from its end
+        self._cursor = CursorKeeper(cursor_file, self._resume_from)
         self._cache_file = expand(agent.cache_file, node)
         self._events: queue.SimpleQueue[XidEvent] = queue.SimpleQueue()
         self._parser = LineParser()
@@ -186,6 +195,7 @@ class Agent:
             self._watcher.join(timeout=5.0)
         self._now_pool.shutdown(wait=True)
         self._flush_once()
+        self._cursor.commit()
         self._backend.close()
         log.info("agent for %s stopped; %d reports wait in the spool", self.node, len(self.spool))
 
@@ -233,6 +243,8 @@ class Agent:
             snapshot = self._collector.collect(events)
             results = self._runner.run(snapshot)
             self._after_checks(snapshot, results)
+            self._cursor.spooled(len(events))  # their report is spooled: read past them
+            self._cursor.commit()
         except Exception:  # a tick must never end the agent
             log.exception("tick failed; its XIDs wait for the next tick")
             for event in events:  # not spooled: judge them again next time
@@ -323,8 +335,9 @@ class Agent:
 
     # --- kernel log ---
     def _watch(self) -> None:
-        for line in follow_forever(self._source, self._stop):
-            event = self._parser.feed(line, self._now())
+        for line in follow_forever(self._source, self._stop, after=self._resume_from):
+            event = None if line.text is None else self._parser.feed(line.text, self._now())
+            self._cursor.read(line, event=event is not None)  # before the tick can drain it
             if event is None:
                 continue
             log.info("XID %d on %s: %s", event.xid, event.pci_bus_id, event.message)
@@ -374,6 +387,13 @@ class Agent:
 
     def _now(self) -> datetime:
         return self._clock()
+
+
+def cursor_path(cfg: AgentConfig, node: str) -> Path:
+    """``kernel_log.cursor_file``, by default ``kernlog.cursor`` in the spool directory."""
+    if cfg.kernel_log.cursor_file:
+        return expand(cfg.kernel_log.cursor_file, node)
+    return expand(cfg.spool_dir, node) / "kernlog.cursor"
 
 
 def worst_status(results: Sequence[CheckResult]) -> Status:

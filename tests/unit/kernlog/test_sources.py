@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hpresil.config import KernelLogConfig
+from hpresil.kernlog.cursor import Line
 from hpresil.kernlog.sources import (
     FileSource,
     JournalSource,
@@ -188,11 +189,11 @@ class _Flaky:
         self.calls = 0
         self.failures = failures
 
-    def follow(self, stop: threading.Event) -> Iterator[str]:
+    def lines(self, stop: threading.Event, after: object) -> Iterator[Line]:
         self.calls += 1
         if self.calls <= self.failures:
             raise PermissionError("/dev/kmsg: permission denied")
-        yield "after the retry"
+        yield Line("after the retry", None)
         stop.wait()
 
 
@@ -203,7 +204,7 @@ def test_failing_source_is_logged_once_and_retried(caplog: pytest.LogCaptureFixt
 
     def run() -> None:
         for line in follow_forever(source, stop, retry_s=0.05):
-            out.put(line)
+            out.put(line.text or "")
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
