@@ -29,7 +29,14 @@ def read_token(path: Path, *, required: bool = True) -> str | None:
             f"token file {path}: mode {stat.S_IMODE(st.st_mode):04o} lets others read it; "
             f"run `chmod 600 {path}`"
         )
-    token = path.read_text().strip()
+    try:
+        token = path.read_text().strip()
+    except PermissionError:  # anyone may stat a 0600 root file; only root may read it
+        if required:
+            raise ConfigError(f"token file {path}: permission denied (run as root)") from None
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"token file {path}: cannot read: {exc}") from None
     if len(token) < 16:
         raise ConfigError(f"token file {path}: token shorter than 16 characters")
     return token

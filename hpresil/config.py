@@ -55,6 +55,8 @@ class ControllerConfig(_Section):
     reconcile_interval_s: float = Field(default=5.0, gt=0)
     stale_after_s: float = Field(default=60.0, gt=0)  # no report for this long: node stale
     report_retention_days: int = Field(default=30, ge=1)
+    # how far ahead of the controller's clock an agent's sent_at/observed_at may be
+    max_clock_skew_s: float = Field(default=300.0, ge=0)
 
 
 class KernelLogConfig(_Section):

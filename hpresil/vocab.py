@@ -7,11 +7,11 @@ that the same definition validates a report on the wire and types it in code.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class Status(StrEnum):
@@ -81,6 +81,51 @@ class Category(StrEnum):
         return self not in (Category.APP, Category.OPERATOR, Category.JOB_HANG)
 
 
+# --- wire bounds: what the controller's columns hold ---
+INT32_MAX = 2**31 - 1  # the store's INTEGER columns (seq, job ids, steps, XIDs, GPU indexes)
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
+SignedInt = Annotated[int, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+EVIDENCE_MAX_DEPTH = 8  # nesting of dicts and lists in a result's evidence
+EVIDENCE_MAX_ITEMS = 1000  # keys and list items in a result's evidence, all levels together
+
+
+def _not_before_2000(value: datetime) -> datetime:
+    if value < EARLIEST:
+        raise ValueError("must not be before 2000-01-01T00:00:00Z")
+    return value
+
+
+# A time stamped by the agent's own clock (sent_at, observed_at): aware, and not absurdly
+# early. Times too far ahead of the controller's clock are refused by the controller
+# (it alone knows "now"). A naive time is refused: compared with aware ones it raises.
+AgentTime = Annotated[AwareDatetime, AfterValidator(_not_before_2000)]
+# A time read from a job's files (heartbeat, checkpoint mtime): aware, otherwise taken
+# as it is; a job writing odd times must not get its node's reports refused.
+FileTime = AwareDatetime
+
+
+def _bounded_evidence(value: dict[str, Any]) -> dict[str, Any]:
+    budget = [EVIDENCE_MAX_ITEMS]
+    _walk(value, 1, budget)
+    return value
+
+
+def _walk(value: object, depth: int, budget: list[int]) -> None:
+    if not isinstance(value, dict | list):
+        return
+    if depth > EVIDENCE_MAX_DEPTH:
+        raise ValueError(f"nested deeper than {EVIDENCE_MAX_DEPTH} levels")
+    budget[0] -= len(value)
+    if budget[0] < 0:
+        raise ValueError(f"more than {EVIDENCE_MAX_ITEMS} keys and items in all")
+    for item in value.values() if isinstance(value, dict) else value:
+        _walk(item, depth + 1, budget)
+
+
+Evidence = Annotated[dict[str, Any], AfterValidator(_bounded_evidence)]
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -88,7 +133,7 @@ class _Record(BaseModel):
 class GpuIdentity(_Record):
     """Who a GPU is, for the incident ledger and RMA."""
 
-    index: int = Field(ge=0)
+    index: Count
     uuid: str | None = None
     serial: str | None = None
     pci_bus_id: str | None = None  # normalised "dddd:bb:dd"
@@ -135,9 +180,9 @@ class CheckResult(_Record):
     category: Category | None = None
     summary: str = Field(default="", max_length=500)
     gpu: GpuIdentity | None = None
-    xid: int | None = None
-    evidence: dict[str, Any] = Field(default_factory=dict)
-    observed_at: datetime
+    xid: Count | None = None
+    evidence: Evidence = Field(default_factory=dict)
+    observed_at: AgentTime
 
     @property
     def is_fault(self) -> bool:
@@ -155,23 +200,23 @@ class JobObservation(_Record):
     for the newest complete checkpoint under ``ckpt_dir`` now and then.
     """
 
-    job_id: int = Field(ge=1)
-    restart_count: int = Field(default=0, ge=0)  # SLURM_RESTART_COUNT of its processes
+    job_id: Annotated[int, Field(ge=1, le=INT32_MAX)]
+    restart_count: Count = 0  # SLURM_RESTART_COUNT of its processes
     lead: bool = False  # the job's first node (SLURM_NODEID 0): batch script or rank 0 here
-    processes: int = Field(default=0, ge=0)
+    processes: Count = 0
     ckpt_dir: str | None = None  # HPRESIL_CKPT_DIR
-    gpus: tuple[int, ...] = ()  # GPU indexes on this node allocated to the job
+    gpus: tuple[Count, ...] = ()  # GPU indexes on this node allocated to the job
     gpu_util_pct: float | None = None  # mean SM utilisation of those GPUs this tick
-    progress_at: datetime | None = None
+    progress_at: FileTime | None = None
     progress_source: Literal["heartbeat", "progress_file", "output"] | None = None
-    step: int | None = None  # the step the job helper last reported
+    step: SignedInt | None = None  # the step the job helper last reported
     checkpoint: str | None = None  # newest complete checkpoint (path)
-    checkpoint_step: int | None = None
-    checkpoint_at: datetime | None = None  # when that checkpoint was committed
+    checkpoint_step: SignedInt | None = None
+    checkpoint_at: FileTime | None = None  # when that checkpoint was committed
     # what this incarnation resumed from (HPRESIL_RESUME_FROM, from the TaskProlog)
     resumed_from: str | None = None
-    resumed_from_step: int | None = None
-    resumed_from_at: datetime | None = None  # when that checkpoint was committed
+    resumed_from_step: SignedInt | None = None
+    resumed_from_at: FileTime | None = None  # when that checkpoint was committed
 
 
 class Report(_Record):
@@ -183,8 +228,8 @@ class Report(_Record):
 
     report_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     node: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
-    seq: int = Field(ge=0)
-    sent_at: datetime
+    seq: Count
+    sent_at: AgentTime
     agent_version: str = ""
     gpus: tuple[GpuIdentity, ...] = ()
     results: tuple[CheckResult, ...] = ()

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -40,16 +40,17 @@ from hpresil.config import Config
 from hpresil.controller.errors import Conflict, NotFound
 from hpresil.controller.fleet import Fleet
 from hpresil.controller.ingest import Ingest
+from hpresil.controller.known import KnownNodes
 from hpresil.controller.operator import Operator
 from hpresil.controller.views import Views
-from hpresil.errors import SlurmError
+from hpresil.errors import DatabaseCorrupt, SlurmError
 from hpresil.store import Clock, Store, utcnow
-from hpresil.store.types import as_utc
-from hpresil.vocab import Report
+from hpresil.vocab import EARLIEST, INT32_MAX, Report
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # 1 MiB
+WRONG_TOKEN = "missing or wrong bearer token"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Services:
     views: Views
     fleet: Fleet
     token: str
+    clock: Clock
+    max_skew: timedelta
 
 
 def create_app(
@@ -75,14 +78,23 @@ def create_app(
     app = FastAPI(title="hpresil", version=__version__, summary="GPU cluster resiliency")
     app.state.services = Services(
         ingest=Ingest(
-            store, config.policy, clock, wake, config.jobs, fresh_s=config.controller.stale_after_s
+            store,
+            config.policy,
+            clock,
+            wake,
+            config.jobs,
+            fresh_s=config.controller.stale_after_s,
+            known=KnownNodes(slurm, store),
         ),
         operator=Operator(store, slurm, config.policy, clock),
         views=Views(store, config.controller, clock, config.jobs),
         fleet=Fleet(store),
         token=token,
+        clock=clock,
+        max_skew=timedelta(seconds=config.controller.max_clock_skew_s),
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    app.add_middleware(TokenGate, token=token, prefix=v1.prefix + "/")  # outermost
     _add_error_handlers(app)
     app.include_router(public)
     app.include_router(v1, dependencies=[Depends(require_token)])
@@ -105,9 +117,10 @@ def require_token(
     svc: Svc, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
     if creds is None or not token_matches(creds.credentials, svc.token):
-        raise HTTPException(
-            401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise HTTPException(401, WRONG_TOKEN, headers={"WWW-Authenticate": "Bearer"})
+
+
+DbId = Annotated[int, Path(ge=1, le=INT32_MAX)]  # ids are INTEGER columns
 
 
 # --- routes ---
@@ -122,6 +135,7 @@ def healthz() -> dict[str, bool]:
 
 @v1.post("/reports")
 def post_report(report: Report, svc: Svc) -> ReportAck:
+    _refuse_future(report, svc.clock() + svc.max_skew)
     return svc.ingest(report)
 
 
@@ -148,7 +162,7 @@ def get_incidents(
 
 
 @v1.get("/incidents/{incident_id}")
-def get_incident(incident_id: int, svc: Svc) -> IncidentView:
+def get_incident(incident_id: DbId, svc: Svc) -> IncidentView:
     return svc.views.incident(incident_id)
 
 
@@ -156,7 +170,9 @@ def get_incident(incident_id: int, svc: Svc) -> IncidentView:
 def get_mttf(
     svc: Svc, by: Literal["all", "node", "category"] = "all", since: datetime | None = None
 ) -> MttfView:
-    return svc.views.mttf(by, as_utc(since) if since else None)
+    if since is not None:
+        since = _since_in_range(since, svc.clock())
+    return svc.views.mttf(by, since)
 
 
 @v1.get("/burnin/median")
@@ -164,7 +180,7 @@ def get_burnin_median(
     svc: Svc,
     model: str,
     dtype: Literal["bf16", "fp16", "fp32"] | None = None,
-    size: int | None = None,
+    size: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
 ) -> BurninMedianView:
     return svc.fleet.burnin_median(model, dtype, size)
 
@@ -175,8 +191,37 @@ def get_jobs(svc: Svc, idle: bool = False, all: bool = False) -> list[JobView]:
 
 
 @v1.get("/jobs/{job_id}")
-def get_job(job_id: int, svc: Svc) -> JobView:
+def get_job(job_id: DbId, svc: Svc) -> JobView:
     return svc.views.job(job_id)
+
+
+# --- times the controller's clock judges ---
+# A time ahead of the controller's clock by more than the allowed skew is refused, not
+# clamped: it comes from an agent clock that is wrong for every time it stamps, and a
+# clamped time would be stored as if true. The refusal names the field; the agent sets
+# the report aside with that reason, and the node turns stale, which people see.
+def _refuse_future(report: Report, latest: datetime) -> None:
+    if report.sent_at > latest:
+        _refuse(("body", "sent_at"), _ahead(latest))
+    for i, result in enumerate(report.results):
+        if result.observed_at > latest:
+            _refuse(("body", "results", i, "observed_at"), _ahead(latest))
+
+
+def _since_in_range(since: datetime, now: datetime) -> datetime:
+    """``since`` as aware UTC (naive is UTC), between 2000 and the controller's now."""
+    aware = since if since.tzinfo else since.replace(tzinfo=UTC)
+    if not EARLIEST <= aware <= now:  # compared before converting: year 1 +01:00 overflows
+        _refuse(("query", "since"), "must be between 2000-01-01T00:00:00Z and now")
+    return aware.astimezone(UTC)
+
+
+def _ahead(latest: datetime) -> str:
+    return f"more than the allowed clock skew ahead of the controller ({latest.isoformat()})"
+
+
+def _refuse(loc: tuple[str | int, ...], msg: str) -> None:
+    raise RequestValidationError([{"loc": loc, "msg": msg, "type": "value_error"}])
 
 
 # --- errors: one line each ---
@@ -222,6 +267,11 @@ async def _db_busy(request: Request, exc: Exception) -> JSONResponse:
     return _detail(503, "database busy or unavailable; try again")
 
 
+async def _db_corrupt(request: Request, exc: Exception) -> JSONResponse:
+    log.critical("%s %s: %s", request.method, request.url.path, exc)
+    return _detail(500, "database corrupt; see the controller log")
+
+
 async def _bug(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return _detail(500, f"internal error ({type(exc).__name__}); see the controller log")
@@ -233,7 +283,43 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(SlurmError, _slurm_failed)
     app.add_exception_handler(OperationalError, _db_busy)
+    app.add_exception_handler(DatabaseCorrupt, _db_corrupt)
     app.add_exception_handler(Exception, _bug)
+
+
+# --- authentication, before anything of the body is read ---
+class TokenGate:
+    """Answers 401 to a request under ``prefix`` without the bearer token, before its
+    body is received or parsed (the route's own token dependency runs only after
+    FastAPI has read and validated the body)."""
+
+    def __init__(self, app: ASGIApp, token: str, prefix: str) -> None:
+        self.app = app
+        self.token = token
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._guarded(scope) and not token_matches(_bearer_token(scope), self.token):
+            answer = _detail(401, WRONG_TOKEN)
+            answer.headers["WWW-Authenticate"] = "Bearer"
+            await answer(scope, _no_body, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _guarded(self, scope: Scope) -> bool:
+        return scope["type"] == "http" and str(scope["path"]).startswith(self.prefix)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _bearer_token(scope: Scope) -> str:
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            return credentials.strip() if scheme.lower() == "bearer" else ""
+    return ""
 
 
 # --- request size ---
