@@ -228,9 +228,15 @@ class Executor:
             row = jobrepo.active_job(s, job_id)
             budget = rules.budget_of(row.budget if row else None, self._jobs)
             blamed = row.blamed if row else None
+            found_at = _restarts_when_found(s, task)
         restarts = job.restart_count if job else 0
-        over = rules.over_budget(restarts, budget)
-        outcome = self._slurm.requeue(job_id, hold=over or blamed is not None, known=job)
+        if job is not None and found_at is not None and restarts > found_at:
+            # an earlier try requeued it and its answer was lost (a timeout): not again
+            log.info("job %s was requeued since it was found on the node", job_id)
+            outcome = RequeueOutcome.REQUEUED
+        else:
+            over = rules.over_budget(restarts, budget)
+            outcome = self._slurm.requeue(job_id, hold=over or blamed is not None, known=job)
         usable = self._usable_nodes() if outcome is RequeueOutcome.REQUEUED else set()
         now = self._clock()
         with self._store.write() as s:
@@ -374,6 +380,12 @@ def _row(s: Session, task: _Task) -> ActionRow:
     if row is None:
         raise HpresilError(f"action #{task.id} vanished from the database")
     return row
+
+
+def _restarts_when_found(s: Session, task: _Task) -> int | None:
+    """The job's restart count when the drain found it on the node, if it was."""
+    affected = _row(s, task).incident_job
+    return affected.restart_count if affected is not None else None
 
 
 def _finish(row: ActionRow, status: ActionStatus, outcome: str, now: datetime) -> None:

@@ -15,11 +15,13 @@ from hpresil.adapters.slurm import Slurm
 from hpresil.adapters.slurm.cli import CliBackend
 from hpresil.adapters.slurm.model import SlurmJob, SlurmNode
 from hpresil.config import Config
+from hpresil.controller.app import create_app
 from hpresil.controller.reconcile import MAX_ROUNDS, Reconciler
 from hpresil.controller.remediation import Backoff, Executor
+from hpresil.errors import SlurmError
 from hpresil.store import Store
 from tests.unit.controller.conftest import NODES
-from tests.unit.controller.fakes import FakeBackend, FakeClock, report, xid79
+from tests.unit.controller.fakes import TOKEN, FakeBackend, FakeClock, report, xid79
 from tests.unit.slurm.replay import replay_bin
 
 
@@ -72,9 +74,14 @@ def actions(client: TestClient) -> list[dict[str, Any]]:
 
 
 def test_a_drain_while_slurmctld_is_down_waits_and_is_done_when_it_returns(
-    client: TestClient, executor: Executor, backend: OutageBackend, clock: FakeClock
+    client: TestClient,
+    executor: Executor,
+    reconciler: Reconciler,
+    backend: OutageBackend,
+    clock: FakeClock,
 ) -> None:
     backend.add_job(11, "node2")
+    reconciler.run_once()  # the nodes Slurm lists, as a running controller has them
     backend.down = True
     post(client, "node2")
     for _ in range(3):
@@ -104,6 +111,7 @@ def test_a_drain_given_up_is_queued_again_by_reconcile_once_slurm_answers(
     clock: FakeClock,
 ) -> None:
     backend.add_job(11, "node2")
+    reconciler.run_once()  # the nodes Slurm lists, as a running controller has them
     backend.down = True
     post(client, "node2")
     for _ in range(3):
@@ -140,6 +148,7 @@ def test_a_drain_that_reached_slurm_before_the_outage_is_not_repeated(
     backend: OutageBackend,
     clock: FakeClock,
 ) -> None:
+    reconciler.run_once()  # the nodes Slurm lists, as a running controller has them
     backend.down = True
     post(client, "node2")
     for _ in range(2):
@@ -160,6 +169,7 @@ def test_an_admin_drain_made_during_the_outage_is_kept(
     backend: OutageBackend,
     clock: FakeClock,
 ) -> None:
+    reconciler.run_once()  # the nodes Slurm lists, as a running controller has them
     backend.down = True
     post(client, "node2")
     for _ in range(2):
@@ -208,3 +218,40 @@ def test_reconcile_while_slurmctld_is_down_is_one_log_line(
     backend.down = False
     reconciler.run_once()
     assert {n["name"] for n in client.get("/v1/nodes").json()} == set(NODES)
+
+
+class LostAnswerBackend(OutageBackend):
+    """Slurm requeues the job but its answer is lost (the client timed out)."""
+
+    lose_answers = 0
+
+    def requeue(self, job_id: int) -> None:
+        super().requeue(job_id)
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise SlurmError(["scontrol", "requeue"], None, timed_out=True, timeout=10.0)
+
+
+def test_a_requeue_whose_answer_was_lost_is_not_repeated_once_the_job_runs_again(
+    store: Store, cfg: Config, clock: FakeClock, tmp_path: Path
+) -> None:
+    backend = LostAnswerBackend(replay_bin(tmp_path / "bin"), *NODES)
+    slurm = Slurm(backend, retries=0, backoff_s=0)
+    executor = Executor(store, slurm, cfg.policy, clock=clock)
+    app = create_app(store=store, slurm=slurm, config=cfg, token=TOKEN, clock=clock)
+    backend.add_job(11, "node2")
+    backend.lose_answers = 1
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        post(client, "node2")
+        executor.run_due()
+        assert backend.writes("requeue") == [("requeue", 11)]
+        backend.start_job(11, "node3", clock.advance(5))  # Slurm ran it again elsewhere
+        clock.advance(60)
+        executor.run_due()
+        assert backend.writes("requeue") == [("requeue", 11)]  # not requeued a second time
+        requeue = actions(client)[-1]
+        assert (requeue["kind"], requeue["status"], requeue["outcome"]) == (
+            "requeue",
+            "done",
+            "requeued",
+        )
