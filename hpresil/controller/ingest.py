@@ -32,6 +32,7 @@ from hpresil.config import JobsConfig, PolicyConfig
 from hpresil.controller import policy
 from hpresil.controller.identity import set_identity
 from hpresil.controller.jobs import blame, ledger
+from hpresil.controller.known import KnownNodes, check_name
 from hpresil.controller.policy import Decision, OpenIncident
 from hpresil.store import Clock, Store, repo
 from hpresil.store.models import OPEN, IncidentRow, JobRow, NodeRow
@@ -72,6 +73,7 @@ class Ingest:
         *,
         fresh_s: float = 60.0,
         max_results: int = MAX_RESULTS_PER_NODE,
+        known: KnownNodes | None = None,
     ) -> None:
         self._store = store
         self._cfg = cfg
@@ -80,11 +82,17 @@ class Ingest:
         self._clock = clock
         self._wake = wake
         self._max_results = max_results
+        self._known = known  # None: any name that can be a Slurm node's
         # one report at a time: one open incident per node, and one ledger row per job
         # (a job's nodes report at once); kept short: the report is encoded before it
         self._lock = threading.Lock()
 
     def __call__(self, report: Report) -> ReportAck:
+        """Take ``report`` in; :class:`NotFound` for a node Slurm does not know."""
+        if self._known is not None:
+            self._known.require(report.node)
+        else:
+            check_name(report.node)
         incoming = Incoming.of(report)
         try:
             with self._lock, self._store.write() as s:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 
 from hpresil.api import (
@@ -73,9 +74,18 @@ class Views:
 
     def mttf(self, by: stats.By = "all", since: datetime | None = None) -> MttfView:
         with self._store.read() as s:
-            nodes = [stats.NodeSpan(r.name, r.first_seen_at) for r in repo.nodes(s)]
-            incidents = [_span(row) for row in repo.incidents(s, details=False)]
+            rows = counted(repo.nodes(s))
+            nodes = [stats.NodeSpan(r.name, r.first_seen_at) for r in rows]
+            names = {r.name for r in rows}
+            incidents = [_span(i) for i in repo.incidents(s, details=False) if i.node in names]
         return stats.mttf(nodes, incidents, now=self._clock(), by=by, since=since)
+
+
+def counted(rows: Sequence[NodeRow]) -> list[NodeRow]:
+    """The nodes MTTF counts: once Slurm has listed any, only those it listed (a
+    node stored from reports alone, before names were checked, is no node)."""
+    listed = [r for r in rows if r.slurm_seen_at is not None]
+    return listed if listed else list(rows)
 
 
 def node_view(

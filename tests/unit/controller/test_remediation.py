@@ -123,8 +123,8 @@ def test_application_faults_never_drain(
 def test_slurm_failing_twice_is_retried_with_backoff(
     client: TestClient, executor: Executor, backend: FakeBackend, clock: FakeClock
 ) -> None:
-    backend.fail_next = 2
     post(client, "node1", xid79())
+    backend.fail_next = 2
     assert executor.run_due() == 1
     first = incident(client)["actions"][0]
     assert (first["status"], first["attempts"]) == ("pending", 1)
@@ -158,8 +158,12 @@ def test_retries_end_in_failed_with_the_error(
     assert Backoff().delay(1) == 0.5 and Backoff().delay(4) == 4 and Backoff().delay(20) == 30
 
 
-def test_a_node_unknown_to_slurm_fails_at_once(client: TestClient, executor: Executor) -> None:
+def test_a_node_unknown_to_slurm_fails_at_once(
+    client: TestClient, executor: Executor, backend: FakeBackend
+) -> None:
+    backend.set_node("ghost", "IDLE")
     post(client, "ghost", xid79())
+    del backend.nodes_by_name["ghost"]  # gone from Slurm before the drain runs
     executor.run_due()
     failed = incident(client)["actions"][0]
     assert (failed["status"], failed["attempts"]) == ("failed", 1)

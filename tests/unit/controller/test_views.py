@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from hpresil import __version__
 from hpresil.controller.views import natural_key
 from hpresil.vocab import Action, Category, CheckResult, Status
-from tests.unit.controller.fakes import FakeClock, report, result, xid79
+from tests.unit.controller.fakes import FakeBackend, FakeClock, report, result, xid79
 
 
 def post(client: TestClient, node: str, *results: CheckResult) -> None:
@@ -19,7 +19,9 @@ def health(client: TestClient) -> dict[str, str]:
     return {n["name"]: n["health"] for n in client.get("/v1/nodes").json()}
 
 
-def test_health_of_each_node(client: TestClient, clock: FakeClock) -> None:
+def test_health_of_each_node(client: TestClient, clock: FakeClock, backend: FakeBackend) -> None:
+    backend.set_node("node4", "IDLE")
+    backend.set_node("node5", "IDLE")
     post(client, "node1")
     clock.advance(50)
     post(client, "node2", xid79())
