@@ -12,6 +12,13 @@ result). At most ``max_results`` results are kept per node, faults and then the
 report's own first; the rest is dropped with a warning. Stored results are kept as
 stored, never validated again.
 
+A *late* report (an agent spool report whose ``seq`` is below one this node already
+delivered: the spool puts off a report the controller failed on and delivers the
+ones behind it) is stored and its faults are judged (a fault seen once is acted on
+once), but it does not replace the node's newer results, lower ``last_seq`` or
+overwrite the job ledger with older progress. ``seq`` 0 is not the spool's (burn-in
+results from the CLI) and is never late.
+
 The report is encoded before the lock; under it, only the database work.
 """
 
@@ -113,8 +120,14 @@ class Ingest:
         node = repo.ensure_node(s, report.node, now)
         s.flush()  # the report's foreign key needs the node row
         repo.add_report(s, report, now, body=incoming.body)
-        note_report(node, incoming, now, self._max_results)
-        here = ledger.observe(s, node.name, report.jobs, now, self._jobs, fresh_s=self._fresh_s)
+        late = is_late(node, report)
+        if late:
+            log.info("%s: report seq %d after seq %d: late", node.name, report.seq, node.last_seq)
+            node.last_report_at = now
+            here: Sequence[JobRow] = ()
+        else:
+            note_report(node, incoming, now, self._max_results)
+            here = ledger.observe(s, node.name, report.jobs, now, self._jobs, fresh_s=self._fresh_s)
         current = repo.open_incident(s, node.name)
         summary = _summary(s, current) if current else None
         earlier = self._earlier(s, report, current, now)
@@ -168,6 +181,11 @@ class Ingest:
                     exclude=current.id if current else None,
                 )
         return counts
+
+
+def is_late(node: NodeRow, report: Report) -> bool:
+    """Whether ``report`` comes from the agent's spool behind one already taken in."""
+    return 0 < report.seq < (node.last_seq or 0)
 
 
 def note_report(node: NodeRow, incoming: Incoming, now: datetime, max_results: int) -> None:

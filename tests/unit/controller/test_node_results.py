@@ -110,3 +110,30 @@ def test_a_stored_result_that_no_longer_validates_does_not_block_reports(
         row.last_results = [{"check": "legacy", "status": "exploded", "observed_at": "x"}]
     post(client, report("node1", result(check="ecc", index=0, at=T0 + timedelta(seconds=1))))
     assert sorted(r["check"] for r in stored(store, "node1")) == ["ecc", "legacy"]
+
+
+def test_a_late_report_is_judged_but_does_not_replace_newer_results(
+    store: Store, cfg: Config, clock: FakeClock
+) -> None:
+    """The agent's spool puts off a report the controller failed on and delivers the
+    ones behind it: the older one arrives last. Its fault is still acted on; its
+    results do not replace the newer report's, nor does it lower the node's seq."""
+    ingest = Ingest(store, cfg.policy, clock, lambda: None)
+    ingest(report("node1", result(Status.OK, check="ecc", index=2), seq=6))
+    clock.advance(5)
+    old_fault = result(Status.FAIL, Action.RESET_GPU, Category.HBM_ECC, check="ecc", index=2)
+    ack = ingest(report("node1", old_fault, seq=5))
+    assert ack.incidents  # the fault it carries opened an incident
+    assert [r["status"] for r in stored(store, "node1")] == ["ok"]
+    with store.read() as s:
+        row = s.get(NodeRow, "node1")
+        assert row is not None and row.last_seq == 6
+
+
+def test_burnin_reports_without_a_spool_seq_are_never_late(
+    store: Store, cfg: Config, clock: FakeClock
+) -> None:
+    ingest = Ingest(store, cfg.policy, clock, lambda: None)
+    ingest(report("node1", result(check="ecc", index=0), seq=9))
+    ingest(report("node1", result(check="burnin_matmul", index=0), seq=0))
+    assert {r["check"] for r in stored(store, "node1")} == {"ecc", "burnin_matmul"}
