@@ -38,6 +38,12 @@ class _View(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class ErrorDetail(_View):
+    """Every error's body: one line."""
+
+    detail: str
+
+
 class Health(StrEnum):
     OK = "ok"
     WARN = "warn"

@@ -2,7 +2,7 @@
 
 Thin: each route checks the bearer token, calls one service (:class:`Ingest`,
 :class:`Operator`, :class:`Views`) and returns its view. Every error answers
-``{"detail": "<one line>"}``: 401 bad token, 404 unknown node or incident, 409
+``{"detail": "<one line>"}``: 400 body not UTF-8, 401 bad token, 404 unknown node or incident, 409
 against hpresil's rules, 413 body over 1 MiB, 422 malformed request, 502 Slurm
 failed, 503 database busy.
 """
@@ -28,6 +28,7 @@ from hpresil.api import (
     BurninMedianView,
     DrainAnswer,
     DrainRequest,
+    ErrorDetail,
     IncidentView,
     JobView,
     MttfView,
@@ -51,6 +52,19 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # 1 MiB
 WRONG_TOKEN = "missing or wrong bearer token"
+_ERRORS = {  # what each /v1/ route may answer besides 200: {"detail": "<one line>"}
+    400: "body could not be decoded (not UTF-8)",
+    401: "missing or wrong bearer token",
+    404: "unknown node, incident or job",
+    409: "against hpresil's rules",
+    413: f"request body over {MAX_BODY} bytes",
+    422: "malformed request; the line names the field",
+    502: "Slurm failed",
+    503: "database busy or unavailable; try again",
+}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorDetail, "description": text} for code, text in _ERRORS.items()
+}
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,7 @@ def create_app(
     app.add_middleware(TokenGate, token=token, prefix=v1.prefix + "/")  # outermost
     _add_error_handlers(app)
     app.include_router(public)
-    app.include_router(v1, dependencies=[Depends(require_token)])
+    app.include_router(v1, dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
     return app
 
 
