@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 from lab import Lab  # noqa: E402
-from scenario import ScenarioError, node_state, wait_agents, wait_for  # noqa: E402
+from scenario import ScenarioError, api_get, node_state, wait_agents, wait_for  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,7 +48,10 @@ def clean_lab(lab: Lab) -> Iterator[Lab]:
 
     GPU faults are cleared and fresh healthy verdicts awaited *before* nodes are
     resumed: otherwise the HealthCheckProgram hook could rightly drain a node again
-    from a verdict that still says "fail"."""
+    from a verdict that still says "fail". So are the agents' spools and the
+    controller's queued actions: a fault report spooled while the controller was down
+    (and the drain it queues) must be taken in before the nodes are resumed, or it
+    drains a node again right after."""
     yield lab
     lab.slurm(["scancel", "--full", "--quiet", "-p", "gpu"])
     for node in lab.node_names:
@@ -58,11 +62,28 @@ def clean_lab(lab: Lab) -> Iterator[Lab]:
         wait_for("healthy verdicts on every node", lambda: _verdicts_ok(lab), 60, 0.2)
     except ScenarioError as exc:
         raise ScenarioError(f"{exc}: {_verdicts(lab)}") from None
+    wait_for("every spooled report delivered", lambda: not _spooled(lab), 60, 0.2)
+    wait_for("no action waiting", lambda: not _pending_actions(lab), 90, 0.5)
     for node in lab.node_names:
         state, _ = node_state(lab, node)
         if "DRAIN" in state or "DOWN" in state:
             lab.slurm(["scontrol", "update", f"nodename={node}", "state=resume"])
     wait_agents(lab)
+
+
+def _spooled(lab: Lab) -> list[Path]:
+    """Reports the agents still hold for the controller."""
+    return [p for n in lab.node_names for p in (lab.root / "spool" / n).glob("*.json")]
+
+
+def _pending_actions(lab: Lab) -> list[int]:
+    """Actions of open incidents the controller has yet to carry out."""
+    opened: Any = api_get(lab, "/v1/incidents?status=open")
+    waiting = []
+    for incident in opened:
+        detail: Any = api_get(lab, f"/v1/incidents/{incident['id']}")
+        waiting += [a["id"] for a in detail["actions"] if a["status"] == "pending"]
+    return waiting
 
 
 def _verdicts(lab: Lab) -> dict[str, str]:
