@@ -141,13 +141,14 @@ def test_a_drain_given_up_is_queued_again_by_reconcile_once_slurm_answers(
     ]
 
 
-def test_a_drain_that_reached_slurm_before_the_outage_is_not_repeated(
+def drain_tried_during_an_outage(
     client: TestClient,
     patient: Executor,
     reconciler: Reconciler,
     backend: OutageBackend,
     clock: FakeClock,
 ) -> None:
+    """node2's fault reported while Slurm is down, its drain tried twice, Slurm back."""
     reconciler.run_once()  # the nodes Slurm lists, as a running controller has them
     backend.down = True
     post(client, "node2")
@@ -155,6 +156,16 @@ def test_a_drain_that_reached_slurm_before_the_outage_is_not_repeated(
         patient.run_due()
         clock.advance(60)
     backend.down = False
+
+
+def test_a_drain_that_reached_slurm_before_the_outage_is_not_repeated(
+    client: TestClient,
+    patient: Executor,
+    reconciler: Reconciler,
+    backend: OutageBackend,
+    clock: FakeClock,
+) -> None:
+    drain_tried_during_an_outage(client, patient, reconciler, backend, clock)
     backend.set_node("node2", "IDLE", "DRAIN", reason="hpresil: #1 gpu_lost_pcie xid 79 gpu 3")
     reconciler.run_once()
     patient.run_due()
@@ -169,13 +180,7 @@ def test_an_admin_drain_made_during_the_outage_is_kept(
     backend: OutageBackend,
     clock: FakeClock,
 ) -> None:
-    reconciler.run_once()  # the nodes Slurm lists, as a running controller has them
-    backend.down = True
-    post(client, "node2")
-    for _ in range(2):
-        patient.run_due()
-        clock.advance(60)
-    backend.down = False
+    drain_tried_during_an_outage(client, patient, reconciler, backend, clock)
     backend.set_node("node2", "IDLE", "DRAIN", reason="admin: PSU swap")
     reconciler.run_once()
     patient.run_due()
