@@ -94,7 +94,7 @@ class FileSource:
 
     def lines(self, stop: threading.Event, after: AnyCursor | None) -> Generator[Line]:
         start = after if isinstance(after, FileCursor) else None
-        fh = self._resume(start) if start is not None else None
+        fh = self._resume(start) if start is not None and start != NO_FILE_YET else None
         at_end = start is None  # with no cursor, the file found at once is read from its end
         pending = b""
         try:
@@ -103,6 +103,8 @@ class FileSource:
                     fh, was_at_end, at_end = self._open(at_end), at_end, False
                     pending = b""
                     if fh is None:
+                        if was_at_end:  # no file yet: when it comes, it is read whole
+                            yield Line(None, NO_FILE_YET)
                         stop.wait(self.poll_s)
                         continue
                     if was_at_end:
@@ -180,6 +182,11 @@ class FileSource:
         if mine.st_size < fh.tell():
             return "truncated"
         return "same"
+
+
+# The cursor saved while the log file does not exist yet: it names no file, so a
+# restart reads the file from its start when there is one (``_resume`` finds none).
+NO_FILE_YET = FileCursor(dev=0, ino=0, offset=0)
 
 
 def _file_cursor(fh: BinaryIO, offset: int) -> FileCursor:

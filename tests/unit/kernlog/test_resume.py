@@ -121,6 +121,25 @@ def test_file_line_handed_on_before_a_restart_is_not_read_again(log_file: Path) 
         second.close()
 
 
+def test_a_log_file_that_appears_while_the_agent_is_down_is_read_from_its_start(
+    tmp_path: Path,
+) -> None:
+    """No file when the first agent ran (a node's first boot with hpresil): it still
+    saves a position, so the XID written while it was down is read on restart."""
+    path = tmp_path / "node4.log"
+    source = FileSource(path, poll_s=0.02)
+    first = Reader(source, None)
+    assert first.settle() == []
+    cursor = first.close()
+    assert cursor is not None  # without one, the restart would start at the new end
+    _append(path, "NVRM: Xid (PCI:0000:3a:00): 79, GPU has fallen off the bus.\n")
+    second = Reader(source, cursor)
+    try:
+        assert second.take(1) == ["NVRM: Xid (PCI:0000:3a:00): 79, GPU has fallen off the bus."]
+    finally:
+        second.close()
+
+
 def test_no_cursor_yields_the_end_as_a_position_first(log_file: Path) -> None:
     stop = threading.Event()
     it = FileSource(log_file, poll_s=0.02).lines(stop, None)
