@@ -401,6 +401,8 @@ retries = 3
         with suppress(ProcessLookupError):
             os.kill(pid, sig)
         _wait_gone([pid], wait)
+        if name == "controller":  # its threads and socket can outlive the main thread
+            _wait_port_closed(self.controller_port, wait)
         with suppress(FileNotFoundError):
             (self.run_dir / f"{name}.pid").unlink()
 
@@ -521,6 +523,17 @@ def _signal_all(pids: Sequence[int], sig: int) -> None:
 def _wait_gone(pids: Sequence[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _wait_port_closed(port: int, timeout: float) -> None:
+    """Until nothing listens on ``port`` (a killed process's socket is gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except OSError:
+            return
         time.sleep(0.05)
 
 
