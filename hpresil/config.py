@@ -57,6 +57,7 @@ class ControllerConfig(_Section):
     report_retention_days: int = Field(default=30, ge=1)
     # how far ahead of the controller's clock an agent's sent_at/observed_at may be
     max_clock_skew_s: float = Field(default=300.0, ge=0)
+    warn_clock_skew_s: float = Field(default=30.0, ge=0)  # ahead by more: a warning
 
 
 class KernelLogConfig(_Section):

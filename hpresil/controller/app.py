@@ -43,6 +43,7 @@ from hpresil.controller.fleet import Fleet
 from hpresil.controller.ingest import Ingest
 from hpresil.controller.known import KnownNodes
 from hpresil.controller.operator import Operator
+from hpresil.controller.skew import SkewWatch
 from hpresil.controller.views import Views
 from hpresil.errors import DatabaseCorrupt, SlurmError
 from hpresil.store import Clock, Store, utcnow
@@ -76,6 +77,7 @@ class Services:
     token: str
     clock: Clock
     max_skew: timedelta
+    skew: SkewWatch
 
 
 def create_app(
@@ -106,6 +108,7 @@ def create_app(
         token=token,
         clock=clock,
         max_skew=timedelta(seconds=config.controller.max_clock_skew_s),
+        skew=SkewWatch(config.controller.warn_clock_skew_s),
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     app.add_middleware(TokenGate, token=token, prefix=v1.prefix + "/")  # outermost
@@ -149,7 +152,9 @@ def healthz() -> dict[str, bool]:
 
 @v1.post("/reports")
 def post_report(report: Report, svc: Svc) -> ReportAck:
-    _refuse_future(report, svc.clock() + svc.max_skew)
+    now = svc.clock()
+    _refuse_future(report, now + svc.max_skew)
+    svc.skew.observe(report.node, report.sent_at, now)
     return svc.ingest(report)
 
 
