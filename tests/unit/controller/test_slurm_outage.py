@@ -81,12 +81,7 @@ def test_a_drain_while_slurmctld_is_down_waits_and_is_done_when_it_returns(
     clock: FakeClock,
 ) -> None:
     backend.add_job(11, "node2")
-    reconciler.run_once()  # the nodes Slurm lists, as a running controller has them
-    backend.down = True
-    post(client, "node2")
-    for _ in range(3):
-        executor.run_due()
-        clock.advance(60)
+    fault_during_an_outage(client, executor, reconciler, backend, clock, tries=3)
     (drain,) = actions(client)
     assert (drain["kind"], drain["status"], drain["attempts"]) == ("drain", "pending", 3)
     assert "answered with an error: Unspecified error" in drain["error"]
@@ -111,12 +106,7 @@ def test_a_drain_given_up_is_queued_again_by_reconcile_once_slurm_answers(
     clock: FakeClock,
 ) -> None:
     backend.add_job(11, "node2")
-    reconciler.run_once()  # the nodes Slurm lists, as a running controller has them
-    backend.down = True
-    post(client, "node2")
-    for _ in range(3):
-        patient.run_due()
-        clock.advance(60)
+    fault_during_an_outage(client, patient, reconciler, backend, clock, tries=3)
     (failed,) = actions(client)
     assert (failed["status"], failed["attempts"], failed["outcome"]) == (
         "failed",
@@ -141,21 +131,23 @@ def test_a_drain_given_up_is_queued_again_by_reconcile_once_slurm_answers(
     ]
 
 
-def drain_tried_during_an_outage(
+def fault_during_an_outage(
     client: TestClient,
-    patient: Executor,
+    executor: Executor,
     reconciler: Reconciler,
     backend: OutageBackend,
     clock: FakeClock,
+    *,
+    tries: int,
 ) -> None:
-    """node2's fault reported while Slurm is down, its drain tried twice, Slurm back."""
+    """node2's fault reported while Slurm is down, its drain tried ``tries`` times a
+    minute apart (Slurm still down)."""
     reconciler.run_once()  # the nodes Slurm lists, as a running controller has them
     backend.down = True
     post(client, "node2")
-    for _ in range(2):
-        patient.run_due()
+    for _ in range(tries):
+        executor.run_due()
         clock.advance(60)
-    backend.down = False
 
 
 def test_a_drain_that_reached_slurm_before_the_outage_is_not_repeated(
@@ -165,7 +157,8 @@ def test_a_drain_that_reached_slurm_before_the_outage_is_not_repeated(
     backend: OutageBackend,
     clock: FakeClock,
 ) -> None:
-    drain_tried_during_an_outage(client, patient, reconciler, backend, clock)
+    fault_during_an_outage(client, patient, reconciler, backend, clock, tries=2)
+    backend.down = False
     backend.set_node("node2", "IDLE", "DRAIN", reason="hpresil: #1 gpu_lost_pcie xid 79 gpu 3")
     reconciler.run_once()
     patient.run_due()
@@ -180,7 +173,8 @@ def test_an_admin_drain_made_during_the_outage_is_kept(
     backend: OutageBackend,
     clock: FakeClock,
 ) -> None:
-    drain_tried_during_an_outage(client, patient, reconciler, backend, clock)
+    fault_during_an_outage(client, patient, reconciler, backend, clock, tries=2)
+    backend.down = False
     backend.set_node("node2", "IDLE", "DRAIN", reason="admin: PSU swap")
     reconciler.run_once()
     patient.run_due()
