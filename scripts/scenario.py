@@ -168,6 +168,20 @@ def api_get(lab: Lab, path: str) -> object:
         return json.loads(resp.read())
 
 
+def incidents_after(lab: Lab, node: str, after: int) -> list[dict[str, object]]:
+    """``node``'s incidents (any status) with an id above ``after``."""
+    found = api_get(lab, f"/v1/incidents?node={node}")
+    assert isinstance(found, list)
+    return [i for i in found if i["id"] > after]
+
+
+def newest_incident_id(lab: Lab) -> int:
+    """The highest incident id so far (0: none), to count what a test opens."""
+    found = api_get(lab, "/v1/incidents")
+    assert isinstance(found, list)
+    return max((int(i["id"]) for i in found), default=0)
+
+
 def hpresil(lab: Lab, *args: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(
         [*lab.hpresil_argv(), *args],

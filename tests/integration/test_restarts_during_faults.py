@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -14,17 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from lab import Lab
-from scenario import api_get, hpresil, node_state, wait_for
-
-
-def _incidents(lab: Lab, node: str, after: int) -> list[dict[str, Any]]:
-    found: Any = api_get(lab, f"/v1/incidents?node={node}")
-    return [i for i in found if i["id"] > after]
-
-
-def _newest_id(lab: Lab) -> int:
-    found: Any = api_get(lab, "/v1/incidents")
-    return max((i["id"] for i in found), default=0)
+from scenario import (
+    api_get,
+    hpresil,
+    incidents_after,
+    newest_incident_id,
+    node_state,
+    wait_for,
+)
 
 
 def _open(lab: Lab, node: str) -> list[dict[str, Any]]:
@@ -61,18 +57,10 @@ def _cursor_at_end(lab: Lab, node: str) -> bool:
         return False
 
 
-def _listening(lab: Lab) -> bool:
-    with suppress(OSError), socket.create_connection(("127.0.0.1", lab.controller_port), 0.5):
-        return True
-    return False
-
-
 def _kill_and_restart_controller(lab: Lab) -> None:
-    """SIGKILL, then a new controller once the old one's socket is closed: a killed
-    process's leader shows as a zombie while its other threads (the listening socket
-    with them) still exit, and the lab would otherwise take the old socket for the new."""
+    """SIGKILL, then a new controller (``stop_process`` waits for the killed one's
+    socket to close: its threads outlive the leader)."""
     lab.stop_process("controller", signal.SIGKILL)
-    wait_for("the killed controller's socket to close", lambda: not _listening(lab), 10, 0.05)
     lab.start_controller()
 
 
@@ -84,13 +72,13 @@ def _quiet(lab: Lab, node: str) -> int:
     """Wait until ``node`` has no open incident left by an earlier test; answer the
     newest incident id, the mark after which this test's incidents count."""
     wait_for(f"no open incident on {node}", lambda: not _open(lab, node), 30, 0.5)
-    return _newest_id(lab)
+    return newest_incident_id(lab)
 
 
 def _drained_once(lab: Lab, node: str, before: int) -> None:
     """The invariant: one incident since ``before``, one drain, done, in Slurm with
     hpresil's reason; every report the agent holds delivered."""
-    found = wait_for("the incident", lambda: _incidents(lab, node, before), 30, 0.2)
+    found = wait_for("the incident", lambda: incidents_after(lab, node, before), 30, 0.2)
     assert isinstance(found, list)
     incident_id = found[0]["id"]
 
@@ -100,7 +88,7 @@ def _drained_once(lab: Lab, node: str, before: int) -> None:
     wait_for("the drain to be done", drain_done, 30, 0.2)
     wait_for("the drain in Slurm", lambda: "DRAIN" in node_state(lab, node)[0], 30, 0.2)
     wait_for("the agent's spool to empty", lambda: not _spooled(lab, node), 30, 0.2)
-    (incident,) = _incidents(lab, node, before)
+    (incident,) = incidents_after(lab, node, before)
     assert incident["xid"] == 79
     assert incident["findings"] == 1  # the one report stored once, not once per retry
     (drain,) = _drains(lab, incident_id)
@@ -148,7 +136,7 @@ def test_xid_written_while_the_agent_is_killed_is_judged_on_restart(clean_lab: L
         wait_for("the agent's cursor at the log's end", lambda: _cursor_at_end(lab, node), 30, 0.2)
         lab.stop_process(f"agent.{node}", signal.SIGKILL)
         _inject_xid79(lab, node)  # into the node's kernel-log file, nobody reading it
-        assert _incidents(lab, node, before) == []
+        assert incidents_after(lab, node, before) == []
         lab.start_agent(node)
         _drained_once(lab, node, before)
 

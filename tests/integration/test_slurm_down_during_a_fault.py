@@ -11,22 +11,14 @@ from lab import Lab
 from scenario import (
     api_get,
     hpresil,
+    incidents_after,
     job_field,
+    newest_incident_id,
     node_state,
     submit_training,
     wait_for,
     wait_running,
 )
-
-
-def _incidents(lab: Lab, node: str, after: int) -> list[dict[str, Any]]:
-    found: Any = api_get(lab, f"/v1/incidents?node={node}")
-    return [i for i in found if i["id"] > after]
-
-
-def _newest_id(lab: Lab) -> int:
-    found: Any = api_get(lab, "/v1/incidents")
-    return max((i["id"] for i in found), default=0)
 
 
 def _detail(lab: Lab, incident_id: int) -> dict[str, Any]:
@@ -50,14 +42,14 @@ def test_xid79_while_slurmctld_is_stopped_drains_and_requeues_once_it_is_back(
     lab = clean_lab
     job = submit_training(lab, name="it-ctld-down")
     node = wait_running(lab, job, min_step=3)
-    before = _newest_id(lab)
+    before = newest_incident_id(lab)
     log = lab.log_dir / "controller.log"
     start = log.stat().st_size
 
     lab.stop_process("slurmctld")
     try:
         hpresil(lab, "inject", "xid", "79", "--gpu", "3", "--node", node, env=lab.node_env(node))
-        found = wait_for("the incident", lambda: _incidents(lab, node, before), 20, 0.2)
+        found = wait_for("the incident", lambda: incidents_after(lab, node, before), 20, 0.2)
         assert isinstance(found, list)
         incident_id = found[0]["id"]
 
@@ -80,7 +72,7 @@ def test_xid79_while_slurmctld_is_stopped_drains_and_requeues_once_it_is_back(
     new_node = wait_running(lab, job, min_step=1, timeout=90)
     assert new_node != node
 
-    assert len(_incidents(lab, node, before)) == 1
+    assert len(incidents_after(lab, node, before)) == 1
     detail = _detail(lab, incident_id)
     done = [a for a in detail["actions"] if a["kind"] == "drain" and a["status"] == "done"]
     assert len(done) == 1 and done[0]["outcome"] in ("drained", "already_ours")
