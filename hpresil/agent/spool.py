@@ -16,6 +16,10 @@ itself:
   parses moves to ``rejected/`` (the dead letters) with a ``.reason`` file beside it.
   ``rejected/`` keeps the newest ``max_rejected``.
 
+A report the disk will not take (full, read-only, failing) is held in memory
+(:class:`~hpresil.agent.held.Held`) and delivered in its place in sequence order;
+it is written to disk once a write succeeds again.
+
 The back-off table lives in memory (one entry per spooled file at most): a restart
 gives a failing report ``max_attempts`` more tries. The sequence counter survives
 restarts: the larger of the ``seq`` state file and the highest file name, spooled or
@@ -36,6 +40,7 @@ from typing import Literal, Protocol
 
 from pydantic import ValidationError
 
+from hpresil.agent.held import MAX_HELD, Held
 from hpresil.errors import (
     ControllerFailed,
     ControllerUnavailable,
@@ -84,6 +89,7 @@ class SpoolTotals:
     rejected: int = 0
     deferred: int = 0  # failures on the controller that put a report off
     dropped: int = 0  # the oldest, removed for room (spool past max_files, rejected/ past max)
+    held: int = 0  # now in memory: the disk would not take them
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class Spool:
         *,
         max_files: int = MAX_FILES,
         max_rejected: int = MAX_REJECTED,
+        max_held: int = MAX_HELD,
         max_attempts: int = MAX_ATTEMPTS,
         backoff_s: float = BACKOFF_S,
         max_backoff_s: float = MAX_BACKOFF_S,
@@ -116,7 +123,7 @@ class Spool:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise HpresilError(f"spool {directory}: {exc.strerror or exc}") from None
-        self._lock = threading.Lock()  # guards the counter, the file set and the totals
+        self._lock = threading.Lock()  # guards the counter, the file set, the held and totals
         self._flush_lock = threading.Lock()  # guards the back-off table
         for leftover in self.directory.glob(".tmp-*.part"):  # from a crash mid-write
             leftover.unlink(missing_ok=True)
@@ -125,109 +132,153 @@ class Spool:
         self._retries: dict[str, _Retry] = {}  # file name -> its back-off
         self._counts = dict.fromkeys(("delivered", "rejected", "deferred", "dropped"), 0)
         self._rejected_full_told = False  # warn once that rejected/ drops its oldest
+        self._held = Held(max_held)
 
     # --- sequence ---
     def next_seq(self) -> int:
         """A new, never used sequence number (persisted before it is handed out)."""
         with self._lock:
             self._seq += 1
-            atomic_write(self.directory / _SEQ_FILE, f"{self._seq}\n", sync=False)
+            try:
+                atomic_write(self.directory / _SEQ_FILE, f"{self._seq}\n", sync=False)
+            except OSError as exc:  # the report's own write tells; counting goes on
+                log.debug("sequence %d not saved: %s", self._seq, exc)
             return self._seq
 
     # --- queue ---
-    def put(self, report: Report) -> Path:
-        """Store ``report`` under its ``seq``; drop the oldest past ``max_files``."""
+    def put(self, report: Report) -> None:
+        """Store ``report`` under its ``seq`` (in memory when the disk refuses); drop
+        the oldest past ``max_files``."""
         name = f"{report.seq:020d}-{report.report_id}.json"
         with self._lock:
             self._seq = max(self._seq, report.seq)
-            path = self.directory / name
-            atomic_write(path, report.model_dump_json(), sync=True)
-            self._count += 1
+            if not self._write(name, report):
+                return
+            for held_name, held in self._held.writable():
+                if not self._write(held_name, held):
+                    break
+                self._held.pop(held_name)
             if self._count > self.max_files:
                 self._trim()
-        return path
+
+    def _write(self, name: str, report: Report) -> bool:
+        """Write one report file (under the lock); hold it when the disk refuses."""
+        try:
+            atomic_write(self.directory / name, report.model_dump_json(), sync=True)
+        except OSError as exc:
+            self._held.hold(name, report, str(self.directory), exc)
+            return False
+        self._count += 1
+        return True
 
     def pending(self) -> list[Path]:
         """Spooled files, oldest first."""
         return sorted(p for p in self.directory.iterdir() if _NAME.match(p.name))
 
     def __len__(self) -> int:
-        return len(self.pending())
+        with self._lock:
+            held = len(self._held)
+        return len(self.pending()) + held
 
     @property
     def totals(self) -> SpoolTotals:
         with self._lock:
-            return SpoolTotals(**self._counts)
+            counts = dict(self._counts)
+            counts["dropped"] += self._held.dropped
+            return SpoolTotals(**counts, held=len(self._held))
 
     def flush(self, sink: ReportSink) -> FlushResult:
         """Deliver what is spooled and due, oldest first (one flush at a time)."""
         with self._flush_lock:
-            files = self.pending()
-            self._prune_retries(files)
+            names = self._entries()
+            self._prune_retries(names)
             counts = {"delivered": 0, "rejected": 0, "deferred": 0, "gone": 0}
-            for done, path in enumerate(files):
-                if not self._due(path):
+            for done, name in enumerate(names):
+                if not self._due(name):
                     counts["deferred"] += 1
                     continue
                 try:
-                    outcome = self._deliver(path, sink)
+                    outcome = self._deliver(name, sink)
                 except ControllerUnavailable as exc:
-                    left = len(files) - done
+                    left = len(names) - done
                     log.debug("delivery paused, %d reports wait: %s", left, exc)
                     return _result(counts, left + counts["deferred"], str(exc))
                 counts[outcome] += 1
                 self._tally(outcome)
             return _result(counts, counts["deferred"], None)
 
-    def _deliver(self, path: Path, sink: ReportSink) -> Outcome:
+    def _entries(self) -> list[str]:
+        """What waits, by name (name order is sequence order): files and held reports."""
+        files = {p.name for p in self.pending()}
+        with self._lock:
+            return sorted(files.union(self._held.names()))
+
+    def _load(self, name: str) -> Report | None:
+        """The report under ``name``; None when it is gone (trimmed meanwhile)."""
+        with self._lock:
+            held = self._held.get(name)
+        if held is not None:
+            return held
         try:
-            report = Report.model_validate_json(path.read_bytes())
-        except FileNotFoundError:  # dropped by _trim meanwhile
-            return "gone"
+            return Report.model_validate_json((self.directory / name).read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def _deliver(self, name: str, sink: ReportSink) -> Outcome:
+        try:
+            report = self._load(name)
         except (OSError, ValidationError, ValueError) as exc:
             reason = f"unreadable spool file: {str(exc).splitlines()[0]}"
-            log.warning("%s: %s; moved to %s/", path.name, reason, REJECTED)
-            self._set_aside(path, reason)
+            log.warning("%s: %s; moved to %s/", name, reason, REJECTED)
+            self._set_aside(name, reason)
             return "rejected"
+        if report is None:
+            return "gone"
         try:
             sink.post_report(report)
         except RejectedByController as exc:
-            return self._refused(path, exc)
+            return self._refused(name, exc)
         except ControllerFailed as exc:
-            return self._failed(path, exc)
-        path.unlink(missing_ok=True)
-        self._retries.pop(path.name, None)
-        self._forget()
+            return self._failed(name, exc)
+        self._remove(name)
+        self._retries.pop(name, None)
         return "delivered"
 
-    def _refused(self, path: Path, exc: RejectedByController) -> Outcome:
+    def _remove(self, name: str) -> None:
+        with self._lock:
+            if self._held.pop(name) is not None:
+                return
+        (self.directory / name).unlink(missing_ok=True)
+        self._forget()
+
+    def _refused(self, name: str, exc: RejectedByController) -> Outcome:
         if exc.status_code in NOT_ABOUT_THE_REPORT:  # a wrong token: every report would be
             raise ControllerUnavailable(str(exc)) from None
-        log.warning("controller refused report %s: %s", path.name, exc)
-        self._set_aside(path, str(exc))
+        log.warning("controller refused report %s: %s", name, exc)
+        self._set_aside(name, str(exc))
         return "rejected"
 
-    def _failed(self, path: Path, exc: ControllerFailed) -> Outcome:
+    def _failed(self, name: str, exc: ControllerFailed) -> Outcome:
         """Put the report off with a doubling wait, or give it up after ``max_attempts``."""
-        attempts = self._retries.pop(path.name, _Retry(0, 0.0)).attempts + 1
+        attempts = self._retries.pop(name, _Retry(0, 0.0)).attempts + 1
         if attempts >= self.max_attempts:
-            log.warning("gave up report %s after %d attempts: %s", path.name, attempts, exc)
-            self._set_aside(path, f"gave up after {attempts} attempts: {exc}")
+            log.warning("gave up report %s after %d attempts: %s", name, attempts, exc)
+            self._set_aside(name, f"gave up after {attempts} attempts: {exc}")
             return "rejected"
         wait = min(self.max_backoff_s, self.backoff_s * 2.0 ** min(attempts - 1, 60))
-        self._retries[path.name] = _Retry(attempts, self._clock() + wait)
+        self._retries[name] = _Retry(attempts, self._clock() + wait)
         tell = log.warning if attempts == 1 else log.debug
-        tell("report %s put off %g s (attempt %d): %s", path.name, wait, attempts, exc)
+        tell("report %s put off %g s (attempt %d): %s", name, wait, attempts, exc)
         return "deferred"
 
-    def _due(self, path: Path) -> bool:
-        retry = self._retries.get(path.name)
+    def _due(self, name: str) -> bool:
+        retry = self._retries.get(name)
         return retry is None or retry.next_at <= self._clock()
 
-    def _prune_retries(self, files: list[Path]) -> None:
-        """Forget the back-off of files no longer spooled (given up, trimmed)."""
-        names = {p.name for p in files}
-        for name in [n for n in self._retries if n not in names]:
+    def _prune_retries(self, names: list[str]) -> None:
+        """Forget the back-off of reports no longer waiting (given up, trimmed)."""
+        waiting = set(names)
+        for name in [n for n in self._retries if n not in waiting]:
             del self._retries[name]
 
     def _tally(self, outcome: Outcome) -> None:
@@ -235,14 +286,26 @@ class Spool:
             with self._lock:
                 self._counts[outcome] += 1
 
-    def _set_aside(self, path: Path, reason: str) -> None:
-        self.rejected_dir.mkdir(exist_ok=True)
+    def _set_aside(self, name: str, reason: str) -> None:
+        """Move a report to ``rejected/`` with its reason (dropped and counted when the
+        disk will not take it)."""
+        with self._lock:
+            held = self._held.pop(name)
         try:
-            os.replace(path, self.rejected_dir / path.name)
+            self.rejected_dir.mkdir(exist_ok=True)
+            if held is None:
+                os.replace(self.directory / name, self.rejected_dir / name)
+                self._forget()
+            else:
+                atomic_write(self.rejected_dir / name, held.model_dump_json(), sync=False)
+            atomic_write(self.rejected_dir / (name + ".reason"), reason + "\n", sync=False)
         except FileNotFoundError:
             return
-        atomic_write(self.rejected_dir / (path.name + ".reason"), reason + "\n", sync=False)
-        self._forget()
+        except OSError as exc:
+            log.warning("cannot keep %s in %s/: %s; dropped", name, REJECTED, exc.strerror or exc)
+            with self._lock:
+                self._counts["dropped"] += 1
+            return
         self._trim_rejected()
 
     def _trim_rejected(self) -> None:
