@@ -47,6 +47,7 @@ from hpresil.controller.skew import SkewWatch
 from hpresil.controller.views import Views
 from hpresil.errors import DatabaseCorrupt, SlurmError
 from hpresil.store import Clock, Store, utcnow
+from hpresil.store.db import is_disk_full
 from hpresil.vocab import EARLIEST, INT32_MAX, Report
 
 log = logging.getLogger(__name__)
@@ -282,6 +283,9 @@ async def _slurm_failed(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _db_busy(request: Request, exc: Exception) -> JSONResponse:
+    if is_disk_full(exc):  # agents keep their reports and send them again
+        log.error("%s %s: database disk full: %s", request.method, request.url.path, exc)
+        return _detail(503, "database disk full; try again once there is room")
     log.warning("%s %s: database error: %s", request.method, request.url.path, exc)
     return _detail(503, "database busy or unavailable; try again")
 

@@ -9,7 +9,9 @@ A damaged database is told from a busy one. ``migrate()`` runs SQLite's
 ``PRAGMA quick_check`` first (given up with a warning after ``QUICK_CHECK_S``) and
 refuses a damaged file; at run time SQLite's ``SQLITE_CORRUPT``/``SQLITE_NOTADB`` and
 PostgreSQL's SQLSTATE class XX raise :class:`DatabaseCorrupt`, logged loudly, while
-lock contention stays SQLAlchemy's ``OperationalError``.
+lock contention stays SQLAlchemy's ``OperationalError``. A full disk
+(:func:`is_disk_full`) also stays an ``OperationalError``: nothing is damaged and the
+same write succeeds once there is room.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ _PRAGMAS = (
 QUICK_CHECK_S = 60.0  # a bigger database is checked this long, then trusted
 _SQLITE_CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
 _CORRUPT_TEXT = ("database disk image is malformed", "file is not a database")
+_SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
+_PG_DISK_FULL = "53100"  # disk_full
 
 
 class Store:
@@ -129,6 +133,17 @@ def is_corrupt(exc: BaseException) -> bool:
         if isinstance(code, int):
             return code & 0xFF in _SQLITE_CORRUPT
         return any(text in str(orig) for text in _CORRUPT_TEXT)
+    return False
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a database error says its disk is full (SQLITE_FULL, SQLSTATE 53100)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate == _PG_DISK_FULL
+    if isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlite_errorcode", None) == _SQLITE_FULL
     return False
 
 
