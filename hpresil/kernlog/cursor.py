@@ -150,6 +150,7 @@ class CursorKeeper:
         self._refresh_s = refresh_s
         self._clock = clock
         self._lock = threading.Lock()
+        self._failing = False  # saving fails (a full disk): warned once, not every tick
 
     def read(self, line: Line, *, event: bool = False) -> None:
         with self._lock:
@@ -176,6 +177,11 @@ class CursorKeeper:
         try:
             self._store.save(cursor)
         except OSError as exc:
-            log.warning("cannot save kernel-log cursor %s: %s", self._store.path, exc)
+            if not self._failing:
+                log.warning("cannot save kernel-log cursor %s: %s", self._store.path, exc)
+            self._failing = True
             return
+        if self._failing:
+            log.info("kernel-log cursor %s saved again", self._store.path)
+            self._failing = False
         self._saved, self._saved_at = cursor, now

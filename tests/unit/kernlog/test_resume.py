@@ -5,6 +5,7 @@ kmsg records, journal), and the cursor on disk and when it may move."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import sys
@@ -31,6 +32,7 @@ from hpresil.kernlog.sources import (
     KmsgSource,
     follow_forever,
 )
+from tests.diskfull import small_disk
 
 
 class Reader:
@@ -340,3 +342,22 @@ def test_unchanged_cursor_is_not_rewritten_until_refresh(tmp_path: Path) -> None
     now[0] = 101
     keeper.commit()
     assert store.path.exists() and first
+
+
+def test_a_cursor_that_cannot_be_saved_is_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hpresil.kernlog.cursor")
+    with small_disk(tmp_path / "disk", size_kib=64) as disk:
+        store = CursorFile(disk.path / "c", max_age_s=60)
+        keeper = CursorKeeper(store, _file_at(10))
+        disk.fill()
+        for offset in (20, 30, 40):  # a tick each, the disk full all along
+            keeper.read(Line("plain", _file_at(offset)))
+            keeper.commit()
+        disk.free()
+        keeper.read(Line("plain", _file_at(50)))
+        keeper.commit()
+        assert _saved(store.path) == 50
+    told = [r.getMessage() for r in caplog.records if "kernel-log cursor" in r.getMessage()]
+    assert len(told) == 2 and "cannot save" in told[0] and "saved again" in told[1]
