@@ -96,6 +96,14 @@ class Lab:
             "COLUMNS": os.environ.get("COLUMNS", "150"),  # rich tables, when not on a TTY
         }
 
+    @property
+    def db_dir(self) -> Path:
+        """The folder of hpresil's SQLite database (and its WAL)."""
+        return self.root / "db"
+
+    def spool_dir(self, node: str) -> Path:
+        return self.root / "spool" / node
+
     def kmsg_file(self, node: str) -> Path:
         return self.root / "kmsg" / f"{node}.log"
 
@@ -142,7 +150,7 @@ class Lab:
 
     # ---------- configuration ----------
     def write_config(self) -> None:
-        for sub in ("etc", "state", "run", "log", "kmsg", "gpu", "spool", "dev", "jobs"):
+        for sub in ("etc", "state", "db", "run", "log", "kmsg", "gpu", "spool", "dev", "jobs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._make_gpu_devices()
         self._make_gpu_states()
@@ -285,7 +293,7 @@ cluster = "hpresil-lab"
 url = "http://127.0.0.1:{self.controller_port}"
 listen_host = "127.0.0.1"
 listen_port = {self.controller_port}
-database = "sqlite:///{r}/state/hpresil.db"
+database = "sqlite:///{r}/db/hpresil.db"   # a folder of its own: a test fills its disk
 token_file = "{r}/etc/token"
 reconcile_interval_s = 1.0
 stale_after_s = 30.0
@@ -450,7 +458,7 @@ retries = 3
     def reset_state(self) -> None:
         """Forget everything the lab remembers (lab must be down): Slurm's saved state
         (drains, jobs), hpresil's database, spools, GPU and InfiniBand state, job output."""
-        for sub in ("state", "kmsg", "gpu", "sysfs", "spool", "jobs", "run"):
+        for sub in ("state", "db", "kmsg", "gpu", "sysfs", "spool", "jobs", "run"):
             shutil.rmtree(self.root / sub, ignore_errors=True)
         # configuration drop-ins a benchmark or test left behind
         shutil.rmtree(
