@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hpresil.adapters.gpu import GpuBackend
-from hpresil.agent.snapshot import FactSource
-from hpresil.checks.base import Check, Registry, load_plugins
+from hpresil.checks.base import Registry, load_plugins
 from hpresil.config import Config, expand
+from hpresil.vocab.snapshot import Check, FactSource
 
 if TYPE_CHECKING:
     from hpresil.adapters.slurm import Slurm, SlurmJob

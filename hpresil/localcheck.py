@@ -6,11 +6,11 @@ happen; a one-off check has no event stream to judge."""
 from __future__ import annotations
 
 from hpresil.adapters.gpu import open_backend
-from hpresil.agent.snapshot import Collector
 from hpresil.assembly import registry_for, sources_for, with_history
 from hpresil.checks.base import EVENT_TAG, CheckRunner, Registry, unknown
 from hpresil.config import Config
 from hpresil.errors import HpresilError
+from hpresil.host.collector import Collector
 from hpresil.vocab import CheckResult
 
 

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.host.slurm_jobs import LocalJob, LocalJobs
 from hpresil.vocab import INT32_MAX, JobObservation
+from hpresil.vocab.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The node agent daemon.
 
 Per tick (every ``agent.poll_s``, and at once when the kernel-log watcher parses an
-XID): collect a :class:`~hpresil.agent.snapshot.Snapshot`, run the registered checks
+XID): collect a :class:`~hpresil.vocab.snapshot.Snapshot`, run the registered checks
 (each under a timeout; a broken one yields UNKNOWN), spool a
 :class:`~hpresil.vocab.Report` when anything is new, deliver it, and write the
 latest verdict atomically to ``agent.cache_file`` for the Slurm hooks.
@@ -51,9 +51,8 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from hpresil import __version__
-from hpresil.adapters.gpu import GpuBackend, GpuSample, open_backend
+from hpresil.adapters.gpu import GpuBackend, open_backend
 from hpresil.agent.jobs import job_observations
-from hpresil.agent.snapshot import Collector, FactSource, Snapshot
 from hpresil.agent.spool import ReportSink, Spool
 from hpresil.assembly import (
     agent_registry,
@@ -67,7 +66,10 @@ from hpresil.checks.base import EVENT_TAG, CheckRunner, Registry
 from hpresil.clock import utcnow
 from hpresil.config import AgentConfig, Config, GpuConfig, expand
 from hpresil.fsutil import atomic_write
+from hpresil.host.collector import Collector
 from hpresil.host.slurm_jobs import LocalJobs
+from hpresil.vocab.gpu import GpuSample
+from hpresil.vocab.snapshot import FactSource, Snapshot
 
 if TYPE_CHECKING:
     from hpresil.host.orphans import OrphanReaper
@@ -90,7 +92,6 @@ log = logging.getLogger(__name__)
 CACHE_REFRESH_S = 30.0  # the hooks trust a verdict for hooks.fresh_s (120 s by default)
 
 EVENT_HOLD_S = 600.0  # how long the verdict cache lists an event
-_STATUS_ORDER = (Status.UNSUPPORTED, Status.OK, Status.WARN, Status.UNKNOWN, Status.FAIL)
 
 
 class Agent:
@@ -375,8 +376,8 @@ class Agent:
         verdict = {
             "node": self.node,
             "at": at.isoformat(),
-            "status": worst_status(results).value,
-            "action": worst_action(results).value,
+            "status": Status.worst(r.status for r in results).value,
+            "action": Action.worst(r.action for r in results).value,
             "results": [r.model_dump(mode="json") for r in results],
             "recent_events": [r.model_dump(mode="json") for r in recent],
         }
@@ -394,17 +395,6 @@ def cursor_path(cfg: AgentConfig, node: str) -> Path:
     if cfg.kernel_log.cursor_file:
         return expand(cfg.kernel_log.cursor_file, node)
     return expand(cfg.spool_dir, node) / "kernlog.cursor"
-
-
-def worst_status(results: Sequence[CheckResult]) -> Status:
-    """FAIL > UNKNOWN > WARN > OK > UNSUPPORTED; OK when there is nothing."""
-    if not results:
-        return Status.OK
-    return max((r.status for r in results), key=_STATUS_ORDER.index)
-
-
-def worst_action(results: Sequence[CheckResult]) -> Action:
-    return max((r.action for r in results), key=lambda a: a.rank, default=Action.NONE)
 
 
 def _key(r: CheckResult) -> Hashable:
@@ -492,4 +482,4 @@ def _ping_watchdog() -> None:
     sd_notify("WATCHDOG=1")
 
 
-__all__ = ["Agent", "run_agent", "worst_action", "worst_status"]
+__all__ = ["Agent", "run_agent"]

@@ -15,10 +15,10 @@ import os
 import time
 from typing import Any
 
-from hpresil.adapters.gpu.base import normalize_bus_id
 from hpresil.burnin.config import Dtype
 from hpresil.burnin.kernel import GpuLibrary, Kernel, Op
 from hpresil.errors import HpresilError
+from hpresil.vocab.gpu import normalize_bus_id
 
 # what to try, in order, for a requested dtype
 FALLBACK: dict[Dtype, tuple[Dtype, ...]] = {

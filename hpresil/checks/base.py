@@ -1,11 +1,11 @@
-"""What a health check is, the registry that holds them, and the runner that keeps
-one broken check from harming the others (STYLE.md patterns 1 and 2).
+"""The registry that holds health checks, and the runner that keeps one broken check
+from harming the others (STYLE.md patterns 1 and 2).
 
-A check is a small class: ``name``, ``tags`` (tiers such as "quick" and
-"continuous"), ``interval_s``, ``timeout_s``, ``supported(snapshot)`` and a pure
-``evaluate(snapshot) -> list[CheckResult]``. Third-party checks register through
-the entry-point group ``hpresil.checks`` (a Check class, an instance, or a callable
-returning a list of them).
+A check (:class:`~hpresil.vocab.snapshot.Check`) is a small class: ``name``, ``tags``
+(tiers such as "quick" and "continuous"), ``interval_s``, ``timeout_s``,
+``supported(snapshot)`` and a pure ``evaluate(snapshot) -> list[CheckResult]``.
+Third-party checks register through the entry-point group ``hpresil.checks`` (a Check
+class, an instance, or a callable returning a list of them).
 """
 
 from __future__ import annotations
@@ -16,28 +16,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from importlib import metadata
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from hpresil.agent.snapshot import Snapshot, call_with_timeout
 from hpresil.errors import HpresilError
 from hpresil.vocab import CheckResult, Status
+from hpresil.vocab.snapshot import Check, Snapshot
+from hpresil.vocab.timeout import call_with_timeout
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "hpresil.checks"
 EVENT_TAG = "event"  # checks whose results are one-off events (reported once)
-
-
-@runtime_checkable
-class Check(Protocol):
-    name: str
-    tags: frozenset[str]
-    interval_s: float  # run at most this often (0: every tick)
-    timeout_s: float  # longer than this: an UNKNOWN result instead
-
-    def supported(self, snapshot: Snapshot) -> bool: ...
-
-    def evaluate(self, snapshot: Snapshot) -> list[CheckResult]: ...
 
 
 class DuplicateCheckError(HpresilError):

@@ -19,12 +19,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpresil.adapters.gpu.base import GpuSample
 from hpresil.adapters.gpu.history import GpuHistory, Timed, increase
-from hpresil.adapters.gpu.records import ClockReason, reason_names
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
 from hpresil.vocab import Action, Category, CheckResult, Status
+from hpresil.vocab.gpu import ClockReason, GpuSample, reason_names
+from hpresil.vocab.snapshot import Snapshot
 
 WATCHED = ("hw_slowdown", "hw_thermal", "hw_power_brake")
 

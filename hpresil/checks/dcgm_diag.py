@@ -21,15 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.clock import Clock, utcnow
 from hpresil.dcgm.mapping import Severity
 from hpresil.dcgm.model import DiagReport, Finding, Verdict
 from hpresil.dcgm.parse import EXIT_ISOLATE
-from hpresil.dcgm.results import identity, known_gpus, worst_action, worst_status
+from hpresil.dcgm.results import identity, known_gpus
 from hpresil.dcgm.sources import DcgmDiag, DcgmDiagSource, DiagAdapter
 from hpresil.errors import HpresilError
-from hpresil.vocab import CheckResult, GpuIdentity, Status
+from hpresil.vocab import Action, CheckResult, GpuIdentity, Status
+from hpresil.vocab.snapshot import Snapshot
 
 
 class DcgmDiagCheck:
@@ -118,8 +118,8 @@ class DcgmDiagCheck:
         at: datetime,
         prefix: str,
     ) -> CheckResult:
-        status = worst_status(f.status for f in findings)
-        action = worst_action(f.action for f in findings)
+        status = Status.worst(f.status for f in findings)
+        action = Action.worst(f.action for f in findings)
         worst = max(findings, key=lambda f: f.action.rank)
         text = "; ".join(f"{f.test}: {f.message}" for f in findings)
         evidence = _run_evidence(level, report)

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.dcgm.model import HealthIncident, HealthReport
-from hpresil.dcgm.results import identity, known_gpus, worst_action, worst_status
+from hpresil.dcgm.results import identity, known_gpus
 from hpresil.dcgm.sources import DcgmHealth
-from hpresil.vocab import CheckResult, GpuIdentity, Status
+from hpresil.vocab import Action, CheckResult, GpuIdentity, Status
+from hpresil.vocab.snapshot import Snapshot
 
 
 class DcgmHealthCheck:
@@ -84,13 +84,13 @@ class DcgmHealthCheck:
         self, incidents: list[HealthIncident], at: datetime, gpu: GpuIdentity | None
     ) -> CheckResult:
         """The worst of ``incidents``, on ``gpu`` or (None) on the node's other entities."""
-        status = worst_status(i.status for i in incidents)
+        status = Status.worst(i.status for i in incidents)
         worst = next(i for i in incidents if i.status is status)
         where = f"GPU {gpu.index}: " if gpu is not None else ""
         return CheckResult(
             check=self.name,
             status=status,
-            action=worst_action(i.action for i in incidents),
+            action=Action.worst(i.action for i in incidents),
             category=worst.category,
             summary=f"{where}{_describe(incidents)}"[:500],
             gpu=gpu,

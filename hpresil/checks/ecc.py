@@ -20,11 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.adapters.gpu.records import EccInfo
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
 from hpresil.vocab import Action, Category, CheckResult
+from hpresil.vocab.gpu import EccInfo, GpuSample
+from hpresil.vocab.snapshot import Snapshot
 
 
 class EccConfig(BaseModel):

@@ -9,10 +9,10 @@ are UNSUPPORTED, never unhealthy.
 
 from __future__ import annotations
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.per_gpu import PerGpuCheck, fail
 from hpresil.vocab import Action, Category, CheckResult
+from hpresil.vocab.gpu import GpuSample
+from hpresil.vocab.snapshot import Snapshot
 
 
 class FabricCheck(PerGpuCheck):

@@ -7,8 +7,8 @@ UNKNOWN (the check could not run), not a failure.
 
 from __future__ import annotations
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.vocab import Action, Category, CheckResult, Status
+from hpresil.vocab.snapshot import Snapshot
 
 
 class GpuPresenceCheck:

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.host.ib import IbConfig, IbFacts, IbPortFacts
 from hpresil.host.verdict import Finding, fail, has_facts, unavailable, verdict, warn
 from hpresil.vocab import Category, CheckResult, Status
+from hpresil.vocab.snapshot import Snapshot
 
 
 class IbCheck:

@@ -8,10 +8,10 @@ return within ``stat_timeout_s`` (a hung NFS or Lustre server) fails with a drai
 
 from __future__ import annotations
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.host.mounts import MountFacts, MountsConfig, MountState
 from hpresil.host.verdict import Finding, fail, unavailable, verdict
 from hpresil.vocab import Category, CheckResult
+from hpresil.vocab.snapshot import Snapshot
 
 
 class MountsCheck:

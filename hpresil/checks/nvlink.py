@@ -16,12 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpresil.adapters.gpu.base import GpuSample
 from hpresil.adapters.gpu.history import GpuHistory, Timed, increase
-from hpresil.adapters.gpu.records import NvLink
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
 from hpresil.vocab import Action, Category, CheckResult
+from hpresil.vocab.gpu import GpuSample, NvLink
+from hpresil.vocab.snapshot import Snapshot
 
 
 class NvlinkConfig(BaseModel):

@@ -15,12 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpresil.adapters.gpu.base import GpuSample
 from hpresil.adapters.gpu.history import GpuHistory, increase
-from hpresil.adapters.gpu.records import Pcie
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
 from hpresil.vocab import Action, Category, CheckResult
+from hpresil.vocab.gpu import GpuSample, Pcie
+from hpresil.vocab.snapshot import Snapshot
 
 
 class PcieConfig(BaseModel):

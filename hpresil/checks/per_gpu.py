@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.agent.snapshot import Snapshot
 from hpresil.vocab import Action, Category, CheckResult, Status
+from hpresil.vocab.gpu import GpuSample
+from hpresil.vocab.snapshot import Snapshot
 
 _SEVERITY = {Status.OK: 0, Status.WARN: 1, Status.FAIL: 2}
 

@@ -12,11 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.adapters.gpu.records import ClockReason, Power
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.per_gpu import PerGpuCheck, warn
 from hpresil.vocab import Category, CheckResult
+from hpresil.vocab.gpu import ClockReason, GpuSample, Power
+from hpresil.vocab.snapshot import Snapshot
 
 
 class PowerConfig(BaseModel):

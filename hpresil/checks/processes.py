@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.host.processes import ProcessesConfig, ProcessFacts, StuckProcess
 from hpresil.host.verdict import Finding, fail, has_facts, unavailable, verdict, warn
 from hpresil.vocab import Category, CheckResult
+from hpresil.vocab.snapshot import Snapshot
 
 NAMED = 5  # processes named in a summary
 

@@ -10,11 +10,10 @@ field: UNSUPPORTED.
 
 from __future__ import annotations
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.adapters.gpu.records import RecoveryAction
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
 from hpresil.vocab import Action, Category, CheckResult
+from hpresil.vocab.gpu import GpuSample, RecoveryAction
+from hpresil.vocab.snapshot import Snapshot
 
 ACTIONS = {
     RecoveryAction.GPU_RESET: Action.RESET_GPU,

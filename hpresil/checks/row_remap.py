@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.per_gpu import PerGpuCheck, fail, warn
 from hpresil.vocab import Action, Category, CheckResult
+from hpresil.vocab.gpu import GpuSample
+from hpresil.vocab.snapshot import Snapshot
 
 
 class RowRemapConfig(BaseModel):

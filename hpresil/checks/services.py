@@ -7,10 +7,10 @@ run jobs, and Slurm's own view of it may lag.
 
 from __future__ import annotations
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.host.services import ServiceFacts, ServicesConfig, ServiceState
 from hpresil.host.verdict import Finding, fail, unavailable, verdict
 from hpresil.vocab import Category, CheckResult
+from hpresil.vocab.snapshot import Snapshot
 
 _UP = ("active", "reloading")
 

@@ -14,11 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.adapters.gpu.records import Thermal
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
 from hpresil.vocab import Action, Category, CheckResult
+from hpresil.vocab.gpu import GpuSample, Thermal
+from hpresil.vocab.snapshot import Snapshot
 
 
 class TemperatureConfig(BaseModel):

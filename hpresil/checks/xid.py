@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.xid_table import (
     RECOVERY_ACTIONS,
     XidEntry,
@@ -45,6 +44,7 @@ from hpresil.checks.xid_table import (
 )
 from hpresil.kernlog.parse import RECOVERY_XID, ROOT_CAUSED_XID, recovery_action_in
 from hpresil.vocab import Action, Category, CheckResult, GpuIdentity, Status, XidEvent
+from hpresil.vocab.snapshot import Snapshot
 
 LINK_WINDOW_S = 600.0  # XID 154 follows the XID it summarises within this long
 _NOT_ROOTS = frozenset({ROOT_CAUSED_XID, RECOVERY_XID})  # never what a 154 follows

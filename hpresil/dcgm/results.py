@@ -1,20 +1,11 @@
-"""Helpers the DCGM checks share: naming GPUs and picking the worst of several verdicts."""
+"""Helpers the DCGM checks share: naming GPUs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from hpresil.agent.snapshot import Snapshot
-from hpresil.vocab import Action, GpuIdentity, Status
-
-# FAIL outranks UNKNOWN (a known fault beats a doubt), which outranks WARN.
-_STATUS_RANK = {
-    Status.OK: 0,
-    Status.UNSUPPORTED: 0,
-    Status.WARN: 1,
-    Status.UNKNOWN: 2,
-    Status.FAIL: 3,
-}
+from hpresil.vocab import GpuIdentity
+from hpresil.vocab.snapshot import Snapshot
 
 
 def known_gpus(snapshot: Snapshot) -> list[GpuIdentity]:
@@ -26,11 +17,3 @@ def identity(index: int, known: Sequence[GpuIdentity], serial: str | None = None
     """The GPU with DCGM id ``index`` (the NVML index on a default DCGM install)."""
     found = next((g for g in known if g.index == index), None)
     return found if found is not None else GpuIdentity(index=index, serial=serial or None)
-
-
-def worst_status(statuses: Iterable[Status]) -> Status:
-    return max(statuses, key=_STATUS_RANK.__getitem__, default=Status.OK)
-
-
-def worst_action(actions: Iterable[Action]) -> Action:
-    return max(actions, key=lambda a: a.rank, default=Action.NONE)

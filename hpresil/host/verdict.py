@@ -11,10 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.vocab import Action, Category, CheckResult, Status
-
-_SEVERITY = (Status.UNSUPPORTED, Status.OK, Status.WARN, Status.UNKNOWN, Status.FAIL)
+from hpresil.vocab.snapshot import Snapshot
 
 
 @dataclass(frozen=True)
@@ -43,9 +41,9 @@ def verdict(
     snapshot: Snapshot,
 ) -> CheckResult:
     """The worst of ``findings`` (all of that status, joined), or OK saying ``ok``."""
-    worst = max((f.status for f in findings), key=_SEVERITY.index, default=Status.OK)
+    worst = Status.worst(f.status for f in findings)
     chosen = [f for f in findings if f.status is worst]
-    action = max((f.action for f in chosen), key=lambda a: a.rank, default=Action.NONE)
+    action = Action.worst(f.action for f in chosen)
     text = "; ".join(f.text for f in chosen) if chosen else ok
     return CheckResult(
         check=check,

@@ -1,7 +1,7 @@
 """Fact sources and checks for the host areas that are configured.
 
 ``host_monitoring(ib=..., mounts=...)`` answers the sources for the agent's
-:class:`~hpresil.agent.snapshot.Collector` and the matching checks for its registry;
+:class:`~hpresil.host.collector.Collector` and the matching checks for its registry;
 an area left as None is not monitored.
 """
 
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpresil.agent.snapshot import FactSource
-from hpresil.checks.base import Check
 from hpresil.checks.headroom import HeadroomCheck
 from hpresil.checks.ib import IbCheck
 from hpresil.checks.mounts import MountsCheck
@@ -23,6 +21,7 @@ from hpresil.host.mounts import MountsConfig, MountSource
 from hpresil.host.processes import ProcessesConfig, ProcessesSource
 from hpresil.host.procs import ProcessLister, SharedProcessTable
 from hpresil.host.services import ServicesConfig, ServicesSource
+from hpresil.vocab.snapshot import Check, FactSource
 
 PROCESS_TABLE_TTL_S = 15.0
 

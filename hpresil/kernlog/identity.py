@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hpresil.adapters.gpu.base import normalize_bus_id
+from hpresil.vocab.gpu import normalize_bus_id
 
 _HEX = "[0-9a-fA-F]"
 _BDF = rf"{_HEX}{{4}}:{_HEX}{{2}}:{_HEX}{{2}}"

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import time
 
-from hpresil.adapters.gpu.base import normalize_bus_id
 from hpresil.config import KernelLogConfig, expand
 from hpresil.errors import HpresilError, UsageError
+from hpresil.vocab.gpu import normalize_bus_id
 
 KMSG_PATH = "/dev/kmsg"
 KMSG_PRIORITY = "<3>"  # KERN_ERR

@@ -37,10 +37,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from hpresil.adapters.gpu.base import normalize_bus_id
 from hpresil.kernlog.identity import GpuIds, IdentityMap
 from hpresil.kernlog.prefix import strip_prefix
 from hpresil.vocab import XidEvent
+from hpresil.vocab.gpu import normalize_bus_id
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ def per_sample_cpu(state: Path, samples: int) -> dict[str, float]:
     """In a child with the double's environment (pynvml loads it by its soname)."""
     code = (
         "import json, os, sys, time\n"
-        "import hpresil.adapters.gpu.records\n"
+        "import hpresil.vocab.gpu\n"
         "def rss():\n"
         "    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
         "before = rss()\n"

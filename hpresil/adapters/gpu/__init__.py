@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hpresil.adapters.gpu.base import GpuBackend, GpuSample, normalize_bus_id
+from hpresil.adapters.gpu.base import GpuBackend
 
 if TYPE_CHECKING:  # the config imports check modules that import this package
     from hpresil.config import GpuConfig
 
-__all__ = ["GpuBackend", "GpuSample", "normalize_bus_id", "open_backend"]
+__all__ = ["GpuBackend", "open_backend"]
 
 
 def open_backend(cfg: GpuConfig) -> GpuBackend:

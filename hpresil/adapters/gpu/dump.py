@@ -9,9 +9,8 @@ import typing
 from enum import Enum
 from typing import Any
 
-from hpresil.adapters.gpu import records
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.vocab import GpuIdentity
+from hpresil.vocab import GpuIdentity, gpu
+from hpresil.vocab.gpu import GpuSample
 
 
 def samples_to_json(samples: list[GpuSample]) -> str:
@@ -46,7 +45,7 @@ def _build(kind: Any, value: Any) -> Any:
     if kind is GpuIdentity:
         return GpuIdentity.model_validate(value)
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-        hints = typing.get_type_hints(kind, vars(records) | {"GpuIdentity": GpuIdentity})
+        hints = typing.get_type_hints(kind, vars(gpu) | {"GpuIdentity": GpuIdentity})
         return kind(**{name: _build(hints[name], v) for name, v in value.items()})
     if isinstance(kind, type) and issubclass(kind, Enum):
         return kind(value)

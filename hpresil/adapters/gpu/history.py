@@ -5,7 +5,7 @@ events per minute over 10 minutes), NVLink and PCIe error counters that must not
 *grow*. Checks stay pure by reading a :class:`GpuHistory` fact from the snapshot;
 the state lives in :class:`GpuHistoryRecorder`, a wrapper around the GPU backend that
 keeps every sample it hands out (with the time it got it) for ``retention_s``, and
-that is also the :class:`~hpresil.agent.snapshot.FactSource` of that fact. Wiring::
+that is also the :class:`~hpresil.vocab.snapshot.FactSource` of that fact. Wiring::
 
     recorder = GpuHistoryRecorder(open_backend(cfg.agent.gpu))
     collector = Collector(node, recorder, sources=[recorder, ...])
@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from hpresil.adapters.gpu.base import GpuBackend, GpuSample
+from hpresil.adapters.gpu.base import GpuBackend
 from hpresil.vocab import GpuIdentity
+from hpresil.vocab.gpu import GpuSample
 
 RETENTION_S = 900.0  # longest window a check may ask for (15 min)
 MAX_SAMPLES = 2000  # per GPU, whatever the polling interval

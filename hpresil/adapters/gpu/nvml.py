@@ -13,9 +13,9 @@ import logging
 from typing import Any
 
 from hpresil.adapters.gpu import nvml_read as rd
-from hpresil.adapters.gpu.base import GpuSample, board_serial, normalize_bus_id
 from hpresil.errors import GpuError
 from hpresil.vocab import GpuIdentity
+from hpresil.vocab.gpu import GpuSample, board_serial, normalize_bus_id
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from hpresil.adapters.gpu.records import (
+from hpresil.vocab.gpu import (
     ClockCounters,
     ClockEvents,
     EccCounts,

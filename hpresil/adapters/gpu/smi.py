@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from hpresil.adapters import proc
-from hpresil.adapters.gpu.base import GpuSample, normalize_bus_id
 from hpresil.adapters.gpu.smi_xml import parse_smi_xml
 from hpresil.errors import CommandError, GpuError
 from hpresil.vocab import GpuIdentity
+from hpresil.vocab.gpu import GpuSample, normalize_bus_id
 
 NVIDIA_SMI_TIMEOUT_S = 10.0
 _NO_HANDLE = re.compile(

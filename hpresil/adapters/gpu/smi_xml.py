@@ -37,8 +37,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
-from hpresil.adapters.gpu.base import GpuSample, board_serial, normalize_bus_id
-from hpresil.adapters.gpu.records import (
+from hpresil.errors import GpuError
+from hpresil.vocab import GpuIdentity
+from hpresil.vocab.gpu import (
     ClockCounters,
     ClockEvents,
     ClockReason,
@@ -46,15 +47,16 @@ from hpresil.adapters.gpu.records import (
     EccInfo,
     Fabric,
     FabricState,
+    GpuSample,
     Pcie,
     Power,
     RecoveryAction,
     RetiredPages,
     RowRemap,
     Thermal,
+    board_serial,
+    normalize_bus_id,
 )
-from hpresil.errors import GpuError
-from hpresil.vocab import GpuIdentity
 
 T = TypeVar("T")
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.agent.snapshot import Collector
+from hpresil.host.collector import Collector
+from hpresil.vocab.gpu import GpuSample
 
 
 class NoGpus:

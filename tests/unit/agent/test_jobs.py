@@ -11,16 +11,16 @@ from types import MappingProxyType
 
 import pytest
 
-from hpresil.adapters.gpu.base import GpuSample
 from hpresil.adapters.slurm.model import SlurmJob
 from hpresil.agent.jobs import job_observations
 from hpresil.agent.service import Agent
-from hpresil.agent.snapshot import Snapshot
 from hpresil.config import Config, parse
 from hpresil.host.job_progress import JobProgress, Progress
 from hpresil.host.orphans import OrphanReaper
 from hpresil.host.slurm_jobs import JobProcess, LocalJob, LocalJobs, LocalJobsSource
 from hpresil.vocab import CheckResult, GpuIdentity, JobObservation, Report, Status
+from hpresil.vocab.gpu import GpuSample
+from hpresil.vocab.snapshot import Snapshot
 from tests.nvmldouble import NvmlDouble
 from tests.unit.agent.fakes import FakeController
 from tests.unit.host.builders import AT

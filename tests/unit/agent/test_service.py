@@ -17,10 +17,10 @@ import pytest
 
 from hpresil.agent.inject import inject_xid
 from hpresil.agent.service import Agent, run_agent
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.base import Registry, builtin_checks
 from hpresil.config import Config, parse
 from hpresil.vocab import Action, Category, CheckResult, Report, Status
+from hpresil.vocab.snapshot import Snapshot
 from tests.nvmldouble import NvmlDouble
 from tests.unit.agent.fakes import FakeController
 

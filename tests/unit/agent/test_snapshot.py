@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.agent.snapshot import Collector, call_with_timeout
 from hpresil.errors import GpuError
+from hpresil.host.collector import Collector
 from hpresil.vocab import GpuIdentity, XidEvent
+from hpresil.vocab.gpu import GpuSample
+from hpresil.vocab.timeout import call_with_timeout
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.agent.snapshot import Snapshot
 from hpresil.vocab import XidEvent
+from hpresil.vocab.gpu import GpuSample
+from hpresil.vocab.snapshot import Snapshot
 from tests.unit.gpu.samples import h100s
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -6,10 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.adapters.gpu.records import ClockCounters, ClockEvents, ClockReason
 from hpresil.checks.clock_events import ClockEventsCheck, ClockEventsConfig
 from hpresil.vocab import Action, Category, Status
+from hpresil.vocab.gpu import ClockCounters, ClockEvents, ClockReason, GpuSample
 from tests.unit.gpu.samples import A100, h100s, real, snap, steady, ticks
 
 SLOW = int(ClockReason.HW_SLOWDOWN | ClockReason.HW_THERMAL)

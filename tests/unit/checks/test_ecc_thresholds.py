@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.adapters.gpu.records import EccCounts, EccInfo
 from hpresil.checks.ecc import EccCheck, EccConfig
 from hpresil.vocab import Action, Category, Status
+from hpresil.vocab.gpu import EccCounts, EccInfo, GpuSample
 from tests.unit.gpu.samples import A100, BLACKWELL, T4, h100s, real, snap
 
 

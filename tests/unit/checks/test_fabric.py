@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpresil.adapters.gpu.records import Fabric, FabricState
 from hpresil.checks.fabric import FabricCheck
 from hpresil.vocab import Action, Category, Status
+from hpresil.vocab.gpu import Fabric, FabricState
 from tests.unit.gpu.samples import H100, REAL, h100s, real, snap
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.adapters.gpu.records import Pcie
 from hpresil.checks.pcie import PcieCheck, PcieConfig
 from hpresil.vocab import Action, Category, Status
+from hpresil.vocab.gpu import GpuSample, Pcie
 from tests.unit.gpu.samples import A100, BLACKWELL, T4, h100s, real, snap, ticks
 
 

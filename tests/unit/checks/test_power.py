@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpresil.adapters.gpu.records import ClockEvents, ClockReason, Power
 from hpresil.checks.power import PowerCheck
 from hpresil.vocab import Action, Category, Status
+from hpresil.vocab.gpu import ClockEvents, ClockReason, Power
 from tests.unit.gpu.samples import REAL, h100s, real, snap
 
 

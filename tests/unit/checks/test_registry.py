@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.base import (
     CheckRunner,
     DuplicateCheckError,
@@ -20,6 +19,7 @@ from hpresil.checks.base import (
     load_plugins,
 )
 from hpresil.vocab import CheckResult, Status
+from hpresil.vocab.snapshot import Snapshot
 from tests.unit.checks.builders import AT, snapshot
 
 

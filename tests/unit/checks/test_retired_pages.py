@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpresil.adapters.gpu.records import RetiredPages
 from hpresil.checks.retired_pages import RetiredPagesCheck
 from hpresil.vocab import Action, Category, Status
+from hpresil.vocab.gpu import RetiredPages
 from tests.unit.gpu.samples import T4, h100s, real, snap
 
 

@@ -6,10 +6,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.xid import XidCheck
 from hpresil.kernlog.parse import LineParser
 from hpresil.vocab import Action, Category, CheckResult, Status, XidEvent
+from hpresil.vocab.snapshot import Snapshot
 from tests.unit.checks.builders import AT, gpus, snapshot, xid
 
 

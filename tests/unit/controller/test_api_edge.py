@@ -21,13 +21,13 @@ from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message
 
 from hpresil.agent.jobs import job_observations
-from hpresil.agent.snapshot import Snapshot
 from hpresil.cli.main import main
 from hpresil.host.job_progress import CheckpointSeen, Progress
 from hpresil.host.slurm_jobs import LocalJob, LocalJobs
 from hpresil.store import Store
 from hpresil.store.models import NodeRow, ReportRow
 from hpresil.vocab import Status
+from hpresil.vocab.snapshot import Snapshot
 from tests.unit.controller.fakes import TOKEN, report, result
 
 BIG = 2**63  # past the largest BIGINT

@@ -5,14 +5,14 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from hpresil.adapters.dcgm import DcgmError, DcgmUnavailable
-from hpresil.agent.snapshot import Snapshot
-from hpresil.checks.base import Check, CheckRunner, Registry
+from hpresil.checks.base import CheckRunner, Registry
 from hpresil.checks.dcgm_diag import DcgmDiagCheck, run_deep
 from hpresil.checks.dcgm_health import DcgmHealthCheck
 from hpresil.dcgm.health import parse_health
 from hpresil.dcgm.parse import parse_diag
 from hpresil.dcgm.sources import DcgmDiag, DcgmHealth
 from hpresil.vocab import Action, Category, CheckResult, Status
+from hpresil.vocab.snapshot import Check, Snapshot
 from tests.unit.checks.builders import AT, gpus
 from tests.unit.dcgm.fakes import FakeAdapter, FakeDcgmi, fixture
 

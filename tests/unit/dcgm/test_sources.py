@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from hpresil.adapters.dcgm import Dcgmi, DcgmUnavailable, HealthWatchesOff
-from hpresil.agent.snapshot import Collector
 from hpresil.dcgm.health import parse_health
 from hpresil.dcgm.parse import parse_diag
 from hpresil.dcgm.sources import DcgmDiag, DcgmDiagSource, DcgmHealth, DcgmHealthSource
+from hpresil.host.collector import Collector
 from tests.unit.dcgm.fakes import FakeAdapter, FakeDcgmi, fixture
 
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 
-from hpresil.adapters.gpu.base import GpuSample
 from hpresil.adapters.gpu.history import GpuHistory
 from hpresil.adapters.gpu.smi_xml import parse_smi_xml
-from hpresil.agent.snapshot import Snapshot
+from hpresil.vocab.gpu import GpuSample
+from hpresil.vocab.snapshot import Snapshot
 from tests.nvmldouble import reading
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"

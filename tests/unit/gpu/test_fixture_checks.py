@@ -10,7 +10,6 @@ import pytest
 
 from hpresil.adapters.gpu.history import GpuHistoryRecorder
 from hpresil.adapters.gpu.nvml import NvmlBackend
-from hpresil.agent.snapshot import Collector
 from hpresil.checks.clock_events import ClockEventsCheck
 from hpresil.checks.ecc import EccCheck, EccConfig
 from hpresil.checks.fabric import FabricCheck
@@ -23,6 +22,7 @@ from hpresil.checks.recovery_action import RecoveryActionCheck
 from hpresil.checks.retired_pages import RetiredPagesCheck
 from hpresil.checks.row_remap import RowRemapCheck
 from hpresil.checks.temperature import TemperatureCheck
+from hpresil.host.collector import Collector
 from hpresil.vocab import Action, Category, Status
 from tests.nvmldouble import NvmlDouble
 from tests.unit.gpu.samples import A10G, A100, BLACKWELL, H100, L4, T4, real, snap, steady

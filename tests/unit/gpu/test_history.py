@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpresil.adapters.gpu.base import GpuSample
 from hpresil.adapters.gpu.history import GpuHistory, GpuHistoryRecorder, increase
-from hpresil.agent.snapshot import Collector
+from hpresil.host.collector import Collector
+from hpresil.vocab.gpu import GpuSample
 from tests.unit.gpu.samples import h100s
 
 
@@ -99,7 +99,7 @@ def test_history_shares_unchanged_link_records_between_samples() -> None:
     from dataclasses import replace as _replace
 
     from hpresil.adapters.gpu.history import GpuHistoryRecorder
-    from hpresil.adapters.gpu.records import NvLink
+    from hpresil.vocab.gpu import NvLink
 
     links = tuple(NvLink(link=i, active=True) for i in range(18))
     first = _sample_with_links(links)
@@ -124,7 +124,7 @@ class _NoBackend:
 
 
 def _sample_with_links(links: tuple[object, ...]) -> object:
-    from hpresil.adapters.gpu.base import GpuSample
     from hpresil.vocab import GpuIdentity
+    from hpresil.vocab.gpu import GpuSample
 
     return GpuSample(identity=GpuIdentity(index=0, uuid="GPU-1"), nvlink=links)  # type: ignore[arg-type]

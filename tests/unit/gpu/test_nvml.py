@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hpresil.adapters.gpu.base import normalize_bus_id
 from hpresil.errors import GpuError
+from hpresil.vocab.gpu import normalize_bus_id
 
 pytestmark = pytest.mark.gpu
 

@@ -10,13 +10,12 @@ import uuid
 import pynvml
 import pytest
 
-from hpresil.adapters.gpu.base import GpuSample
 from hpresil.adapters.gpu.nvml import NvmlBackend
 from hpresil.adapters.gpu.nvml_read import _field_value
-from hpresil.adapters.gpu.records import FabricState, NvLink
 from hpresil.checks.ecc import EccCheck
 from hpresil.checks.retired_pages import RetiredPagesCheck
 from hpresil.vocab import Action, Status
+from hpresil.vocab.gpu import FabricState, GpuSample, NvLink
 from tests.nvmldouble import NvmlDouble, run_in_subprocess
 from tests.unit.gpu.samples import snap
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from hpresil.adapters.gpu.base import GpuSample
 from hpresil.adapters.gpu.nvml import NvmlBackend
+from hpresil.vocab.gpu import GpuSample
 from tests.nvmldouble import NvmlDouble
 from tests.unit.gpu.samples import A100, FIXTURES, H100, real
 

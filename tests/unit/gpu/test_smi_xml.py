@@ -12,7 +12,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hpresil.adapters.gpu.records import (
+from hpresil.adapters.gpu.smi_xml import parse_smi_xml
+from hpresil.checks.temperature import TemperatureCheck, TemperatureConfig
+from hpresil.errors import GpuError
+from hpresil.vocab import Action, Status
+from hpresil.vocab.gpu import (
     ClockCounters,
     ClockReason,
     EccCounts,
@@ -25,11 +29,7 @@ from hpresil.adapters.gpu.records import (
     RowRemap,
     Thermal,
 )
-from hpresil.adapters.gpu.smi_xml import parse_smi_xml
-from hpresil.agent.snapshot import Snapshot
-from hpresil.checks.temperature import TemperatureCheck, TemperatureConfig
-from hpresil.errors import GpuError
-from hpresil.vocab import Action, Status
+from hpresil.vocab.snapshot import Snapshot
 from tests.unit.gpu.samples import A10G, A100, BLACKWELL, FIXTURES, H100, L4, T4, real
 
 H100_TEXT = "h100-80gb-hbm3-590.48.01-q-trimmed.txt"

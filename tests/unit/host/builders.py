@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 
-from hpresil.agent.snapshot import Snapshot
+from hpresil.vocab.snapshot import Snapshot
 
 SYSFS = Path(__file__).parents[2] / "fixtures" / "sysfs"
 HEALTHY = SYSFS / "infiniband-ndr8"

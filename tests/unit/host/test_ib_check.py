@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from hpresil.agent.snapshot import Snapshot
 from hpresil.checks.ib import IbCheck
 from hpresil.host.ib import IbConfig, IbFacts, IbSource
 from hpresil.vocab import Action, Category, CheckResult, Status
+from hpresil.vocab.snapshot import Snapshot
 from tests.unit.host.builders import Clock, ib_tree, set_port, snapshot
 
 NDR = {"expected_ports": 8, "min_rate_gbps": 400}

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpresil.adapters.gpu.base import GpuSample
-from hpresil.agent.snapshot import Collector
 from hpresil.checks.base import CheckRunner, Registry
+from hpresil.host.collector import Collector
 from hpresil.host.headroom import HeadroomConfig
 from hpresil.host.ib import IbConfig
 from hpresil.host.mounts import MountsConfig
@@ -14,6 +13,7 @@ from hpresil.host.processes import ProcessesConfig
 from hpresil.host.services import ServicesConfig
 from hpresil.host.wiring import host_monitoring
 from hpresil.vocab import Status
+from hpresil.vocab.gpu import GpuSample
 from tests.unit.host.builders import ib_tree
 
 

@@ -7,6 +7,7 @@ that the same definition validates a report on the wire and types it in code.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -22,6 +23,20 @@ class Status(StrEnum):
     FAIL = "fail"
     UNKNOWN = "unknown"  # the check could not run (adapter error, timeout)
     UNSUPPORTED = "unsupported"  # the hardware or driver does not offer it: never unhealthy
+
+    @property
+    def rank(self) -> int:
+        """Severity, for picking the worst: UNSUPPORTED < OK < WARN < UNKNOWN < FAIL
+        (a known fault beats a doubt, a doubt beats a warning)."""
+        return _STATUS_ORDER.index(self)
+
+    @classmethod
+    def worst(cls, statuses: Iterable[Status]) -> Status:
+        """The most severe of ``statuses`` by :attr:`rank`; OK when there are none."""
+        return max(statuses, key=lambda s: s.rank, default=Status.OK)
+
+
+_STATUS_ORDER = (Status.UNSUPPORTED, Status.OK, Status.WARN, Status.UNKNOWN, Status.FAIL)
 
 
 class Action(StrEnum):
@@ -42,6 +57,11 @@ class Action(StrEnum):
     @property
     def rank(self) -> int:
         return _ACTION_ORDER.index(self)
+
+    @classmethod
+    def worst(cls, actions: Iterable[Action]) -> Action:
+        """The most disruptive of ``actions``; NONE when there are none."""
+        return max(actions, key=lambda a: a.rank, default=Action.NONE)
 
     @property
     def drains(self) -> bool:

@@ -1,12 +1,8 @@
-"""Collect once per tick, judge many times (STYLE.md pattern 4).
+"""The :class:`Collector`: builds one :class:`~hpresil.vocab.snapshot.Snapshot` per
+tick from the GPU backend and the node's fact sources (STYLE.md pattern 4).
 
-A :class:`Snapshot` is everything the checks may look at, gathered once per tick by
-a :class:`Collector`; checks only read it, and tests build snapshots directly.
-
-Besides the GPUs and kernel-log events, a snapshot carries *facts* from pluggable
-:class:`FactSource` collectors (InfiniBand ports, DCGM health, mounts, ...), keyed by
-the facts' type: ``snapshot.fact(IbFacts)`` is the InfiniBand collector's answer, or
-None when it failed this tick (``snapshot.fact_error(IbFacts)`` says why).
+Each source runs under its own timeout and never twice at once; a source that fails
+or hangs becomes a fact error in the snapshot, never a failed tick.
 """
 
 from __future__ import annotations
@@ -15,61 +11,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from hpresil.adapters.gpu.base import GpuBackend, GpuSample, normalize_bus_id
+from hpresil.adapters.gpu.base import GpuBackend
 from hpresil.clock import utcnow
 from hpresil.errors import GpuError
 from hpresil.vocab import GpuIdentity, XidEvent
+from hpresil.vocab.gpu import GpuSample
+from hpresil.vocab.snapshot import FactSource, Snapshot
+from hpresil.vocab.timeout import call_with_timeout
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 GPU_QUERY_TIMEOUT_S = 10.0  # a tick waits this long for the GPU backend
 GPU_QUERY_TIMEOUT_WITH_EVENTS_S = 1.0  # ... or this long when XIDs wait to be reported
-
-
-class FactSource(Protocol[T]):
-    """Collects one kind of fact about the node, once per tick (not pure: it reads
-    sysfs, runs a tool, ...). ``collect`` raises on failure; the collector turns that
-    into a fact error that checks report as UNKNOWN."""
-
-    name: str
-    kind: type[T]
-    timeout_s: float
-
-    def collect(self) -> T: ...
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    node: str
-    taken_at: datetime
-    gpus: tuple[GpuSample, ...] = ()
-    gpu_error: str | None = None  # the GPU backend could not answer this tick
-    expected_gpus: int | None = None
-    xid_events: tuple[XidEvent, ...] = ()  # new since the last tick
-    known_gpus: tuple[GpuIdentity, ...] = ()  # identities from the last good GPU query
-    facts: Mapping[type, object] = field(default_factory=lambda: MappingProxyType({}))
-    fact_errors: Mapping[type, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    def fact(self, kind: type[T]) -> T | None:
-        """The facts of type ``kind`` collected this tick, or None."""
-        found = self.facts.get(kind)
-        return found if isinstance(found, kind) else None
-
-    def fact_error(self, kind: type[object]) -> str | None:
-        """Why the facts of type ``kind`` are missing this tick, if a source failed."""
-        return self.fact_errors.get(kind)
-
-    def gpu_identity(self, pci_bus_id: str) -> GpuIdentity | None:
-        """The GPU at ``pci_bus_id`` (any spelling), from this or the last good query."""
-        bdf = normalize_bus_id(pci_bus_id)
-        identities = [g.identity for g in self.gpus] or list(self.known_gpus)
-        return next((i for i in identities if i.pci_bus_id == bdf), None)
 
 
 class Collector:
@@ -183,29 +140,3 @@ class _Guarded:
                     self._busy_since = None
 
         return call_with_timeout(run, self._source.timeout_s, self._source.name)
-
-
-def call_with_timeout(fn: Callable[[], T], timeout: float, name: str) -> T:
-    """``fn()`` on a daemon thread; TimeoutError if it has not returned in ``timeout``.
-
-    The thread cannot be killed: a call that hangs keeps its thread (a daemon, so it
-    never blocks exit). Callers guard against starting a second one.
-    """
-    box: list[T] = []
-    failure: list[BaseException] = []
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            box.append(fn())
-        except BaseException as exc:
-            failure.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=target, name=name, daemon=True).start()
-    if not done.wait(timeout):
-        raise TimeoutError(f"{name} did not return within {timeout:g} s")
-    if failure:
-        raise failure[0]
-    return box[0]
