@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from hpresil.adapters import proc
-from hpresil.dcgm.config import DIAG_TIMEOUTS_S, DcgmConfig
+from hpresil.config.dcgm import DIAG_TIMEOUTS_S, DcgmConfig
 from hpresil.dcgm.health import parse_health
 from hpresil.dcgm.model import DiagReport, HealthReport
 from hpresil.dcgm.parse import DcgmParseError, parse_diag

@@ -25,41 +25,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_ROOT = Path("/sys/class/infiniband")
-STATE_ACTIVE = 4
-PHYS_STATE_LINK_UP = 5
+from hpresil.config.host import DEFAULT_ROOT, IB_COUNTERS
 
 # Widths of the saturating PortCounters (sysfs.c PORT_PMA_ATTR); data counters are wider.
 COUNTER_BITS: Mapping[str, int] = {
-    "symbol_error": 16,
-    "link_error_recovery": 8,
-    "link_downed": 8,
-    "port_rcv_errors": 16,
-    "port_rcv_remote_physical_errors": 16,
-    "port_rcv_switch_relay_errors": 16,
-    "port_xmit_discards": 16,
-    "port_xmit_constraint_errors": 8,
-    "port_rcv_constraint_errors": 8,
-    "local_link_integrity_errors": 4,
-    "excessive_buffer_overrun_errors": 4,
-    "VL15_dropped": 16,
+    name: c.bits for name, c in IB_COUNTERS.items() if c.bits is not None
 }
-
-# Every counter the kernel's core publishes under counters/ (config keys are checked against it).
-KNOWN_COUNTERS = frozenset(
-    {
-        *COUNTER_BITS,
-        "port_xmit_data",
-        "port_rcv_data",
-        "port_xmit_packets",
-        "port_rcv_packets",
-        "port_xmit_wait",
-        "unicast_xmit_packets",
-        "unicast_rcv_packets",
-        "multicast_xmit_packets",
-        "multicast_rcv_packets",
-    }
-)
+STATE_ACTIVE = 4
+PHYS_STATE_LINK_UP = 5
 
 _STATE = re.compile(r"^\s*(\d+)\s*:\s*(.+?)\s*$")
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpresil.adapters import proc
-from hpresil.burnin.config import BurninConfig
+from hpresil.config.burnin import BurninConfig
 
 Runner = Callable[..., proc.Completed]
 

@@ -15,8 +15,8 @@ import os
 import time
 from typing import Any
 
-from hpresil.burnin.config import Dtype
 from hpresil.burnin.kernel import GpuLibrary, Kernel, Op
+from hpresil.config.burnin import Dtype
 from hpresil.errors import HpresilError
 from hpresil.vocab.gpu import normalize_bus_id
 

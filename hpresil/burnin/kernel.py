@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from hpresil.burnin.config import Dtype
+from hpresil.config.burnin import Dtype
 from hpresil.errors import HpresilError
 
 Op = Literal["gemm", "copy"]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hpresil.adapters import proc
-from hpresil.burnin.config import BurninConfig
+from hpresil.config.burnin import BurninConfig
 
 Runner = Callable[..., proc.Completed]
 

@@ -20,7 +20,6 @@ from typing import Any
 
 from hpresil.adapters import proc
 from hpresil.burnin import gpu_burn, nccl
-from hpresil.burnin.config import BurninConfig, Dtype
 from hpresil.burnin.expected import GIB, model_for
 from hpresil.burnin.gpulib import NoGpuLibrary, open_library
 from hpresil.burnin.judge import (
@@ -49,6 +48,7 @@ from hpresil.burnin.names import (
     TFLOPS,
 )
 from hpresil.clock import utcnow
+from hpresil.config.burnin import BurninConfig, Dtype
 from hpresil.errors import CommandError
 from hpresil.vocab import CheckResult, GpuIdentity
 

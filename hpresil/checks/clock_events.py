@@ -17,23 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hpresil.adapters.gpu.history import GpuHistory, Timed, increase
 from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
+from hpresil.config.checks import ClockEventsConfig
 from hpresil.vocab import Action, Category, CheckResult, Status
 from hpresil.vocab.gpu import ClockReason, GpuSample, reason_names
 from hpresil.vocab.snapshot import Snapshot
-
-WATCHED = ("hw_slowdown", "hw_thermal", "hw_power_brake")
-
-
-class ClockEventsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    window_s: float = Field(default=600.0, gt=0, le=900)  # GpuHistoryRecorder keeps 900 s
-    max_events_per_min: float = Field(default=0.6, gt=0)
-    reasons: tuple[str, ...] = WATCHED
 
 
 class ClockEventsCheck(PerGpuCheck):

@@ -18,20 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
+from hpresil.config.checks import EccConfig
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import EccInfo, GpuSample
 from hpresil.vocab.snapshot import Snapshot
-
-
-class EccConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dram_corrected_max: int = Field(default=20_000_000, ge=0)
-    sram_corrected_max: int = Field(default=10_000, ge=0)
-    require_enabled: bool = True
 
 
 class EccCheck(PerGpuCheck):

@@ -7,7 +7,8 @@ die writing their output, or the node would start killing processes. Below a
 
 from __future__ import annotations
 
-from hpresil.host.headroom import GIB, DiskSpace, HeadroomConfig, HeadroomFacts, Memory
+from hpresil.config.host import HeadroomConfig
+from hpresil.host.headroom import GIB, DiskSpace, HeadroomFacts, Memory
 from hpresil.host.verdict import Finding, fail, has_facts, unavailable, verdict, warn
 from hpresil.vocab import Category, CheckResult, Status
 from hpresil.vocab.snapshot import Snapshot

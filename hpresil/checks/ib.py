@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hpresil.host.ib import IbConfig, IbFacts, IbPortFacts
+from hpresil.config.host import IbConfig
+from hpresil.host.ib import IbFacts, IbPortFacts
 from hpresil.host.verdict import Finding, fail, has_facts, unavailable, verdict, warn
 from hpresil.vocab import Category, CheckResult, Status
 from hpresil.vocab.snapshot import Snapshot

@@ -8,7 +8,8 @@ return within ``stat_timeout_s`` (a hung NFS or Lustre server) fails with a drai
 
 from __future__ import annotations
 
-from hpresil.host.mounts import MountFacts, MountsConfig, MountState
+from hpresil.config.host import MountsConfig
+from hpresil.host.mounts import MountFacts, MountState
 from hpresil.host.verdict import Finding, fail, unavailable, verdict
 from hpresil.vocab import Category, CheckResult
 from hpresil.vocab.snapshot import Snapshot

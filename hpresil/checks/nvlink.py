@@ -14,21 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hpresil.adapters.gpu.history import GpuHistory, Timed, increase
 from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
+from hpresil.config.checks import NvlinkConfig
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import GpuSample, NvLink
 from hpresil.vocab.snapshot import Snapshot
-
-
-class NvlinkConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    expected_links: int | None = Field(default=None, ge=0)  # e.g. 18 on HGX H100
-    window_s: float = Field(default=60.0, gt=0, le=900)
-    max_crc_per_s: float = Field(default=100.0, gt=0)
 
 
 class NvlinkCheck(PerGpuCheck):

@@ -13,23 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hpresil.adapters.gpu.history import GpuHistory, increase
 from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
+from hpresil.config.checks import PcieConfig
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import GpuSample, Pcie
 from hpresil.vocab.snapshot import Snapshot
-
-
-class PcieConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_width: int | None = Field(default=None, ge=1)  # None: the link's maximum
-    busy_util_pct: int = Field(default=50, ge=0, le=100)
-    replay_window_s: float = Field(default=60.0, gt=0, le=900)
-    replays_per_min_gen5: float = Field(default=31.0, ge=0)
-    replays_per_min: float = Field(default=16.0, ge=0)  # below Gen5
 
 
 class PcieCheck(PerGpuCheck):

@@ -10,18 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hpresil.checks.per_gpu import PerGpuCheck, warn
+from hpresil.config.checks import PowerConfig
 from hpresil.vocab import Category, CheckResult
 from hpresil.vocab.gpu import ClockReason, GpuSample, Power
 from hpresil.vocab.snapshot import Snapshot
-
-
-class PowerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    over_limit_pct: float = Field(default=5.0, ge=0)
 
 
 class PowerCheck(PerGpuCheck):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hpresil.host.processes import ProcessesConfig, ProcessFacts, StuckProcess
+from hpresil.config.host import ProcessesConfig
+from hpresil.host.processes import ProcessFacts, StuckProcess
 from hpresil.host.verdict import Finding, fail, has_facts, unavailable, verdict, warn
 from hpresil.vocab import Category, CheckResult
 from hpresil.vocab.snapshot import Snapshot

@@ -8,18 +8,11 @@ is due for replacement. Ampere and later remap rows instead: UNSUPPORTED there.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hpresil.checks.per_gpu import PerGpuCheck, fail
+from hpresil.config.checks import RetiredPagesConfig
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import GpuSample
 from hpresil.vocab.snapshot import Snapshot
-
-
-class RetiredPagesConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_retired: int = Field(default=63, ge=1)
 
 
 class RetiredPagesCheck(PerGpuCheck):

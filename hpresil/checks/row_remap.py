@@ -10,18 +10,11 @@ GPUs without row remapping (pre-Ampere; MIG with active instances) are UNSUPPORT
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hpresil.checks.per_gpu import PerGpuCheck, fail, warn
+from hpresil.config.checks import RowRemapConfig
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import GpuSample
 from hpresil.vocab.snapshot import Snapshot
-
-
-class RowRemapConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    uncorrectable_warn: int = Field(default=512, ge=1)
 
 
 class RowRemapCheck(PerGpuCheck):

@@ -7,7 +7,8 @@ run jobs, and Slurm's own view of it may lag.
 
 from __future__ import annotations
 
-from hpresil.host.services import ServiceFacts, ServicesConfig, ServiceState
+from hpresil.config.host import ServicesConfig
+from hpresil.host.services import ServiceFacts, ServiceState
 from hpresil.host.verdict import Finding, fail, unavailable, verdict
 from hpresil.vocab import Category, CheckResult
 from hpresil.vocab.snapshot import Snapshot

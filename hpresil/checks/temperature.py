@@ -12,20 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
+from hpresil.config.checks import TemperatureConfig
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import GpuSample, Thermal
 from hpresil.vocab.snapshot import Snapshot
-
-
-class TemperatureConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    warn_margin_c: int = Field(default=5, ge=0)
-    gpu_max_c: int | None = None  # used when the GPU does not report its own
-    mem_max_c: int | None = None
 
 
 class TemperatureCheck(PerGpuCheck):

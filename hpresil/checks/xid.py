@@ -1,11 +1,11 @@
 """``xid``: one result per new XID or SXid in the snapshot, judged by the XID table.
 
 FAIL when the action drains, WARN for watch, OK for none. The action is the table's
-(:mod:`.xid_table`) refined by what the line says: XID 154 follows the recovery action
+(:mod:`hpresil.vocab.xids`) refined by what the line says: XID 154 follows the recovery action
 it announces and takes the category of the XID it follows on that GPU; XID 45 takes
 the category of the root XID it names but keeps its own action (none); a "Nonfatal"
 NVLink5 XID is watched; an NVSwitch SXid drains when fatal and is watched otherwise.
-Then the site's :class:`~hpresil.checks.xid_table.XidPolicyConfig` may replace the
+Then the site's :class:`~hpresil.config.xid.XidPolicyConfig` may replace the
 action or category, and escalate an XID that recurs ``count`` times within
 ``window_s`` on one GPU (or NVSwitch). ``evidence["why"]`` says how the action came
 about.
@@ -35,16 +35,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from hpresil.checks.xid_table import (
-    RECOVERY_ACTIONS,
-    XidEntry,
-    XidPolicyConfig,
-    lookup,
-    lookup_sxid,
-)
+from hpresil.config.xid import XidPolicyConfig
 from hpresil.kernlog.parse import RECOVERY_XID, ROOT_CAUSED_XID, recovery_action_in
 from hpresil.vocab import Action, Category, CheckResult, GpuIdentity, Status, XidEvent
 from hpresil.vocab.snapshot import Snapshot
+from hpresil.vocab.xids import RECOVERY_ACTIONS, XidEntry, lookup, lookup_sxid
 
 LINK_WINDOW_S = 600.0  # XID 154 follows the XID it summarises within this long
 _NOT_ROOTS = frozenset({ROOT_CAUSED_XID, RECOVERY_XID})  # never what a 154 follows

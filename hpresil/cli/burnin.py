@@ -20,7 +20,6 @@ import click
 from hpresil import __version__
 from hpresil.adapters import proc
 from hpresil.adapters.gpu import open_backend
-from hpresil.burnin.config import BurninConfig
 from hpresil.burnin.gpulib import open_library
 from hpresil.burnin.names import BUSBW_GBPS, MEMBW_GBPS, TFLOPS
 from hpresil.burnin.run import FleetMedians, LibraryLoader, Which, run_burnin
@@ -28,6 +27,7 @@ from hpresil.cli.output import emit_json, json_option, status_text, table
 from hpresil.client import ControllerClient
 from hpresil.clock import utcnow
 from hpresil.config import Config
+from hpresil.config.burnin import BurninConfig
 from hpresil.errors import HpresilError
 from hpresil.vocab import CheckResult, GpuIdentity, Report, Status
 

@@ -21,9 +21,9 @@ import click
 from pydantic import BaseModel, ConfigDict
 
 from hpresil.checks.xid import XidHistory, judge, status_for
-from hpresil.checks.xid_table import XidPolicyConfig
 from hpresil.cli.output import emit_json, json_option, table
 from hpresil.clock import utcnow
+from hpresil.config.xid import XidPolicyConfig
 from hpresil.kernlog.parse import LineParser
 from hpresil.vocab import Action, Category, Status, XidEvent
 

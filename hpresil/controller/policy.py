@@ -26,10 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from hpresil.config import PolicyConfig
+from hpresil.config import REASON_MAX, PolicyConfig
 from hpresil.vocab import Action, Category, CheckResult, GpuIdentity
 
-REASON_MAX = 100
 LADDER = (Action.RESET_GPU, Action.REBOOT, Action.REPLACE)
 
 RecurrenceKey = tuple[Category, str]  # (category, the GPU or node it happened on)

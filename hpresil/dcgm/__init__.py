@@ -7,8 +7,9 @@ hpresil's vocabulary.
 * :mod:`.model`: the normalised records (:class:`~.model.DiagReport`,
   :class:`~.model.HealthReport`);
 * :mod:`.parse` (diagnostics) and :mod:`.health` (health watches): JSON to records;
-* :mod:`.sources`: the agent's fact source for health watches;
-* :mod:`.config`: the ``[dcgm]`` configuration table.
+* :mod:`.sources`: the agent's fact source for health watches.
+
+The ``[dcgm]`` configuration table is :mod:`hpresil.config.dcgm`.
 
 Running ``dcgmi`` itself is :mod:`hpresil.adapters.dcgm`.
 """

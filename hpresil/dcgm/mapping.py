@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
 
-from hpresil.checks.xid_table import lookup as xid_lookup
 from hpresil.vocab import Action, Category, Status
+from hpresil.vocab.xids import lookup as xid_lookup
 
 
 class ErrorCategory(IntEnum):

@@ -12,53 +12,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hpresil.config.host import HeadroomConfig
 
 GIB = 1 << 30
-
-
-class HeadroomConfig(BaseModel):
-    """``[checks.headroom]``. A level is crossed when free space is below its percent
-    *or* below its GiB; a threshold set to None is not used."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    paths: tuple[str, ...] = ("/", "/tmp", "/var/lib/hpresil")
-    disk_warn_free_percent: float | None = Field(default=10.0, ge=0, le=100)
-    disk_fail_free_percent: float | None = Field(default=5.0, ge=0, le=100)
-    disk_warn_free_gib: float | None = Field(default=None, ge=0)
-    disk_fail_free_gib: float | None = Field(default=1.0, ge=0)
-    inodes_warn_free_percent: float | None = Field(default=10.0, ge=0, le=100)
-    inodes_fail_free_percent: float | None = Field(default=5.0, ge=0, le=100)
-    # Memory is mostly the running job's business: by default it only warns.
-    memory_warn_available_percent: float | None = Field(default=5.0, ge=0, le=100)
-    memory_fail_available_percent: float | None = Field(default=None, ge=0, le=100)
-    memory_warn_available_gib: float | None = Field(default=None, ge=0)
-    memory_fail_available_gib: float | None = Field(default=None, ge=0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        for what in _PAIRS:
-            _check_order(self, what)
-        return self
-
-
-_PAIRS = (
-    "disk_{}_free_percent",
-    "disk_{}_free_gib",
-    "inodes_{}_free_percent",
-    "memory_{}_available_percent",
-    "memory_{}_available_gib",
-)
-
-
-def _check_order(cfg: HeadroomConfig, pattern: str) -> None:
-    warn, fail = getattr(cfg, pattern.format("warn")), getattr(cfg, pattern.format("fail"))
-    if warn is not None and fail is not None and fail > warn:
-        raise ValueError(f"{pattern.format('fail')} ({fail:g}) is above the warning ({warn:g})")
 
 
 @dataclass(frozen=True)

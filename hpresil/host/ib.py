@@ -15,64 +15,12 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from hpresil.adapters.ib import DEFAULT_ROOT, KNOWN_COUNTERS, IbPort, IbSysfs
+from hpresil.adapters.ib import IbPort, IbSysfs
 from hpresil.clock import Clock, utcnow
+from hpresil.config.host import DEFAULT_ROOT, IbConfig
 
 MAX_EVENTS_PER_PORT = 1000
-
-# Increase per collection above which a counter warns (ibqueryerrors' example thresholds
-# are 10 for symbol and recovery errors, cumulative; these are per interval).
-DEFAULT_WARN_DELTAS: Mapping[str, int] = {
-    "symbol_error": 10,
-    "link_error_recovery": 0,
-    "link_downed": 0,
-    "port_rcv_errors": 10,
-    "port_rcv_remote_physical_errors": 10,
-    "local_link_integrity_errors": 0,
-    "excessive_buffer_overrun_errors": 0,
-    "port_xmit_discards": 100,
-}
-
-Delta = Annotated[int, Field(ge=0)]
-
-
-class IbConfig(BaseModel):
-    """``[checks.ib]``: what the node's InfiniBand ports should look like."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    sysfs_root: Path = DEFAULT_ROOT
-    expected_ports: int | None = Field(default=None, ge=0)  # None: whatever is there
-    min_rate_gbps: float | None = Field(default=None, gt=0)  # e.g. 400 for NDR
-    ignore_ports: str | None = None  # regex searched in "device/port", e.g. "^mlx5_bond_"
-    warn_deltas: dict[str, Delta] = Field(default_factory=lambda: dict(DEFAULT_WARN_DELTAS))
-    fail_deltas: dict[str, Delta] = Field(default_factory=dict)  # e.g. {link_downed = 0}
-    flap_count: int = Field(default=3, ge=1)  # this many link-down events ...
-    flap_window_s: float = Field(default=12 * 3600.0, gt=0)  # ... in this long: FAIL
-
-    @field_validator("ignore_ports")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
-
-    @field_validator("warn_deltas", "fail_deltas")
-    @classmethod
-    def _counters(cls, value: dict[str, int]) -> dict[str, int]:
-        unknown = sorted(set(value) - KNOWN_COUNTERS)
-        if unknown:
-            valid = ", ".join(sorted(KNOWN_COUNTERS))
-            raise ValueError(f"unknown counter {', '.join(unknown)} (valid: {valid})")
-        return value
 
 
 @dataclass(frozen=True)

@@ -16,26 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from hpresil.config.host import MountsConfig
 
 MOUNT_TABLE = Path("/proc/self/mounts")
-
-
-class MountsConfig(BaseModel):
-    """``[checks.mounts]``: file systems jobs rely on (``/home``, ``/scratch``, ...)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    required: tuple[str, ...] = ()
-    stat_timeout_s: float = Field(default=5.0, gt=0)
-
-    @field_validator("required")
-    @classmethod
-    def _absolute(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        relative = [p for p in value if not p.startswith("/")]
-        if relative:
-            raise ValueError(f"mount points must be absolute paths: {', '.join(relative)}")
-        return tuple(os.path.normpath(p) for p in value)
 
 
 @dataclass(frozen=True)

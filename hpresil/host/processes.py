@@ -12,33 +12,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Self
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hpresil.clock import Clock, utcnow
+from hpresil.config.host import ProcessesConfig
 from hpresil.host.procs import DISK_SLEEP, ZOMBIE, ProcessLister, ProcInfo, list_processes
 
 TOP_PARENTS = 5
-
-
-class ProcessesConfig(BaseModel):
-    """``[checks.processes]``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    d_state_warn_count: int = Field(default=5, ge=1)  # this many seen in D on two ticks
-    d_state_warn_s: float = Field(default=120.0, gt=0)  # one process in D this long: warn
-    d_state_fail_s: float = Field(default=600.0, gt=0)  # ... this long: fail, drain
-    zombie_warn_count: int = Field(default=200, ge=1)
-    ignore_names: tuple[str, ...] = ()  # process names never judged
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.d_state_fail_s < self.d_state_warn_s:
-            fail, warn = self.d_state_fail_s, self.d_state_warn_s
-            raise ValueError(f"d_state_fail_s ({fail:g}) is below d_state_warn_s ({warn:g})")
-        return self
 
 
 @dataclass(frozen=True)

@@ -11,29 +11,12 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hpresil.adapters.proc import run
+from hpresil.config.host import ServicesConfig
 from hpresil.errors import CommandError
 from hpresil.host.procs import ZOMBIE, ProcessLister, list_processes
 
 UnitStates = Callable[[Sequence[str], float], Mapping[str, str]]
-
-
-class ServicesConfig(BaseModel):
-    """``[checks.services]``: daemons that must run, by process name."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    required: tuple[str, ...] = ("munged", "slurmd")
-    use_systemd: bool = False  # also ask systemd about their units, when it runs the host
-    units: dict[str, str] = Field(  # process -> unit, where not "<process>.service"
-        default_factory=lambda: {"munged": "munge.service"}
-    )
-    systemctl_timeout_s: float = Field(default=5.0, gt=0)
-
-    def unit(self, process: str) -> str:
-        return self.units.get(process, f"{process}.service")
 
 
 @dataclass(frozen=True)

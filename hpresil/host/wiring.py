@@ -15,12 +15,19 @@ from hpresil.checks.mounts import MountsCheck
 from hpresil.checks.processes import ProcessesCheck
 from hpresil.checks.services import ServicesCheck
 from hpresil.clock import Clock, utcnow
-from hpresil.host.headroom import HeadroomConfig, HeadroomSource
-from hpresil.host.ib import IbConfig, IbSource
-from hpresil.host.mounts import MountsConfig, MountSource
-from hpresil.host.processes import ProcessesConfig, ProcessesSource
+from hpresil.config.host import (
+    HeadroomConfig,
+    IbConfig,
+    MountsConfig,
+    ProcessesConfig,
+    ServicesConfig,
+)
+from hpresil.host.headroom import HeadroomSource
+from hpresil.host.ib import IbSource
+from hpresil.host.mounts import MountSource
+from hpresil.host.processes import ProcessesSource
 from hpresil.host.procs import ProcessLister, SharedProcessTable
-from hpresil.host.services import ServicesConfig, ServicesSource
+from hpresil.host.services import ServicesSource
 from hpresil.vocab.snapshot import Check, FactSource
 
 PROCESS_TABLE_TTL_S = 15.0

@@ -5,12 +5,8 @@ pynvml loads a C double of ``libnvidia-ml.so.1`` (scripts/nvml-double) in its pl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from hpresil.adapters.gpu.base import GpuBackend
-
-if TYPE_CHECKING:  # the config imports check modules that import this package
-    from hpresil.config import GpuConfig
+from hpresil.config import GpuConfig
 
 __all__ = ["GpuBackend", "open_backend"]
 

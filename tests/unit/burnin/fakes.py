@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from hpresil.adapters.proc import Completed
-from hpresil.burnin.config import Dtype
 from hpresil.burnin.kernel import Op
+from hpresil.config.burnin import Dtype
 from hpresil.errors import CommandError
 from hpresil.vocab import GpuIdentity
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from hpresil.burnin import gpu_burn
-from hpresil.burnin.config import BurninConfig
 from hpresil.burnin.gpulib import NoGpuLibrary
 from hpresil.burnin.judge import judge_gpu_burn
 from hpresil.burnin.run import Which, run_burnin
+from hpresil.config.burnin import BurninConfig
 from hpresil.errors import CommandError
 from hpresil.vocab import Action, Category, CheckResult, GpuIdentity, Status
 from tests.unit.burnin.fakes import T0, FakeLibrary, Runner, clock, fixture, gpus, on_path

@@ -8,10 +8,10 @@ from importlib.util import find_spec
 
 import pytest
 
-from hpresil.burnin.config import BurninConfig
 from hpresil.burnin.gpulib import NoGpuLibrary, TorchKernel, open_library
 from hpresil.burnin.kernel import copy_gbps, measure, tflops
 from hpresil.burnin.run import run_burnin
+from hpresil.config.burnin import BurninConfig
 from hpresil.vocab import Status
 from tests.unit.burnin.fakes import on_path
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from hpresil.burnin import nccl
-from hpresil.burnin.config import BurninConfig
 from hpresil.burnin.expected import GIB
 from hpresil.burnin.gpulib import NoGpuLibrary
 from hpresil.burnin.judge import Floor, judge_nccl
 from hpresil.burnin.names import BUSBW_GBPS
 from hpresil.burnin.run import Which, run_burnin
+from hpresil.config.burnin import BurninConfig
 from hpresil.errors import CommandError
 from hpresil.vocab import Action, Category, CheckResult, Status
 from tests.unit.burnin.fakes import T0, FakeLibrary, Runner, clock, fixture, gpus, on_path

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from hpresil.burnin.config import BurninConfig
 from hpresil.burnin.gpulib import NoGpuLibrary
 from hpresil.burnin.run import run_burnin
+from hpresil.config.burnin import BurninConfig
 from hpresil.vocab import Action, CheckResult, Status
 from tests.unit.burnin.fakes import (
     H100,

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from hpresil.checks.clock_events import ClockEventsCheck, ClockEventsConfig
+from hpresil.checks.clock_events import ClockEventsCheck
+from hpresil.config.checks import ClockEventsConfig
 from hpresil.vocab import Action, Category, Status
 from hpresil.vocab.gpu import ClockCounters, ClockEvents, ClockReason, GpuSample
 from tests.unit.gpu.samples import A100, h100s, real, snap, steady, ticks

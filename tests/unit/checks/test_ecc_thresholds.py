@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpresil.checks.ecc import EccCheck, EccConfig
+from hpresil.checks.ecc import EccCheck
+from hpresil.config.checks import EccConfig
 from hpresil.vocab import Action, Category, Status
 from hpresil.vocab.gpu import EccCounts, EccInfo, GpuSample
 from tests.unit.gpu.samples import A100, BLACKWELL, T4, h100s, real, snap

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpresil.checks.nvlink import NvlinkCheck, NvlinkConfig
+from hpresil.checks.nvlink import NvlinkCheck
+from hpresil.config.checks import NvlinkConfig
 from hpresil.vocab import Action, Category, Status
 from hpresil.vocab.gpu import GpuSample
 from tests.unit.gpu.samples import T4, h100s, real, snap, steady, ticks

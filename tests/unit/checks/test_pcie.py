@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpresil.checks.pcie import PcieCheck, PcieConfig
+from hpresil.checks.pcie import PcieCheck
+from hpresil.config.checks import PcieConfig
 from hpresil.vocab import Action, Category, Status
 from hpresil.vocab.gpu import GpuSample, Pcie
 from tests.unit.gpu.samples import A100, BLACKWELL, T4, h100s, real, snap, ticks

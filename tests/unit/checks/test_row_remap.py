@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpresil.checks.row_remap import RowRemapCheck, RowRemapConfig
+from hpresil.checks.row_remap import RowRemapCheck
+from hpresil.config.checks import RowRemapConfig
 from hpresil.vocab import Action, Category, Status
 from hpresil.vocab.gpu import RowRemap
 from tests.unit.gpu.samples import A100, BLACKWELL, h100s, real, snap

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpresil.checks.temperature import TemperatureCheck, TemperatureConfig
+from hpresil.checks.temperature import TemperatureCheck
+from hpresil.config.checks import TemperatureConfig
 from hpresil.vocab import Action, Category, Status
 from hpresil.vocab.gpu import Thermal
 from tests.unit.gpu.samples import A100, BLACKWELL, T4, h100s, real, snap

@@ -9,11 +9,11 @@ import pytest
 from pydantic import ValidationError
 
 from hpresil.checks.xid import XidCheck, XidHistory, judge
-from hpresil.checks.xid_table import XidOverride, XidPolicyConfig
+from hpresil.config.xid import XidOverride, XidPolicyConfig
 from hpresil.vocab import Action, Category, CheckResult, Status, XidEvent
 from tests.unit.checks.builders import AT, snapshot, xid
 
-# The shape documented in hpresil/checks/xid_table.py, as the lead's [xid] section.
+# The shape documented in hpresil/config/xid.py, as the lead's [xid] section.
 TOML = """
 [xid.overrides.63]
 count = 3

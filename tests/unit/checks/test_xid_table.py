@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hpresil.checks.xid_table import (
-    APPLICATION_XIDS,
-    RECOVERY_ACTIONS,
-    XID_TABLE,
-    lookup,
-    lookup_sxid,
-)
 from hpresil.vocab import Action, Category
+from hpresil.vocab.xids import APPLICATION_XIDS, RECOVERY_ACTIONS, XID_TABLE, lookup, lookup_sxid
 
 # Every XID row of /work/shared/reference/gpu-health.md section 2.
 REFERENCE_XIDS = {

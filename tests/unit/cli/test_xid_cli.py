@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from hpresil.checks.xid_table import XidOverride, XidPolicyConfig
 from hpresil.cli.xid import COMMANDS, xid
+from hpresil.config.xid import XidOverride, XidPolicyConfig
 from hpresil.vocab import Action
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "xid"

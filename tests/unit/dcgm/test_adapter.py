@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from hpresil.adapters.dcgm import DcgmError, Dcgmi, DcgmUnavailable, HealthWatchesOff
-from hpresil.dcgm.config import DcgmConfig
+from hpresil.config.dcgm import DcgmConfig
 from hpresil.dcgm.model import DiagReport, HealthReport, Verdict
 from hpresil.dcgm.parse import DcgmParseError
 from hpresil.errors import HpresilError

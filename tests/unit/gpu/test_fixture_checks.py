@@ -11,7 +11,7 @@ import pytest
 from hpresil.adapters.gpu.history import GpuHistoryRecorder
 from hpresil.adapters.gpu.nvml import NvmlBackend
 from hpresil.checks.clock_events import ClockEventsCheck
-from hpresil.checks.ecc import EccCheck, EccConfig
+from hpresil.checks.ecc import EccCheck
 from hpresil.checks.fabric import FabricCheck
 from hpresil.checks.gpu_presence import GpuPresenceCheck
 from hpresil.checks.nvlink import NvlinkCheck
@@ -22,6 +22,7 @@ from hpresil.checks.recovery_action import RecoveryActionCheck
 from hpresil.checks.retired_pages import RetiredPagesCheck
 from hpresil.checks.row_remap import RowRemapCheck
 from hpresil.checks.temperature import TemperatureCheck
+from hpresil.config.checks import EccConfig
 from hpresil.host.collector import Collector
 from hpresil.vocab import Action, Category, Status
 from tests.nvmldouble import NvmlDouble

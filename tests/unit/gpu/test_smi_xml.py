@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 import pytest
 
 from hpresil.adapters.gpu.smi_xml import parse_smi_xml
-from hpresil.checks.temperature import TemperatureCheck, TemperatureConfig
+from hpresil.checks.temperature import TemperatureCheck
+from hpresil.config.checks import TemperatureConfig
 from hpresil.errors import GpuError
 from hpresil.vocab import Action, Status
 from hpresil.vocab.gpu import (

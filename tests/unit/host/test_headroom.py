@@ -10,14 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from hpresil.checks.headroom import HeadroomCheck
-from hpresil.host.headroom import (
-    GIB,
-    HeadroomConfig,
-    HeadroomFacts,
-    HeadroomSource,
-    Memory,
-    nearest_existing,
-)
+from hpresil.config.host import HeadroomConfig
+from hpresil.host.headroom import GIB, HeadroomFacts, HeadroomSource, Memory, nearest_existing
 from hpresil.vocab import Action, Category, CheckResult, Status
 from tests.unit.host.builders import snapshot
 

@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from hpresil.checks.ib import IbCheck
-from hpresil.host.ib import IbConfig, IbFacts, IbSource
+from hpresil.config.host import IbConfig
+from hpresil.host.ib import IbFacts, IbSource
 from hpresil.vocab import Action, Category, CheckResult, Status
 from hpresil.vocab.snapshot import Snapshot
 from tests.unit.host.builders import Clock, ib_tree, set_port, snapshot

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from hpresil.host.ib import IbConfig, IbFacts, IbPortFacts, IbSource
+from hpresil.config.host import IbConfig
+from hpresil.host.ib import IbFacts, IbPortFacts, IbSource
 from tests.unit.host.builders import Clock, ib_tree, set_port
 
 

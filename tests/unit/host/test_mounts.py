@@ -12,7 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from hpresil.checks.mounts import MountsCheck
-from hpresil.host.mounts import MountFacts, MountsConfig, MountSource, parse_mount_table
+from hpresil.config.host import MountsConfig
+from hpresil.host.mounts import MountFacts, MountSource, parse_mount_table
 from hpresil.vocab import Action, Category, Status
 from tests.unit.host.builders import snapshot
 

@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from hpresil.checks.processes import ProcessesCheck
-from hpresil.host.processes import ProcessesConfig, ProcessesSource, ProcessFacts
+from hpresil.config.host import ProcessesConfig
+from hpresil.host.processes import ProcessesSource, ProcessFacts
 from hpresil.host.procs import DISK_SLEEP, ZOMBIE, ProcInfo, list_processes
 from hpresil.vocab import Action, Category, CheckResult, Status
 from tests.unit.host.builders import Clock, snapshot

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from hpresil.checks.services import ServicesCheck
+from hpresil.config.host import ServicesConfig
 from hpresil.errors import CommandError
 from hpresil.host.procs import ZOMBIE, ProcInfo
-from hpresil.host.services import ServiceFacts, ServicesConfig, ServicesSource
+from hpresil.host.services import ServiceFacts, ServicesSource
 from hpresil.vocab import Action, Category, CheckResult, Status
 from tests.unit.host.builders import snapshot
 

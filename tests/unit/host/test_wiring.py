@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from hpresil.checks.base import CheckRunner, Registry
+from hpresil.config.host import (
+    HeadroomConfig,
+    IbConfig,
+    MountsConfig,
+    ProcessesConfig,
+    ServicesConfig,
+)
 from hpresil.host.collector import Collector
-from hpresil.host.headroom import HeadroomConfig
-from hpresil.host.ib import IbConfig
-from hpresil.host.mounts import MountsConfig
-from hpresil.host.processes import ProcessesConfig
-from hpresil.host.services import ServicesConfig
 from hpresil.host.wiring import host_monitoring
 from hpresil.vocab import Status
 from hpresil.vocab.gpu import GpuSample

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from hpresil import config as config_module
-from hpresil.burnin.config import BurninConfig
 from hpresil.burnin.gpulib import NoGpuLibrary
 from hpresil.cli.burnin import burnin, execute, exit_code
 from hpresil.client import ControllerClient
 from hpresil.config import AgentConfig, Config, GpuConfig
+from hpresil.config.burnin import BurninConfig
 from hpresil.vocab import CheckResult, Report, Status
 from tests.unit.burnin.fakes import T0, FakeKernel, FakeLibrary, clock, gpus, kernels, on_path
 from tests.unit.controller.fakes import TOKEN

@@ -1,6 +1,6 @@
 """The burn-in's settings: one frozen schema (STYLE.md pattern 9).
 
-The lead mounts it in :class:`hpresil.config.Config` (``[burnin]``); the CLI
+:class:`hpresil.config.Config` mounts it (``[burnin]``); the CLI
 overrides single fields from its options.
 """
 

@@ -1,4 +1,4 @@
-"""The ``[dcgm]`` configuration table (inert data; the lead's schema embeds it)."""
+"""The ``[dcgm]`` configuration table (:class:`hpresil.config.Config` embeds it)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Configuration: one TOML file validated against one typed schema.
 
+The sections live here; the settings of each area's checks and sources in the
+submodules (:mod:`.checks`, :mod:`.host`, :mod:`.xid`, :mod:`.dcgm`, :mod:`.burnin`).
+
 Lookup order: ``--config PATH``, then ``$HPRESIL_CONFIG``, then
 ``/etc/hpresil/hpresil.toml``. Drop-ins in ``<file>.d/*.toml`` (sorted) are merged
 on top, table by table. An unknown key or a bad value is a :class:`ConfigError`
@@ -19,26 +22,31 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hpresil.burnin.config import BurninConfig
-from hpresil.checks.clock_events import ClockEventsConfig
-from hpresil.checks.ecc import EccConfig
-from hpresil.checks.nvlink import NvlinkConfig
-from hpresil.checks.pcie import PcieConfig
-from hpresil.checks.power import PowerConfig
-from hpresil.checks.retired_pages import RetiredPagesConfig
-from hpresil.checks.row_remap import RowRemapConfig
-from hpresil.checks.temperature import TemperatureConfig
-from hpresil.checks.xid_table import XidPolicyConfig
-from hpresil.dcgm.config import DcgmConfig
+from hpresil.config.burnin import BurninConfig
+from hpresil.config.checks import (
+    ClockEventsConfig,
+    EccConfig,
+    NvlinkConfig,
+    PcieConfig,
+    PowerConfig,
+    RetiredPagesConfig,
+    RowRemapConfig,
+    TemperatureConfig,
+)
+from hpresil.config.dcgm import DcgmConfig
+from hpresil.config.host import (
+    HeadroomConfig,
+    IbConfig,
+    MountsConfig,
+    ProcessesConfig,
+    ServicesConfig,
+)
+from hpresil.config.xid import XidPolicyConfig
 from hpresil.errors import ConfigError
-from hpresil.host.headroom import HeadroomConfig
-from hpresil.host.ib import IbConfig
-from hpresil.host.mounts import MountsConfig
-from hpresil.host.processes import ProcessesConfig
-from hpresil.host.services import ServicesConfig
 
 DEFAULT_PATH = Path("/etc/hpresil/hpresil.toml")
 ENV_VAR = "HPRESIL_CONFIG"
+REASON_MAX = 100  # drain reasons hpresil sets are clipped to this many characters
 
 
 class _Section(BaseModel):

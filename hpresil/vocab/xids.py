@@ -1,5 +1,5 @@
 """The XID table, as data: what each NVIDIA XID (and NVSwitch SXid) means and what
-hpresil does about it, plus the site overrides that change it.
+hpresil does about it.
 
 Source: /work/shared/reference/gpu-health.md section 2 (meanings, compiled from
 NVIDIA's Xid catalog docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html,
@@ -16,23 +16,7 @@ action it announces (:data:`RECOVERY_ACTIONS`). Application-class XIDs
 (:data:`APPLICATION_XIDS`: 13, 31, 43, 45, 68) never drain a node by themselves,
 and no site override may make them.
 
-Site overrides (:class:`XidPolicyConfig`), TOML section ``[xid]``::
-
-    [xid.overrides.63]        # XID 63 is WATCH ...
-    count = 3                 # ... but 3 times within 24 h on one GPU
-    window_s = 86400
-    then = "drain"            # ... drains the node
-
-    [xid.overrides.94]
-    action = "drain"          # replace the table's first action
-    category = "hbm_ecc"      # and/or its category
-
-    [xid.sxid_overrides.20034]  # the same, for one NVSwitch SXid number
-    action = "drain_now"
-
-Actions: none, watch, drain, drain_now, reset_gpu, reboot, replace. Categories: the
-values of :class:`~hpresil.vocab.Category`. ``count``, ``window_s`` and ``then`` go
-together; the escalation never lowers an action.
+Site overrides are :class:`hpresil.config.xid.XidPolicyConfig`.
 """
 
 from __future__ import annotations
@@ -40,9 +24,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Literal, Self
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hpresil.vocab import Action, Category
 
@@ -173,61 +154,3 @@ SXID_NONFATAL = XidEntry(
 def lookup_sxid(sxid: int, fatal: bool | None) -> XidEntry:
     """The entry for an NVSwitch SXid: drain when the line says Fatal, else watch."""
     return replace(SXID_FATAL if fatal else SXID_NONFATAL, xid=sxid)
-
-
-class XidOverride(BaseModel):
-    """A site's policy for one XID (or SXid): another first action or category, and
-    an escalation when it recurs ``count`` times within ``window_s`` on one device."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    action: Action | None = None
-    category: Category | None = None
-    count: int | None = Field(default=None, ge=1)
-    window_s: float | None = Field(default=None, gt=0)
-    then: Action | None = None
-
-    @model_validator(mode="after")
-    def _escalation_is_whole(self) -> Self:
-        given = [v is not None for v in (self.count, self.window_s, self.then)]
-        if any(given) and not all(given):
-            raise ValueError("count, window_s and then go together")
-        return self
-
-    @property
-    def escalates(self) -> bool:
-        return self.then is not None
-
-
-class XidPolicyConfig(BaseModel):
-    """Site overrides of the table (TOML section ``[xid]``; see the module doc)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    overrides: dict[int, XidOverride] = Field(default_factory=dict)
-    sxid_overrides: dict[int, XidOverride] = Field(default_factory=dict)
-
-    @field_validator("overrides")
-    @classmethod
-    def _applications_never_drain(cls, value: dict[int, XidOverride]) -> dict[int, XidOverride]:
-        for xid, o in sorted(value.items()):
-            if xid in APPLICATION_XIDS and any(
-                a is not None and a.drains for a in (o.action, o.then)
-            ):
-                raise ValueError(
-                    f"XID {xid} is an application error and never drains a node by itself "
-                    "(its action can be at most watch)"
-                )
-        return value
-
-    def override(self, kind: Literal["xid", "sxid"], number: int) -> XidOverride | None:
-        return (self.sxid_overrides if kind == "sxid" else self.overrides).get(number)
-
-    @property
-    def longest_window_s(self) -> float:
-        windows = [
-            o.window_s
-            for o in (*self.overrides.values(), *self.sxid_overrides.values())
-            if o.window_s is not None
-        ]
-        return max(windows, default=0.0)
