@@ -30,8 +30,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpresil.adapters.slurm.model import DrainOutcome, RequeueOutcome, ResumeOutcome
 from hpresil.vocab import Action, Category, GpuIdentity
+from hpresil.vocab.actions import (
+    ActionKind,
+    ActionStatus,
+    DrainOutcome,
+    RequeueOutcome,
+    ResumeOutcome,
+)
 
 
 class _View(BaseModel):
@@ -70,16 +76,9 @@ class NodeView(_View):
     gpus: int | None  # GPUs in the last report
 
 
-class ActionStatus(StrEnum):
-    PENDING = "pending"
-    DONE = "done"
-    SKIPPED = "skipped"  # decided against on execution (e.g. foreign drain, job finished)
-    FAILED = "failed"  # retries exhausted
-
-
 class ActionView(_View):
     id: int
-    kind: Literal["drain", "requeue", "resume", "hold", "signal", "cancel", "notify"]
+    kind: ActionKind
     target: str  # node name, or job id as text
     why: str
     status: ActionStatus

@@ -12,16 +12,35 @@ from typing import TYPE_CHECKING, Any
 
 from hpresil.adapters.gpu import GpuBackend
 from hpresil.checks.base import Registry, load_plugins
+from hpresil.checks.headroom import HeadroomCheck
+from hpresil.checks.ib import IbCheck
+from hpresil.checks.mounts import MountsCheck
+from hpresil.checks.processes import ProcessesCheck
+from hpresil.checks.services import ServicesCheck
+from hpresil.clock import Clock, utcnow
 from hpresil.config import Config, expand
+from hpresil.config.host import (
+    HeadroomConfig,
+    IbConfig,
+    MountsConfig,
+    ProcessesConfig,
+    ServicesConfig,
+)
+from hpresil.host.headroom import HeadroomSource
+from hpresil.host.ib import IbSource
+from hpresil.host.mounts import MountSource
+from hpresil.host.processes import ProcessesSource
+from hpresil.host.procs import ProcessLister, SharedProcessTable
+from hpresil.host.services import ServicesSource
 from hpresil.vocab.snapshot import Check, FactSource
 
 if TYPE_CHECKING:
     from hpresil.adapters.slurm import Slurm, SlurmJob
     from hpresil.host.orphans import OrphanReaper
-    from hpresil.host.procs import ProcessLister
     from hpresil.host.slurm_jobs import LocalJobsSource
 
 TIERS = ("quick", "continuous", "deep", "burnin")
+PROCESS_TABLE_TTL_S = 15.0  # processes and services share a listing this old
 
 
 def checks_for(cfg: Config) -> list[Check]:
@@ -40,9 +59,6 @@ def sources_for(
 
 def process_table() -> ProcessLister:
     """One process listing for the agent's sources, listed at most every 15 s."""
-    from hpresil.host.procs import SharedProcessTable
-    from hpresil.host.wiring import PROCESS_TABLE_TTL_S
-
     return SharedProcessTable(ttl_s=PROCESS_TABLE_TTL_S)
 
 
@@ -137,7 +153,7 @@ def _dcgm_checks(cfg: Config) -> list[Check]:
 def _dcgm_sources(cfg: Config) -> list[FactSource[Any]]:
     if not cfg.dcgm.enabled or "dcgm_health" in cfg.checks.disabled:
         return []
-    from hpresil.adapters.dcgm import Dcgmi
+    from hpresil.dcgm.dcgmi import Dcgmi
     from hpresil.dcgm.sources import DcgmHealthSource
 
     return [
@@ -152,8 +168,6 @@ def _dcgm_sources(cfg: Config) -> list[FactSource[Any]]:
 def _host(
     cfg: Config, node: str, table: ProcessLister | None = None
 ) -> tuple[list[FactSource[Any]], list[Check]]:
-    from hpresil.host.wiring import host_monitoring
-
     c = cfg.checks
     ib = c.ib.model_copy(update={"sysfs_root": expand(str(c.ib.sysfs_root), node)})
 
@@ -168,6 +182,45 @@ def _host(
         services=c.services if on("services") else None,
         table=table,
     )
+
+
+def host_monitoring(
+    *,
+    ib: IbConfig | None = None,
+    mounts: MountsConfig | None = None,
+    headroom: HeadroomConfig | None = None,
+    processes: ProcessesConfig | None = None,
+    services: ServicesConfig | None = None,
+    clock: Clock = utcnow,
+    table: ProcessLister | None = None,
+) -> tuple[list[FactSource[Any]], list[Check]]:
+    """The fact sources (for the agent's :class:`~hpresil.host.collector.Collector`) and
+    the matching checks (for its registry) of the host areas given; an area left as
+    None is not monitored."""
+    sources: list[FactSource[Any]] = []
+    checks: list[Check] = []
+    # processes and services read one listing, at most 15 s old: listing every process
+    # is the largest cost of a tick, and their thresholds are minutes (D state) or
+    # seconds that a 15 s delay does not change (a service down)
+    # (the agent passes the table it also gives its jobs source)
+    if table is None:
+        table = SharedProcessTable(ttl_s=PROCESS_TABLE_TTL_S)
+    if ib is not None:
+        sources.append(IbSource(ib, clock=clock))
+        checks.append(IbCheck(ib))
+    if mounts is not None:
+        sources.append(MountSource(mounts))
+        checks.append(MountsCheck(mounts))
+    if headroom is not None:
+        sources.append(HeadroomSource(headroom))
+        checks.append(HeadroomCheck(headroom))
+    if processes is not None:
+        sources.append(ProcessesSource(processes, clock=clock, list_processes=table))
+        checks.append(ProcessesCheck(processes))
+    if services is not None:
+        sources.append(ServicesSource(services, list_processes=table))
+        checks.append(ServicesCheck(services))
+    return sources, checks
 
 
 def registry_for(cfg: Config, *, tier: str | None = None, plugins: bool = True) -> Registry:

@@ -43,8 +43,8 @@ def run_tier(cfg: Config, node: str, tier: str) -> list[CheckResult]:
 
 
 def run_deep_tier(cfg: Config, node: str) -> list[CheckResult]:
-    from hpresil.adapters.dcgm import Dcgmi
     from hpresil.checks.dcgm_diag import run_deep
+    from hpresil.dcgm.dcgmi import Dcgmi
 
     if not cfg.dcgm.enabled:
         from hpresil.clock import utcnow
@@ -94,7 +94,7 @@ def burnin_dcgm(cfg: Config, node: str) -> list[CheckResult]:
     level = cfg.burnin.dcgm_level
     if level is None or not cfg.dcgm.enabled or shutil.which(cfg.dcgm.binary) is None:
         return []
-    from hpresil.adapters.dcgm import Dcgmi
     from hpresil.checks.dcgm_diag import run_deep
+    from hpresil.dcgm.dcgmi import Dcgmi
 
     return run_deep(Dcgmi.from_config(cfg.dcgm), level, lambda: node_is_idle(cfg, node))

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from hpresil.adapters.slurm import DrainOutcome, ResumeOutcome, Slurm, SlurmNode
-from hpresil.api import ActionStatus, DrainAnswer, ResumeAnswer
+from hpresil.adapters.slurm import Slurm, SlurmNode
+from hpresil.api import DrainAnswer, ResumeAnswer
 from hpresil.config import PolicyConfig
 from hpresil.controller.errors import Conflict, NotFound
 from hpresil.controller.policy import clip
@@ -21,6 +21,7 @@ from hpresil.errors import SlurmError
 from hpresil.store import Clock, Store, repo
 from hpresil.store.models import OPEN, IncidentRow
 from hpresil.vocab import Action, Category
+from hpresil.vocab.actions import ActionStatus, DrainOutcome, ResumeOutcome
 
 log = logging.getLogger(__name__)
 

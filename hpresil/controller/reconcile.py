@@ -24,13 +24,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from hpresil.adapters.slurm import DrainOutcome, Slurm, SlurmJob, SlurmNode
-from hpresil.api import ActionStatus
+from hpresil.adapters.slurm import Slurm, SlurmJob, SlurmNode
 from hpresil.config import ControllerConfig
 from hpresil.controller.remediation import GAVE_UP
 from hpresil.errors import SlurmError, SlurmParseError
 from hpresil.store import Clock, Store, repo, utcnow
 from hpresil.store.models import ActionRow, IncidentJobRow, IncidentRow, NodeRow
+from hpresil.vocab.actions import ActionStatus, DrainOutcome
 
 log = logging.getLogger(__name__)
 

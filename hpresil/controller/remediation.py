@@ -35,10 +35,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from hpresil.adapters.slurm import DrainOutcome, HoldOutcome, RequeueOutcome, Slurm, SlurmJob
-from hpresil.api import ActionStatus
+from hpresil.adapters.slurm import Slurm, SlurmJob
 from hpresil.config import JobsConfig, PolicyConfig
 from hpresil.controller.jobs import actions, notify, rules
+from hpresil.controller.jobs.ledger import held, interrupted
 from hpresil.controller.policy import clip, drain_reason
 from hpresil.errors import HpresilError, SlurmError
 from hpresil.store import Clock, Store, jobrepo, repo, utcnow
@@ -46,9 +46,8 @@ from hpresil.store.models import (
     ActionRow,
     IncidentJobRow,
     IncidentRow,
-    JobInterruptionRow,
-    JobRow,
 )
+from hpresil.vocab.actions import ActionStatus, DrainOutcome, HoldOutcome, RequeueOutcome
 
 log = logging.getLogger(__name__)
 
@@ -420,35 +419,6 @@ def _queue_requeue(
         incident=incident,
     )
     action.incident_job = affected
-
-
-def interrupted(
-    row: JobRow,
-    now: datetime,
-    node: str | None,
-    cause: str,
-    restarts: int,
-    incident: IncidentRow | None,
-) -> JobInterruptionRow:
-    """Record that the job was stopped ``now``, and the work it lost."""
-    stop = JobInterruptionRow(
-        incident_id=incident.id if incident is not None else None,
-        at=now,
-        node=node,
-        cause=clip(cause, 500),
-        restarts_before=restarts,
-        checkpoint=row.checkpoint,
-        checkpoint_step=row.checkpoint_step,
-        lost_s=rules.lost_work_s(now, row.checkpoint_at, row.started_at),
-    )
-    row.interruptions.append(stop)
-    return stop
-
-
-def held(row: JobRow, why: str, now: datetime) -> None:
-    row.held_at = now
-    row.held_reason = why
-    row.state = "HELD"
 
 
 def _one_line(exc: Exception) -> str:

@@ -11,5 +11,5 @@ hpresil's vocabulary.
 
 The ``[dcgm]`` configuration table is :mod:`hpresil.config.dcgm`.
 
-Running ``dcgmi`` itself is :mod:`hpresil.adapters.dcgm`.
+Running ``dcgmi`` itself is :mod:`.dcgmi`.
 """

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from hpresil.adapters.dcgm import DcgmUnavailable, HealthWatchesOff
+from hpresil.dcgm.dcgmi import DcgmUnavailable, HealthWatchesOff
 from hpresil.dcgm.model import DiagReport, HealthReport
 
 HEALTH_MARGIN_S = 5.0  # the source's own limit exceeds dcgmi's by this much

@@ -22,11 +22,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from hpresil.api import ActionStatus
 from hpresil.store.types import StrEnumType, UtcDateTime
 from hpresil.vocab import Action, Category
+from hpresil.vocab.actions import ActionKind, ActionStatus
 
-ActionKind = Literal["drain", "requeue", "resume", "hold", "signal", "cancel", "notify"]
 IncidentStatus = Literal["open", "resolved"]
 OPEN: IncidentStatus = "open"
 RESOLVED: IncidentStatus = "resolved"

@@ -12,11 +12,9 @@ from typing import Any, Literal, cast
 from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from hpresil.api import ActionStatus
 from hpresil.store.models import (
     OPEN,
     RESOLVED,
-    ActionKind,
     ActionRow,
     IncidentJobRow,
     IncidentRow,
@@ -24,6 +22,7 @@ from hpresil.store.models import (
     ReportRow,
 )
 from hpresil.vocab import Category, GpuIdentity, Report
+from hpresil.vocab.actions import ActionKind, ActionStatus
 
 StatusFilter = Literal["open", "resolved", "all"]
 

@@ -18,23 +18,12 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TypeVar
 
-from hpresil.adapters.slurm.model import (
-    Backend,
-    DrainOutcome,
-    HoldOutcome,
-    RequeueOutcome,
-    ResumeOutcome,
-    SlurmJob,
-    SlurmNode,
-)
+from hpresil.adapters.slurm.model import Backend, SlurmJob, SlurmNode
 from hpresil.config import SlurmConfig
 from hpresil.errors import HpresilError, SlurmError
+from hpresil.vocab.actions import DrainOutcome, HoldOutcome, RequeueOutcome, ResumeOutcome
 
 __all__ = [
-    "DrainOutcome",
-    "HoldOutcome",
-    "RequeueOutcome",
-    "ResumeOutcome",
     "Slurm",
     "SlurmJob",
     "SlurmNode",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol
 
 
@@ -93,31 +92,3 @@ class Backend(Protocol):
     def signal(self, job_id: int, signal: str) -> None: ...
 
     def cancel(self, job_id: int) -> None: ...
-
-
-class DrainOutcome(StrEnum):
-    DRAINED = "drained"  # hpresil set the drain now
-    ALREADY_OURS = "already_ours"  # already drained with an hpresil reason: left as is
-    FOREIGN = "foreign"  # drained (or down) by someone else: their reason kept
-
-
-class ResumeOutcome(StrEnum):
-    RESUMED = "resumed"
-    NOT_DRAINED = "not_drained"
-    NOT_OURS = "not_ours"  # drained by someone else: hpresil never resumes it
-
-
-class RequeueOutcome(StrEnum):
-    REQUEUED = "requeued"
-    HELD = "held"  # requeued and held: past its restart budget, or blamed
-    NOT_RUNNING = "not_running"  # requeueing a finished job re-runs it: never done
-    NOT_REQUEUEABLE = "not_requeueable"
-    GONE = "gone"
-
-
-class HoldOutcome(StrEnum):
-    HELD = "held"  # pending: held where it waits
-    REQUEUE_HELD = "requeue_held"  # running: stopped, back in the queue, held
-    ALREADY_HELD = "already_held"
-    FINISHED = "finished"  # nothing to hold
-    GONE = "gone"

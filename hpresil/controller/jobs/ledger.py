@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 from hpresil.adapters.slurm import SlurmJob
 from hpresil.config import JobsConfig
 from hpresil.controller.jobs import rules
+from hpresil.controller.policy import clip
 from hpresil.job.spec import parse_comment
 from hpresil.store import jobrepo
-from hpresil.store.models import JobRow
+from hpresil.store.models import IncidentRow, JobInterruptionRow, JobRow
 from hpresil.vocab import JobObservation
 
 USAGE_FRESH_FACTOR = 3.0  # a node's usage counts for 3 heartbeats (of the idle window's scale)
@@ -124,3 +125,33 @@ def start_incarnation(row: JobRow, restarts: int, started_at: datetime | None) -
     row.usage = None
     row.idle_since = None
     row.idle_acted_at = None
+
+
+def interrupted(
+    row: JobRow,
+    now: datetime,
+    node: str | None,
+    cause: str,
+    restarts: int,
+    incident: IncidentRow | None,
+) -> JobInterruptionRow:
+    """Record that the job was stopped ``now``, and the work it lost."""
+    stop = JobInterruptionRow(
+        incident_id=incident.id if incident is not None else None,
+        at=now,
+        node=node,
+        cause=clip(cause, 500),
+        restarts_before=restarts,
+        checkpoint=row.checkpoint,
+        checkpoint_step=row.checkpoint_step,
+        lost_s=rules.lost_work_s(now, row.checkpoint_at, row.started_at),
+    )
+    row.interruptions.append(stop)
+    return stop
+
+
+def held(row: JobRow, why: str, now: datetime) -> None:
+    """Record that the job is held ``now``, and why."""
+    row.held_at = now
+    row.held_reason = why
+    row.state = "HELD"

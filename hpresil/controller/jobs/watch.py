@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 from hpresil.adapters.slurm import ACTIVE_JOB_STATES, Slurm, SlurmJob
 from hpresil.config import JobsConfig
 from hpresil.controller.jobs import actions, ledger, rules
-from hpresil.controller.remediation import interrupted
 from hpresil.errors import SlurmError
 from hpresil.job.spec import PREFIX
 from hpresil.store import Clock, Store, jobrepo, repo, utcnow
@@ -99,7 +98,7 @@ class JobWatch:
         if jobrepo.open_interruption(row) is None and row.protected:
             node = nodes.split(",")[0] if nodes else None
             cause = f"requeued by Slurm (restart {job.restart_count}; last on {nodes or '?'})"
-            interrupted(row, now, node, cause, before, None)
+            ledger.interrupted(row, now, node, cause, before, None)
         _resolve_job_incidents(s, row.job_id, now)
 
     def _budget(self, s: Session, row: JobRow, job: SlurmJob, now: datetime) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hpresil.adapters.dcgm import DcgmUnavailable
+from hpresil.dcgm.dcgmi import DcgmUnavailable
 from hpresil.dcgm.model import DiagReport, HealthReport
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "dcgm"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from hpresil.adapters.dcgm import DcgmError, Dcgmi, DcgmUnavailable, HealthWatchesOff
 from hpresil.config.dcgm import DcgmConfig
+from hpresil.dcgm.dcgmi import DcgmError, Dcgmi, DcgmUnavailable, HealthWatchesOff
 from hpresil.dcgm.model import DiagReport, HealthReport, Verdict
 from hpresil.dcgm.parse import DcgmParseError
 from hpresil.errors import HpresilError

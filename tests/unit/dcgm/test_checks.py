@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from hpresil.adapters.dcgm import DcgmError, DcgmUnavailable
 from hpresil.checks.base import CheckRunner, Registry
 from hpresil.checks.dcgm_diag import DcgmDiagCheck, run_deep
 from hpresil.checks.dcgm_health import DcgmHealthCheck
+from hpresil.dcgm.dcgmi import DcgmError, DcgmUnavailable
 from hpresil.dcgm.health import parse_health
 from hpresil.dcgm.parse import parse_diag
 from hpresil.dcgm.sources import DcgmDiag, DcgmHealth
@@ -169,7 +169,7 @@ def test_run_deep_turns_adapter_errors_into_unknown() -> None:
 
 
 def test_run_deep_with_a_fake_dcgmi(fake_dcgmi: FakeDcgmi) -> None:
-    from hpresil.adapters.dcgm import Dcgmi
+    from hpresil.dcgm.dcgmi import Dcgmi
 
     fake_dcgmi.prints(fixture("dcgm4_r2_fail_memory.json"), rc=205)
     results = run_deep(Dcgmi(), 2, idle=lambda: True, clock=lambda: AT)

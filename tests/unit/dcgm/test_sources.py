@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpresil.adapters.dcgm import Dcgmi, DcgmUnavailable, HealthWatchesOff
+from hpresil.dcgm.dcgmi import Dcgmi, DcgmUnavailable, HealthWatchesOff
 from hpresil.dcgm.health import parse_health
 from hpresil.dcgm.parse import parse_diag
 from hpresil.dcgm.sources import DcgmDiag, DcgmDiagSource, DcgmHealth, DcgmHealthSource

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hpresil.assembly import host_monitoring
 from hpresil.checks.base import CheckRunner, Registry
 from hpresil.config.host import (
     HeadroomConfig,
@@ -13,7 +14,6 @@ from hpresil.config.host import (
     ServicesConfig,
 )
 from hpresil.host.collector import Collector
-from hpresil.host.wiring import host_monitoring
 from hpresil.vocab import Status
 from hpresil.vocab.gpu import GpuSample
 from tests.unit.host.builders import ib_tree

@@ -6,15 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hpresil.adapters.slurm import (
-    DrainOutcome,
-    HoldOutcome,
-    RequeueOutcome,
-    ResumeOutcome,
-    Slurm,
-)
+from hpresil.adapters.slurm import Slurm
 from hpresil.adapters.slurm.model import SlurmJob, SlurmNode
 from hpresil.errors import SlurmError
+from hpresil.vocab.actions import DrainOutcome, HoldOutcome, RequeueOutcome, ResumeOutcome
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 
