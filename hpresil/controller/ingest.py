@@ -49,7 +49,10 @@ log = logging.getLogger(__name__)
 
 DUPLICATE = ReportAck(accepted=True, duplicate=True)
 MAX_RESULTS_PER_NODE = 1024  # 8 GPUs x some 40 checks is 320
-_SEVERITY = {Status.FAIL.value: 0, Status.WARN.value: 1, Status.UNKNOWN.value: 2}
+# Which stored results a node over MAX_RESULTS_PER_NODE keeps first (lower first; any
+# other status: 3). A retention priority, not a severity order (that is Status.rank):
+# a warning is kept ahead of an UNKNOWN.
+RETENTION_PRIORITY = {Status.FAIL.value: 0, Status.WARN.value: 1, Status.UNKNOWN.value: 2}
 
 ResultKey = tuple[str, int]
 
@@ -225,7 +228,8 @@ def _ranked(
     """Sort keys: faults first, then the newer report's, then by (check, GPU)."""
     for key, result in results.items():
         status = result.get("status")
-        yield (_SEVERITY.get(status, 3) if isinstance(status, str) else 3, age, key, result)
+        priority = RETENTION_PRIORITY.get(status, 3) if isinstance(status, str) else 3
+        yield (priority, age, key, result)
 
 
 def _stored_key(stored: dict[str, Any]) -> ResultKey | None:
