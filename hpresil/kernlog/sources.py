@@ -21,9 +21,9 @@ cursor ``after`` (:mod:`hpresil.kernlog.cursor` says when it is saved):
 * journal: ``--after-cursor``.
 
 With no cursor a source starts at the end, as before, and first yields that position
-(a :class:`Line` without text) so that it can be saved. ``follow(stop)`` is the text
-only, from the end. :func:`follow_forever` wraps a source so that a failure logs one
-line and is retried after a pause, from the last position, instead of ending the agent.
+(a :class:`Line` without text) so that it can be saved. :func:`follow_forever` wraps
+a source so that a failure logs one line and is retried after a pause, from the last
+position, instead of ending the agent.
 """
 
 from __future__ import annotations
@@ -71,13 +71,6 @@ def open_source(cfg: KernelLogConfig, node: str) -> KernelLogSource:
     return KmsgSource(KMSG_PATH, cfg.poll_s)
 
 
-def _texts(lines: Generator[Line]) -> Iterator[str]:
-    with contextlib.closing(lines):
-        for line in lines:
-            if line.text is not None:
-                yield line.text
-
-
 class FileSource:
     """Follow ``path``, re-opening it after rotation.
 
@@ -88,9 +81,6 @@ class FileSource:
     def __init__(self, path: Path, poll_s: float = 0.2) -> None:
         self.path = path
         self.poll_s = poll_s
-
-    def follow(self, stop: threading.Event) -> Iterator[str]:
-        return _texts(self.lines(stop, None))
 
     def lines(self, stop: threading.Event, after: AnyCursor | None) -> Generator[Line]:
         start = after if isinstance(after, FileCursor) else None
@@ -207,9 +197,6 @@ class KmsgSource:
         self.poll_s = poll_s
         self.boot_id_path = boot_id_path
 
-    def follow(self, stop: threading.Event) -> Iterator[str]:
-        return _texts(self.lines(stop, None))
-
     def lines(self, stop: threading.Event, after: AnyCursor | None) -> Generator[Line]:
         boot_id = self.boot_id_path.read_text().strip()
         last = -1  # records up to this sequence number were handed on already
@@ -302,9 +289,6 @@ class JournalSource:
     def __init__(self, argv: Sequence[str] = JOURNAL_ARGV, poll_s: float = 0.2) -> None:
         self.argv = tuple(argv)
         self.poll_s = poll_s
-
-    def follow(self, stop: threading.Event) -> Iterator[str]:
-        return _texts(self.lines(stop, None))
 
     def lines(self, stop: threading.Event, after: AnyCursor | None) -> Generator[Line]:
         resume = after if isinstance(after, JournalCursor) else None

@@ -15,6 +15,7 @@ from hpresil.kernlog.inject import write_line, xid_line
 from hpresil.kernlog.parse import parse_line
 from hpresil.kernlog.sources import open_source
 from hpresil.vocab import XidEvent
+from tests.kernlogtext import texts
 
 
 @pytest.mark.skipif(
@@ -27,7 +28,7 @@ def test_xid_written_to_dev_kmsg_is_read_back_by_the_kmsg_source() -> None:
     found: list[XidEvent] = []
 
     def follow() -> None:
-        for line in open_source(cfg, "self").follow(stop):
+        for line in texts(open_source(cfg, "self"), stop):
             event = parse_line(line, datetime.now(UTC))
             if event is not None and event.pci_bus_id == "0000:ff:1f":
                 found.append(event)

@@ -18,20 +18,22 @@ from hpresil.kernlog.cursor import Line
 from hpresil.kernlog.sources import (
     FileSource,
     JournalSource,
+    KernelLogSource,
     KmsgSource,
     follow_forever,
     kmsg_message,
     open_source,
 )
+from tests.kernlogtext import texts
 
 
 class Follower:
-    """Runs a source's follow() on a thread and collects its lines."""
+    """Runs a source on a thread from its end and collects the text of its lines."""
 
-    def __init__(self, lines: Iterator[str] | None = None, *, source: object = None) -> None:
+    def __init__(self, *, source: KernelLogSource) -> None:
         self.stop = threading.Event()
         self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
-        it = lines if lines is not None else source.follow(self.stop)  # type: ignore[attr-defined]
+        it = texts(source, self.stop)
         self.thread = threading.Thread(target=self._run, args=(it,), daemon=True)
         self.thread.start()
 
@@ -163,7 +165,7 @@ def test_kmsg_source_reads_only_new_records_when_it_is_readable() -> None:
         pytest.skip("/dev/kmsg not readable here")
     stop = threading.Event()
     stop.set()
-    assert list(KmsgSource().follow(stop)) == []  # opens, seeks to the end, stops
+    assert list(texts(KmsgSource(), stop)) == []  # opens, seeks to the end, stops
 
 
 def test_journal_source_streams_a_child_and_kills_it_on_stop(tmp_path: Path) -> None:
@@ -223,7 +225,7 @@ def test_failing_source_is_logged_once_and_retried(caplog: pytest.LogCaptureFixt
 def test_journal_command_that_exits_is_an_error_for_the_retry_loop() -> None:
     stop = threading.Event()
     source = JournalSource([sys.executable, "-c", "print('bye')"], poll_s=0.05)
-    it = source.follow(stop)
+    it = texts(source, stop)
     assert next(it) == "bye"
     with pytest.raises(Exception, match="exited 0"):
         next(it)
