@@ -49,10 +49,6 @@ class Output:
     problem: str | None  # the first line that reports trouble
     init_failed: bool = False  # "Couldn't init a GPU test": OK verdicts are void
 
-    @property
-    def faulty(self) -> list[int]:
-        return sorted(i for i, ok in self.verdicts.items() if not ok)
-
 
 def parse(text: str) -> Output:
     tested: int | None = None

@@ -104,12 +104,6 @@ def run(cfg: BurninConfig, binary: str, ngpus: int, runner: Runner = proc.run) -
     return runner(argv(cfg, binary, ngpus), timeout=cfg.nccl_timeout_s, env=env, check=False)
 
 
-def parse_size(text: str) -> int:
-    """``16G`` -> bytes (all_reduce_perf's K/M/G are powers of 1024)."""
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
-    return int(text.rstrip("KMGkmg")) * scale
-
-
 def _row(tokens: list[str], columns: list[str]) -> Row | None:
     if len(tokens) != len(columns) or not tokens[0].isdigit():
         return None

@@ -73,11 +73,6 @@ def test_the_command_line_and_how_it_is_run() -> None:
     assert kw == {"timeout": 900.0, "env": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, "check": False}
 
 
-@pytest.mark.parametrize(("text", "size"), [("16G", 16 * GIB), ("8", 8), ("128M", 128 << 20)])
-def test_message_sizes_are_powers_of_1024(text: str, size: int) -> None:
-    assert nccl.parse_size(text) == size
-
-
 def judge(name: str, rc: int = 0, floor: Floor | None = None, n: int = 8) -> tuple[Status, str]:
     r = judge_nccl(nccl.parse(fixture(name)), returncode=rc, ngpus=n, floor=floor, at=T0)
     return r.status, r.summary
