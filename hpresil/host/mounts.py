@@ -31,10 +31,6 @@ class MountState:
     hung_s: float | None = None  # a stat started this long ago has not returned
     error: str | None = None  # stat failed (ESTALE, EIO, ENOENT, ...)
 
-    @property
-    def responsive(self) -> bool:
-        return self.hung_s is None and self.error is None
-
 
 @dataclass(frozen=True)
 class MountFacts:
