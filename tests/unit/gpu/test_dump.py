@@ -1,4 +1,4 @@
-"""GpuSamples to JSON and back (scripts/record-gpu-fixture)."""
+"""GpuSamples to JSON (scripts/record-gpu-fixture) and back (the tests' reader)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from hpresil.adapters.gpu.dump import samples_from_json, samples_to_json
+from hpresil.adapters.gpu.dump import samples_to_json
+from tests.unit.gpu.recorded import samples_from_json
 from tests.unit.gpu.samples import REAL, h100s, real
 
 
