@@ -15,7 +15,7 @@ Content (``format_version`` 1)::
      "files": {"model.bin": {"size": 4096, "sha256": "..."}, ...},
      "lease": {"job_id": 42, "generation": 3, "token": "..."} | null}
 
-``lease`` is the writer's job lease (see :mod:`hpresil.ckpt.fencing`): it lets a later
+``lease`` is the writer's job lease (see :mod:`hpresil.ckpt.lease`): it lets a later
 reader reject a checkpoint that a fenced, stale instance wrote after a newer one had
 taken over.
 """

@@ -19,7 +19,7 @@ should implement"):
   never chosen; ``.hpresil/`` and other hidden entries are not candidates;
 * a checkpoint that is complete by its own format's rules and also carries an hpresil
   manifest must match it, and is refused when the manifest shows a fenced writer
-  (:mod:`hpresil.ckpt.fencing`);
+  (:func:`hpresil.ckpt.lease.fenced`);
 * an entry that cannot be read (permissions, a broken symlink) is a rejection with a
   reason, never an exception. Only a root that is missing, not a directory or not
   listable raises (:class:`~hpresil.ckpt.model.CheckpointRootError`).
@@ -38,8 +38,9 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
-from hpresil.ckpt import dcp, deepspeed, fencing, hf, lightning, manifest, megatron, nemo, plain
+from hpresil.ckpt import dcp, deepspeed, hf, lightning, manifest, megatron, nemo, plain
 from hpresil.ckpt._files import Listing, listdir
+from hpresil.ckpt.lease import Lease, current, fenced
 from hpresil.ckpt.model import Checkpoint, CheckpointRootError, Format, rejected
 
 Judge = Callable[[Path, int | None], Checkpoint]
@@ -67,7 +68,7 @@ class _Root:
     path: Path
     candidates: list[Candidate]
     markers: frozenset[str]  # NeMo "-unfinished" markers beside the candidates
-    lease: fencing.Lease | None
+    lease: Lease | None
     verify_hashes: bool
 
 
@@ -104,11 +105,11 @@ def _open(root: Path, verify_hashes: bool) -> _Root:
         single = _by_content(listing)
     if single:
         markers = _parent_markers(root)
-        lease = fencing.current(root) or fencing.current(root.parent)
+        lease = current(root) or current(root.parent)
         return _Root(root, [single], markers, lease, verify_hashes)
     candidates.sort(key=_newest_first, reverse=True)
     markers = frozenset(n for n in listing if n.endswith(nemo.MARKER_SUFFIX))
-    return _Root(root, candidates, markers, fencing.current(root), verify_hashes)
+    return _Root(root, candidates, markers, current(root), verify_hashes)
 
 
 def _judge(ctx: _Root, c: Candidate) -> Checkpoint:
@@ -141,7 +142,7 @@ def _manifest_rules(ctx: _Root, ck: Checkpoint) -> Checkpoint:
         if ck.step is not None and record.step != ck.step:
             reason = f"manifest records step {record.step}, the checkpoint is step {ck.step}"
         else:
-            reason = fencing.fenced(ctx.lease, record.lease, record.written_at)
+            reason = fenced(ctx.lease, record.lease, record.written_at)
     if reason is not None:
         return rejected(ck.path, ck.step, ck.format, f"hpresil manifest: {reason}")
     if ck.step is None and record is not None:

@@ -23,8 +23,8 @@ import functools
 import os
 from pathlib import Path
 
+from hpresil.ckpt.lease import Fenced, Lease
 from hpresil.job.api import Job, checkpoint_dir_from, progress_file
-from hpresil.job.lease import Fenced, Lease
 from hpresil.job.spec import JobSpec, parse_comment
 
 __all__ = [

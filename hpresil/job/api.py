@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from hpresil.ckpt.lease import STATE_DIR, Fenced, Lease
 from hpresil.fsutil import atomic_write
-from hpresil.job.lease import STATE_DIR, Fenced, Lease
 from hpresil.job.spec import parse_comment
 
 Env = Mapping[str, str]

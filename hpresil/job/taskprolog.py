@@ -34,7 +34,7 @@ step* (``SLURM_PROCID`` 0 or unset: the batch script, or rank 0 of an ``srun``) 
 and ``PATH`` come from the task's environment). That is one query per job start: the
 batch step exports ``HPRESIL_CKPT_DIR`` into the batch script's environment and every
 ``srun`` inside inherits it. The first task of a step also takes the generation lease
-(``hpresil.job.lease``) *before* choosing the checkpoint; the lease is idempotent per
+(``hpresil.ckpt.lease``) *before* choosing the checkpoint; the lease is idempotent per
 (job, restart count), so only the batch step's take writes. Jobs started without
 ``sbatch`` should set ``HPRESIL_CKPT_DIR`` (tasks other than rank 0 do not query Slurm).
 """
@@ -52,9 +52,9 @@ from pathlib import Path
 from types import FrameType
 
 from hpresil.ckpt import latest
+from hpresil.ckpt.lease import Lease
 from hpresil.errors import SlurmError
 from hpresil.job.api import restart_count
-from hpresil.job.lease import Lease
 from hpresil.job.spec import JobSpec, comment_field, parse_comment
 
 TIME_LIMIT_S = 10  # whole program; Slurm itself waits for a TaskProlog forever

@@ -35,8 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import layouts
 
 from hpresil.ckpt import scan
-from hpresil.job import Job
-from hpresil.job.lease import Fenced
+from hpresil.job import Fenced, Job
 
 
 def say(text: str) -> None:

@@ -30,7 +30,7 @@ from scenario import (
 
 from hpresil.adapters.slurm.hostlist import expand
 from hpresil.ckpt import latest, manifest, scan
-from hpresil.job.lease import Lease
+from hpresil.ckpt.lease import Lease
 from tests.webhook import Webhook
 
 

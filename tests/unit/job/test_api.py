@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hpresil.ckpt import latest, manifest, scan
+from hpresil.ckpt.lease import lease_path
 from hpresil.job import Fenced, Job, Lease, progress_file
-from hpresil.job.lease import lease_path
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hpresil.ckpt import manifest
-from hpresil.job.lease import Lease, lease_path
+from hpresil.ckpt.lease import Lease, lease_path
 
 REPO = Path(__file__).resolve().parents[3]
 WRAPPER = REPO / "slurm-plugins" / "hpresil-hook-taskprolog"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hpresil.ckpt.lease import Fenced, Lease, current, fenced, lease_path
 from hpresil.errors import HpresilError
-from hpresil.job.lease import Fenced, Lease, lease_path
 
 
 def test_take_writes_the_documented_file(tmp_path: Path) -> None:
@@ -80,3 +80,52 @@ def test_a_garbled_lease_is_replaced_by_the_next_take(tmp_path: Path) -> None:
 def test_read_of_a_directory_without_a_lease(tmp_path: Path) -> None:
     assert Lease.read(tmp_path) is None
     assert Lease.read(tmp_path / "not-created") is None
+
+
+# --- the scanner's reading: only job, generation and taken_at are needed -------------
+
+
+def write(root: Path, record: object) -> None:
+    lease_path(root).parent.mkdir(exist_ok=True)
+    lease_path(root).write_text(json.dumps(record))
+
+
+def test_the_scanner_counts_a_lease_without_token_or_node_that_a_holder_refuses(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, {"job_id": 42, "generation": 3, "taken_at": 1700000000})
+    assert Lease.read(tmp_path) is None
+    assert current(tmp_path) == Lease(tmp_path, 42, 3, "", "", 1700000000.0)
+    writer = {"job_id": 42, "generation": 2, "token": "g2"}
+    assert fenced(current(tmp_path), writer, 1700000001.0) == (
+        "written by fenced generation 2 after generation 3 took over"
+    )
+    assert fenced(current(tmp_path), writer, 1699999999.0) is None
+
+
+def test_both_readers_agree_on_a_complete_lease(tmp_path: Path) -> None:
+    taken = Lease.take(tmp_path, 812, 2, "gpu17", now=1700000000.5)
+    assert current(tmp_path) == taken == Lease.read(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        ["not", "an", "object"],
+        {"job_id": True, "generation": 0, "token": "t", "node": "n", "taken_at": 1.0},
+        {"job_id": 1, "generation": 2.0, "token": "t", "node": "n", "taken_at": 1.0},
+        {"job_id": 1, "generation": 2, "token": "t", "node": "n"},
+        {"job_id": 1, "generation": 2, "token": "t", "node": "n", "taken_at": 10**400},
+    ],
+)
+def test_neither_reader_raises_on_a_bad_lease(tmp_path: Path, record: object) -> None:
+    write(tmp_path, record)
+    assert Lease.read(tmp_path) is None
+    assert current(tmp_path) is None
+
+
+def test_only_the_first_64_kib_of_a_lease_are_read(tmp_path: Path) -> None:
+    record = {"job_id": 1, "generation": 2, "token": "t", "node": "n" * (1 << 16), "taken_at": 1.0}
+    write(tmp_path, record)
+    assert Lease.read(tmp_path) is None
+    assert current(tmp_path) is None

@@ -26,8 +26,8 @@ Why the old instance cannot corrupt what the new one reads:
    commit point, written last, atomically), and the manifest records the writer's
    lease and the time of writing. The scanner rejects a checkpoint whose manifest
    lease is this job with a lower generation, written after the current lease was
-   taken: anything the old instance commits after the takeover is never chosen, even
-   if it got past its last check.
+   taken (:func:`fenced`): anything the old instance commits after the takeover is
+   never chosen, even if it got past its last check.
 4. What remains is the window between the old instance's last check and the end of a
    save it had already started: its files can still land in the directory (and, for
    a resubmitted job with another id, a commit in that window is not told apart by
@@ -41,7 +41,13 @@ takes over: a resubmitted job continues a predecessor's run. Taking again with t
 job id and generation returns the lease already there, so the TaskProlog, the training
 script and every rank of one incarnation share one lease.
 
-Standard library only: jobs import this inside training scripts.
+Two readers, two strictnesses: a holder (:meth:`Lease.read`) needs every field, its
+token above all; the scanner (:func:`current`) needs only the job, the generation and
+when it was taken, and a missing or unreadable lease there means the fencing rule does
+not apply (fail open: the other completeness rules still hold).
+
+Standard library only: jobs import this inside training scripts, the TaskProlog
+before every task.
 """
 
 from __future__ import annotations
@@ -51,12 +57,14 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from hpresil.errors import HpresilError
 from hpresil.fsutil import atomic_write
 
 STATE_DIR = ".hpresil"
 LEASE_FILE = "lease.json"
+READ_MAX_BYTES = 1 << 16  # a lease is a small JSON record; only this much is read
 
 
 class Fenced(HpresilError):
@@ -64,6 +72,7 @@ class Fenced(HpresilError):
 
 
 def lease_path(ckpt_dir: Path) -> Path:
+    """Where the lease of checkpoint directory ``ckpt_dir`` lives."""
     return Path(ckpt_dir) / STATE_DIR / LEASE_FILE
 
 
@@ -80,19 +89,20 @@ class Lease:
 
     @classmethod
     def read(cls, ckpt_dir: Path) -> Lease | None:
-        """The lease in force, or None when there is none (or it cannot be read)."""
-        try:
-            data = json.loads(lease_path(ckpt_dir).read_text())
-            return cls(
-                ckpt_dir=Path(ckpt_dir),
-                job_id=_int(data["job_id"]),
-                generation=_int(data["generation"]),
-                token=str(data["token"]),
-                node=str(data["node"]),
-                taken_at=float(data["taken_at"]),
-            )
-        except (OSError, ValueError, KeyError, TypeError):
+        """The lease in force, or None when there is none, it cannot be read or a field
+        is missing."""
+        data = _record(ckpt_dir)
+        if data is None:
             return None
+        job_id, generation = _int(data.get("job_id")), _int(data.get("generation"))
+        if job_id is None or generation is None:
+            return None
+        try:
+            token, node = str(data["token"]), str(data["node"])
+            taken_at = float(data["taken_at"])
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+        return cls(Path(ckpt_dir), job_id, generation, token, node, taken_at)
 
     @classmethod
     def take(
@@ -136,6 +146,7 @@ class Lease:
             raise Fenced(current.refusal(self.job_id, self.generation))
 
     def holder(self) -> str:
+        """Who holds the lease, for people."""
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.taken_at))
         return f"job {self.job_id} generation {self.generation} on {self.node} since {when}"
 
@@ -153,7 +164,52 @@ class Lease:
         return fields
 
 
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an integer, got {value!r}")
-    return value
+def current(ckpt_dir: Path) -> Lease | None:
+    """The lease the scanner judges manifests against, or None when there is none or it
+    cannot be read. Tolerant where :meth:`Lease.read` is not: a lease without a token or
+    a node still counts (they are empty then); ``taken_at`` must be a JSON number."""
+    data = _record(ckpt_dir)
+    if data is None:
+        return None
+    job_id, generation = _int(data.get("job_id")), _int(data.get("generation"))
+    taken_at = data.get("taken_at")
+    if job_id is None or generation is None or not isinstance(taken_at, int | float):
+        return None
+    try:
+        seconds = float(taken_at)
+    except OverflowError:  # an integer too large for a float
+        return None
+    token, node = str(data.get("token", "")), str(data.get("node", ""))
+    return Lease(Path(ckpt_dir), job_id, generation, token, node, seconds)
+
+
+def fenced(lease: Lease | None, writer: dict[str, Any] | None, written_at: float) -> str | None:
+    """Why a checkpoint whose manifest records ``writer`` (its lease) and
+    ``written_at`` was written by a fenced instance, or None when it was not."""
+    if lease is None or writer is None:
+        return None
+    job_id, generation = _int(writer.get("job_id")), _int(writer.get("generation"))
+    if job_id != lease.job_id or generation is None:
+        return None
+    if generation < lease.generation and written_at > lease.taken_at:
+        return (
+            f"written by fenced generation {generation} after generation "
+            f"{lease.generation} took over"
+        )
+    return None
+
+
+def _record(ckpt_dir: Path) -> dict[str, Any] | None:
+    """The lease file's JSON object (at most ``READ_MAX_BYTES`` read), or None when it
+    is missing, unreadable or not an object."""
+    try:
+        with open(lease_path(ckpt_dir), "rb") as fh:
+            data = json.loads(fh.read(READ_MAX_BYTES))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _int(value: object) -> int | None:
+    """``value`` when it is a JSON integer (a bool is not one), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
