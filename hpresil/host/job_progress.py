@@ -14,6 +14,10 @@ move. Three signs, the newest wins:
 * checkpoints are looked up on a thread at most every ``every_s`` per job: a hung
   network file system delays the answer, never the tick (each tick waits at most
   ``wait_s`` for all look-ups together and reports the last answer meanwhile).
+
+A time that is not one (a heartbeat's ``at`` of ``NaN``, infinity or the year 10^9, a
+modification time no datetime can hold) is no sign of progress: it never raises out of
+the jobs fact.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from hpresil.clock import Clock, utcnow
+
+if TYPE_CHECKING:
+    from hpresil.ckpt.model import Checkpoint  # a type only: _latest imports the scanner
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +65,7 @@ class CheckpointSeen:
     committed_at: datetime | None
 
 
-class Checkpoint(Protocol):
-    """What ``hpresil.ckpt.latest`` answers (only these fields are read)."""
-
-    @property
-    def path(self) -> Path: ...
-
-    @property
-    def step(self) -> int | None: ...
-
-    @property
-    def committed_at(self) -> float | None: ...
-
-
-FindCheckpoint = Callable[[Path], Checkpoint | None]
+FindCheckpoint: TypeAlias = "Callable[[Path], Checkpoint | None]"
 
 
 def file_state(path: str | os.PathLike[str]) -> FileState | None:
@@ -83,9 +77,9 @@ def file_state(path: str | os.PathLike[str]) -> FileState | None:
     return FileState(os.fspath(path), st.st_size, st.st_mtime)
 
 
-def read_heartbeat(path: Path, job_id: int) -> tuple[float, int | None] | None:
+def read_heartbeat(path: Path, job_id: int) -> tuple[datetime, int | None] | None:
     """``(at, step)`` from the job helper's heartbeat, or None when it is missing,
-    unreadable or names another job."""
+    unreadable, names another job or its ``at`` is not a time (:func:`utc`)."""
     try:
         with path.open("rb") as fh:
             raw = fh.read(HEARTBEAT_MAX_BYTES + 1)
@@ -95,11 +89,12 @@ def read_heartbeat(path: Path, job_id: int) -> tuple[float, int | None] | None:
     if not isinstance(data, dict):
         return None
     at, step, owner = data.get("at"), data.get("step"), data.get("job_id")
-    if not isinstance(at, int | float) or isinstance(at, bool):
+    when = None if isinstance(at, bool) or not isinstance(at, int | float) else utc(at)
+    if when is None:
         return None
     if owner is not None and owner != job_id:
         return None
-    return float(at), step if isinstance(step, int) and not isinstance(step, bool) else None
+    return when, step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 class _Output:
@@ -116,7 +111,7 @@ class _Heartbeat:
 
     __slots__ = ("at", "step", "version")
 
-    def __init__(self, version: tuple[str, float, int], at: float, step: int | None) -> None:
+    def __init__(self, version: tuple[str, float, int], at: datetime, step: int | None) -> None:
         self.version, self.at, self.step = version, at, step
 
 
@@ -230,6 +225,9 @@ class JobProgress:
         now = self._monotonic()
         seen = self._outputs.get(key)
         if seen is None or seen.path != state.path:
+            if utc(state.mtime) is None:  # no time to count from
+                self._outputs.pop(key, None)
+                return None
             # first sight: it last grew when it was last written, as far as we know
             age = max(0.0, self._clock().timestamp() - state.mtime)
             seen = self._outputs[key] = _Output(state, now - age)
@@ -248,15 +246,16 @@ class JobProgress:
         if state is None:
             return None
         if foreign:  # any file the job touches: only its modification time counts
-            return Progress(utc(min(state.mtime, self._clock().timestamp())), "progress_file")
+            touched = utc(min(state.mtime, self._clock().timestamp()))
+            return None if touched is None else Progress(touched, "progress_file")
         version = (state.path, state.mtime, state.size)
         beat = self._beats.get(key)
         if beat is None or beat.version != version:
             read = read_heartbeat(path, job_id)
             if read is None:
-                return None if beat is None else Progress(utc(beat.at), "heartbeat", beat.step)
+                return None if beat is None else Progress(beat.at, "heartbeat", beat.step)
             beat = self._beats[key] = _Heartbeat(version, *read)
-        return Progress(utc(beat.at), "heartbeat", beat.step)
+        return Progress(beat.at, "heartbeat", beat.step)
 
     def _wall(self, monotonic_at: float, monotonic_now: float) -> datetime:
         return self._clock() - timedelta(seconds=max(0.0, monotonic_now - monotonic_at))
@@ -267,8 +266,13 @@ def checkpoint_seen(found: Checkpoint) -> CheckpointSeen:
     return CheckpointSeen(str(found.path), found.step, None if at is None else utc(at))
 
 
-def utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
+def utc(epoch: float) -> datetime | None:
+    """``epoch`` as an aware UTC datetime, or None when it is not a time one can hold
+    (NaN, infinite, or outside the years 1 to 9999)."""
+    try:
+        return datetime.fromtimestamp(epoch, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _latest(root: Path) -> Checkpoint | None:
