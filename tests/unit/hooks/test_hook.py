@@ -176,3 +176,34 @@ def test_health_mode_leaves_a_drained_node_alone(site: Path) -> None:
     done = hook(site, "health", extra_env=_fake_scontrol(site, "IDLE+DRAIN"))
     assert done.returncode == 0
     assert not (site / "scontrol-writes").exists()
+
+
+def test_a_direct_drain_clips_its_reason_like_the_controller(site: Path) -> None:
+    summary = "GPU 2: " + "x" * 300
+    write_config(site, f'[controller]\ntoken_file = "{site}/no-token"\n')  # unreachable
+    verdict(site, "fail", summary=summary)
+    done = hook(site, "health", extra_env=_fake_scontrol(site, "IDLE"))
+    assert done.returncode == 0
+    reason = f"hpresil: healthcheck: {summary}"[:100]  # config.REASON_MAX
+    written = (site / "scontrol-writes").read_text()
+    assert written == f"update nodename=n1 state=drain reason={reason}\n"
+
+
+def test_the_controllers_drain_request_is_clipped_to_what_it_accepts(site: Path) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Controller)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = site / "token"
+    token.write_text("s3cret-token-0123456789\n")
+    write_config(
+        site,
+        f'[controller]\nurl = "http://127.0.0.1:{server.server_port}"\ntoken_file = "{token}"\n',
+    )
+    summary = "GPU 2: " + "x" * 300
+    verdict(site, "fail", summary=summary)
+    try:
+        done = hook(site, "health", extra_env=_fake_scontrol(site, "IDLE"))
+    finally:
+        server.shutdown()
+    assert done.returncode == 0
+    _, _, body = _Controller.seen[-1]
+    assert body == {"reason": f"healthcheck: {summary}"[:200]}  # DrainRequest's max_length
