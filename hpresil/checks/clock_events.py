@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from hpresil.adapters.gpu.history import GpuHistory, Timed, increase
-from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
+from hpresil.checks.finding import Finding, fail, warn
+from hpresil.checks.per_gpu import PerGpuCheck
 from hpresil.config.checks import ClockEventsConfig
 from hpresil.vocab import Action, Category, CheckResult, Status
 from hpresil.vocab.gpu import ClockReason, GpuSample, reason_names

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
+from hpresil.checks.finding import Finding, fail, warn
+from hpresil.checks.per_gpu import PerGpuCheck
 from hpresil.config.checks import EccConfig
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import EccInfo, GpuSample
@@ -32,10 +33,12 @@ class EccCheck(PerGpuCheck):
         self.config = config or EccConfig()
 
     def judge(self, gpu: GpuSample, snapshot: Snapshot) -> CheckResult:
-        count, ecc = gpu.ecc_uncorrected_volatile, gpu.ecc
+        ecc = gpu.ecc
+        volatile = ecc.volatile if ecc is not None else None
+        count = volatile.uncorrected if volatile is not None else None
         evidence: dict[str, Any] = {
             "uncorrected_volatile": count,
-            "corrected_volatile": gpu.ecc_corrected_volatile,
+            "corrected_volatile": volatile.corrected if volatile is not None else None,
             **_details(ecc),
         }
         if ecc is not None and ecc.enabled is False:

@@ -9,7 +9,8 @@ are UNSUPPORTED, never unhealthy.
 
 from __future__ import annotations
 
-from hpresil.checks.per_gpu import PerGpuCheck, fail
+from hpresil.checks.finding import fail
+from hpresil.checks.per_gpu import PerGpuCheck
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import GpuSample
 from hpresil.vocab.snapshot import Snapshot

@@ -7,9 +7,10 @@ die writing their output, or the node would start killing processes. Below a
 
 from __future__ import annotations
 
+from hpresil.checks.finding import Finding, fail, warn
+from hpresil.checks.host_check import HostCheck
 from hpresil.config.host import HeadroomConfig
 from hpresil.host.headroom import GIB, DiskSpace, HeadroomFacts, Memory
-from hpresil.host.verdict import Finding, fail, has_facts, unavailable, verdict, warn
 from hpresil.vocab import Category, CheckResult, Status
 from hpresil.vocab.snapshot import Snapshot
 
@@ -31,22 +32,14 @@ def _levels(fail_at: str | None, warn_at: str | None) -> list[Finding]:
     return [warn(warn_at)] if warn_at is not None else []
 
 
-class HeadroomCheck:
+class HeadroomCheck(HostCheck[HeadroomFacts]):
     name = "headroom"
-    tags = frozenset({"quick", "continuous"})
-    interval_s = 0.0
-    timeout_s = 5.0
+    kind = HeadroomFacts
 
     def __init__(self, config: HeadroomConfig | None = None) -> None:
         self.config = config or HeadroomConfig()
 
-    def supported(self, snapshot: Snapshot) -> bool:
-        return has_facts(snapshot, HeadroomFacts)
-
-    def evaluate(self, snapshot: Snapshot) -> list[CheckResult]:
-        facts = snapshot.fact(HeadroomFacts)
-        if facts is None:
-            return [unavailable(self.name, snapshot, HeadroomFacts)]
+    def judge(self, facts: HeadroomFacts, snapshot: Snapshot) -> list[CheckResult]:
         results = [self._disk(d, snapshot) for d in facts.disks]
         results.append(self._memory(facts, snapshot))
         return results
@@ -60,8 +53,7 @@ class HeadroomCheck:
             "free_inodes": disk.free_inodes,
             "error": disk.error,
         }
-        return verdict(
-            self.name,
+        return self.verdict(
             disk.path,
             self._disk_findings(disk),
             ok="enough free space",
@@ -96,8 +88,7 @@ class HeadroomCheck:
             "available_bytes": mem.available_bytes if mem else None,
             "error": facts.memory_error,
         }
-        return verdict(
-            self.name,
+        return self.verdict(
             "memory",
             findings,
             ok="enough available",

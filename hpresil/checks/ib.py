@@ -15,33 +15,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hpresil.checks.finding import Finding, fail, warn
+from hpresil.checks.host_check import HostCheck
 from hpresil.config.host import IbConfig
 from hpresil.host.ib import IbFacts, IbPortFacts
-from hpresil.host.verdict import Finding, fail, has_facts, unavailable, verdict, warn
 from hpresil.vocab import Category, CheckResult, Status
 from hpresil.vocab.snapshot import Snapshot
 
 
-class IbCheck:
+class IbCheck(HostCheck[IbFacts]):
     name = "ib"
-    tags = frozenset({"quick", "continuous"})
-    interval_s = 0.0
-    timeout_s = 5.0
+    kind = IbFacts
 
     def __init__(self, config: IbConfig | None = None) -> None:
         self.config = config or IbConfig()
 
-    def supported(self, snapshot: Snapshot) -> bool:
-        return has_facts(snapshot, IbFacts)
-
-    def evaluate(self, snapshot: Snapshot) -> list[CheckResult]:
-        facts = snapshot.fact(IbFacts)
-        if facts is None:
-            return [unavailable(self.name, snapshot, IbFacts)]
+    def judge(self, facts: IbFacts, snapshot: Snapshot) -> list[CheckResult]:
         expected = self.config.expected_ports
         if not facts.ports and not facts.missing and not expected:
             return [self._none(facts, snapshot)]
-        results = [self._judge(p, facts, snapshot) for p in facts.ports]
+        results = [self._port(p, facts, snapshot) for p in facts.ports]
         node = self._node(facts, snapshot)
         return [node, *results] if node else results
 
@@ -62,8 +55,7 @@ class IbCheck:
         if not findings:
             return None
         evidence = {"found": found, "expected": expected, "missing": list(facts.missing)}
-        return verdict(
-            self.name,
+        return self.verdict(
             "InfiniBand",
             findings,
             ok="",
@@ -72,12 +64,11 @@ class IbCheck:
             snapshot=snapshot,
         )
 
-    def _judge(self, facts: IbPortFacts, ib: IbFacts, snapshot: Snapshot) -> CheckResult:
+    def _port(self, facts: IbPortFacts, ib: IbFacts, snapshot: Snapshot) -> CheckResult:
         port = facts.port
         subject = f"{port.device} port {port.port}" + (" (RoCE)" if port.is_ethernet else "")
         rate = f"{port.rate_gbps:g} Gb/s" if port.rate_gbps is not None else port.rate
-        return verdict(
-            self.name,
+        return self.verdict(
             subject,
             self._findings(facts, ib),
             ok=f"{port.state}/{port.phys_state} at {rate}",

@@ -8,35 +8,31 @@ return within ``stat_timeout_s`` (a hung NFS or Lustre server) fails with a drai
 
 from __future__ import annotations
 
+from hpresil.checks.finding import Finding, fail
+from hpresil.checks.host_check import HostCheck
 from hpresil.config.host import MountsConfig
 from hpresil.host.mounts import MountFacts, MountState
-from hpresil.host.verdict import Finding, fail, unavailable, verdict
 from hpresil.vocab import Category, CheckResult
 from hpresil.vocab.snapshot import Snapshot
 
 
-class MountsCheck:
+class MountsCheck(HostCheck[MountFacts]):
     name = "mounts"
-    tags = frozenset({"quick", "continuous"})
-    interval_s = 0.0
-    timeout_s = 5.0
+    kind = MountFacts
 
     def __init__(self, config: MountsConfig | None = None) -> None:
         self.config = config or MountsConfig()
 
     def supported(self, snapshot: Snapshot) -> bool:
+        """Only with a mount required (or its source failed)."""
         facts = snapshot.fact(MountFacts)
         return bool(facts and facts.mounts) or snapshot.fact_error(MountFacts) is not None
 
-    def evaluate(self, snapshot: Snapshot) -> list[CheckResult]:
-        facts = snapshot.fact(MountFacts)
-        if facts is None:
-            return [unavailable(self.name, snapshot, MountFacts)]
-        return [self._judge(m, snapshot) for m in facts.mounts]
+    def judge(self, facts: MountFacts, snapshot: Snapshot) -> list[CheckResult]:
+        return [self._mount(m, snapshot) for m in facts.mounts]
 
-    def _judge(self, mount: MountState, snapshot: Snapshot) -> CheckResult:
-        return verdict(
-            self.name,
+    def _mount(self, mount: MountState, snapshot: Snapshot) -> CheckResult:
+        return self.verdict(
             mount.path,
             self._findings(mount),
             ok=f"mounted ({mount.fstype}) and responding",

@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from hpresil.adapters.gpu.history import GpuHistory, increase
-from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
+from hpresil.checks.finding import Finding, fail, warn
+from hpresil.checks.per_gpu import PerGpuCheck
 from hpresil.config.checks import PcieConfig
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import GpuSample, Pcie

@@ -1,8 +1,9 @@
 """What the per-GPU NVML checks share: one result per GPU that answered.
 
 A check subclasses :class:`PerGpuCheck` and writes ``judge(gpu, snapshot)``, usually
-as a list of :class:`Finding` turned into one result by :meth:`PerGpuCheck.verdict`
-(the worst finding sets status, action and category; the summary lists them all).
+as a list of :class:`~hpresil.checks.finding.Finding` turned into one result by
+:meth:`PerGpuCheck.verdict` (the worst finding sets status, action and category; the
+summary lists them all).
 Lost GPUs are left to ``gpu_presence``; a record the GPU does not offer is
 UNSUPPORTED, one that could not be read (the sample has an error) is UNKNOWN.
 """
@@ -10,37 +11,17 @@ UNSUPPORTED, one that could not be read (the sample has an error) is UNKNOWN.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from hpresil.checks.finding import Finding
 from hpresil.vocab import Action, Category, CheckResult, Status
 from hpresil.vocab.gpu import GpuSample
 from hpresil.vocab.snapshot import Snapshot
 
-_SEVERITY = {Status.OK: 0, Status.WARN: 1, Status.FAIL: 2}
-
-
-@dataclass(frozen=True)
-class Finding:
-    status: Status
-    text: str
-    action: Action = Action.NONE
-    category: Category | None = None
-
-    @property
-    def severity(self) -> tuple[int, int]:
-        return (_SEVERITY.get(self.status, 0), self.action.rank)
-
-
-def fail(text: str, action: Action, category: Category) -> Finding:
-    return Finding(Status.FAIL, text, action, category)
-
-
-def warn(text: str, category: Category, action: Action = Action.WATCH) -> Finding:
-    return Finding(Status.WARN, text, action, category)
-
 
 class PerGpuCheck:
+    """A check with one result per GPU that answered: subclasses write ``judge``."""
+
     name = "per_gpu"
     tags = frozenset({"quick", "continuous"})
     interval_s = 0.0

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpresil.checks.per_gpu import PerGpuCheck, warn
+from hpresil.checks.finding import warn
+from hpresil.checks.per_gpu import PerGpuCheck
 from hpresil.config.checks import PowerConfig
 from hpresil.vocab import Category, CheckResult
 from hpresil.vocab.gpu import ClockReason, GpuSample, Power

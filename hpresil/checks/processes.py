@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from hpresil.checks.finding import Finding, fail, warn
+from hpresil.checks.host_check import HostCheck
 from hpresil.config.host import ProcessesConfig
 from hpresil.host.processes import ProcessFacts, StuckProcess
-from hpresil.host.verdict import Finding, fail, has_facts, unavailable, verdict, warn
 from hpresil.vocab import Category, CheckResult
 from hpresil.vocab.snapshot import Snapshot
 
@@ -25,22 +26,14 @@ def _names(procs: Sequence[StuckProcess]) -> str:
     return named + (f" and {len(procs) - NAMED} more" if len(procs) > NAMED else "")
 
 
-class ProcessesCheck:
+class ProcessesCheck(HostCheck[ProcessFacts]):
     name = "processes"
-    tags = frozenset({"quick", "continuous"})
-    interval_s = 0.0
-    timeout_s = 5.0
+    kind = ProcessFacts
 
     def __init__(self, config: ProcessesConfig | None = None) -> None:
         self.config = config or ProcessesConfig()
 
-    def supported(self, snapshot: Snapshot) -> bool:
-        return has_facts(snapshot, ProcessFacts)
-
-    def evaluate(self, snapshot: Snapshot) -> list[CheckResult]:
-        facts = snapshot.fact(ProcessFacts)
-        if facts is None:
-            return [unavailable(self.name, snapshot, ProcessFacts)]
+    def judge(self, facts: ProcessFacts, snapshot: Snapshot) -> list[CheckResult]:
         return [self._d_state(facts, snapshot), self._zombies(facts, snapshot)]
 
     def _d_state(self, facts: ProcessFacts, snapshot: Snapshot) -> CheckResult:
@@ -50,8 +43,7 @@ class ProcessesCheck:
                 {"pid": p.pid, "name": p.name, "in_d_s": round(p.in_d_s, 1)} for p in facts.d_state
             ],
         }
-        return verdict(
-            self.name,
+        return self.verdict(
             "D state",
             self._d_findings(facts.d_state),
             ok="no process stuck in uninterruptible sleep",
@@ -84,8 +76,7 @@ class ProcessesCheck:
             "zombies": facts.zombies,
             "parents": [{"ppid": ppid, "zombies": n} for ppid, n in facts.zombie_parents],
         }
-        return verdict(
-            self.name,
+        return self.verdict(
             "zombies",
             findings,
             ok=f"fewer than {limit}",

@@ -10,7 +10,8 @@ field: UNSUPPORTED.
 
 from __future__ import annotations
 
-from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
+from hpresil.checks.finding import Finding, fail, warn
+from hpresil.checks.per_gpu import PerGpuCheck
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import GpuSample, RecoveryAction
 from hpresil.vocab.snapshot import Snapshot

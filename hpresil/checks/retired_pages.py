@@ -8,7 +8,8 @@ is due for replacement. Ampere and later remap rows instead: UNSUPPORTED there.
 
 from __future__ import annotations
 
-from hpresil.checks.per_gpu import PerGpuCheck, fail
+from hpresil.checks.finding import fail
+from hpresil.checks.per_gpu import PerGpuCheck
 from hpresil.config.checks import RetiredPagesConfig
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import GpuSample

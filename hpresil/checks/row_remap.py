@@ -10,7 +10,8 @@ GPUs without row remapping (pre-Ampere; MIG with active instances) are UNSUPPORT
 
 from __future__ import annotations
 
-from hpresil.checks.per_gpu import PerGpuCheck, fail, warn
+from hpresil.checks.finding import fail, warn
+from hpresil.checks.per_gpu import PerGpuCheck
 from hpresil.config.checks import RowRemapConfig
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import GpuSample

@@ -7,43 +7,41 @@ run jobs, and Slurm's own view of it may lag.
 
 from __future__ import annotations
 
+from hpresil.checks.finding import Finding, fail
+from hpresil.checks.host_check import HostCheck
 from hpresil.config.host import ServicesConfig
 from hpresil.host.services import ServiceFacts, ServiceState
-from hpresil.host.verdict import Finding, fail, unavailable, verdict
 from hpresil.vocab import Category, CheckResult
 from hpresil.vocab.snapshot import Snapshot
 
 _UP = ("active", "reloading")
 
 
-class ServicesCheck:
+class ServicesCheck(HostCheck[ServiceFacts]):
     name = "services"
-    tags = frozenset({"quick", "continuous"})
-    interval_s = 0.0
-    timeout_s = 5.0
+    kind = ServiceFacts
 
     def __init__(self, config: ServicesConfig | None = None) -> None:
         self.config = config or ServicesConfig()
 
     def supported(self, snapshot: Snapshot) -> bool:
+        """Only with a daemon required (or its source failed)."""
         facts = snapshot.fact(ServiceFacts)
         return bool(facts and facts.services) or snapshot.fact_error(ServiceFacts) is not None
 
-    def evaluate(self, snapshot: Snapshot) -> list[CheckResult]:
-        facts = snapshot.fact(ServiceFacts)
-        if facts is None:
-            return [unavailable(self.name, snapshot, ServiceFacts)]
-        return [self._judge(s, facts, snapshot) for s in facts.services]
+    def judge(self, facts: ServiceFacts, snapshot: Snapshot) -> list[CheckResult]:
+        return [self._service(s, facts, snapshot) for s in facts.services]
 
-    def _judge(self, service: ServiceState, facts: ServiceFacts, snapshot: Snapshot) -> CheckResult:
+    def _service(
+        self, service: ServiceState, facts: ServiceFacts, snapshot: Snapshot
+    ) -> CheckResult:
         evidence = {
             "pids": list(service.pids),
             "unit": service.unit,
             "unit_state": service.unit_state,
             "systemd_error": facts.systemd_error,
         }
-        return verdict(
-            self.name,
+        return self.verdict(
             service.name,
             _findings(service),
             ok="running",

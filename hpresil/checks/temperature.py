@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpresil.checks.per_gpu import Finding, PerGpuCheck, fail, warn
+from hpresil.checks.finding import Finding, fail, warn
+from hpresil.checks.per_gpu import PerGpuCheck
 from hpresil.config.checks import TemperatureConfig
 from hpresil.vocab import Action, Category, CheckResult
 from hpresil.vocab.gpu import GpuSample, Thermal

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from hpresil.vocab import XidEvent
-from hpresil.vocab.gpu import GpuSample
+from hpresil.vocab.gpu import EccCounts, EccInfo, GpuSample
 from hpresil.vocab.snapshot import Snapshot
 from tests.unit.gpu.samples import h100s
 
@@ -21,8 +21,7 @@ def gpus(
     out = []
     for ident in (g.identity for g in h100s(node)):
         fields: dict[str, object] = {
-            "ecc_uncorrected_volatile": 0,
-            "ecc_corrected_volatile": 0,
+            "ecc": EccInfo(volatile=EccCounts(corrected=0, uncorrected=0)),
             "temperature_c": 40,
             **(changes or {}).get(ident.index, {}),
         }

@@ -49,15 +49,16 @@ def test_correctable_sram_and_the_threshold_flag_drain_as_sram() -> None:
 def test_uncorrected_only_in_sram_is_sram_ecc_and_resets() -> None:
     (a100,) = real(A100)
     vol = EccCounts(corrected=0, uncorrected=2, dram_uncorrected=0, sram_uncorrected=2)
-    gpu = replace(
-        a100, ecc_uncorrected_volatile=2, ecc=replace(a100.ecc or EccInfo(), volatile=vol)
-    )
+    gpu = replace(a100, ecc=replace(a100.ecc or EccInfo(), volatile=vol))
     (r,) = EccCheck().evaluate(snap([gpu]))
     assert (r.status, r.action, r.category) == (Status.FAIL, Action.RESET_GPU, Category.SRAM_ECC)
 
 
 def test_reset_outranks_drain_when_both_apply() -> None:
     (a100,) = real(A100)
-    gpu = replace(_ecc(a100, dram_corrected=30_000_000), ecc_uncorrected_volatile=1)
+    drained = _ecc(a100, dram_corrected=30_000_000)
+    assert drained.ecc is not None
+    vol = replace(drained.ecc.volatile or EccCounts(), uncorrected=1)
+    gpu = replace(drained, ecc=replace(drained.ecc, volatile=vol))
     (r,) = EccCheck().evaluate(snap([gpu]))
     assert r.action is Action.RESET_GPU and "corrected DRAM" in r.summary

@@ -13,7 +13,7 @@ def test_all_present_is_ok() -> None:
 
 
 def test_a_lost_gpu_fails_with_reboot_and_its_identity() -> None:
-    samples = gpus({2: {"lost": True, "ecc_uncorrected_volatile": None}})
+    samples = gpus({2: {"lost": True, "ecc": None}})
     (result,) = GpuPresenceCheck().evaluate(snapshot(gpu_samples=samples))
     assert (result.status, result.action, result.category) == (
         Status.FAIL,
