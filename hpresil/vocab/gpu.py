@@ -210,8 +210,6 @@ class GpuSample:
 
     identity: GpuIdentity
     lost: bool = False  # NVML answered GpuIsLost: fallen off the bus
-    ecc_uncorrected_volatile: int | None = None
-    ecc_corrected_volatile: int | None = None
     temperature_c: int | None = None
     error: str | None = None  # what went wrong reading this GPU, one line
     utilization_pct: int | None = None  # GPU (SM) utilisation, percent

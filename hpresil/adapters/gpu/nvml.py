@@ -60,10 +60,7 @@ def read_sample(nv: Any, index: int) -> GpuSample:
         return GpuSample(GpuIdentity(index=index), lost=reader.lost, error=reader.error)
     identity = _identity(reader, handle, index)
     ecc = rd.read_ecc(reader, handle)
-    volatile = ecc.volatile if ecc is not None else None
     fields: dict[str, Any] = {
-        "ecc_uncorrected_volatile": volatile.uncorrected if volatile else None,
-        "ecc_corrected_volatile": volatile.corrected if volatile else None,
         "temperature_c": _int(
             reader.read(nv.nvmlDeviceGetTemperature, handle, nv.NVML_TEMPERATURE_GPU)
         ),

@@ -143,11 +143,8 @@ class _GpuXml:
 
     def sample(self, index: int) -> GpuSample:
         ecc = self.ecc()
-        volatile = ecc.volatile if ecc is not None else None
         sample = GpuSample(
             identity=self.identity(index),
-            ecc_uncorrected_volatile=volatile.uncorrected if volatile else None,
-            ecc_corrected_volatile=volatile.corrected if volatile else None,
             temperature_c=self.integer("temperature/gpu_temp"),
             utilization_pct=self.integer("utilization/gpu_util"),
             ecc=ecc,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hpresil.errors import GpuError
-from hpresil.vocab.gpu import normalize_bus_id
+from hpresil.vocab.gpu import EccCounts, GpuSample, normalize_bus_id
 
 pytestmark = pytest.mark.gpu
 
@@ -37,7 +37,8 @@ def test_every_gpu_has_an_identity(backend) -> None:  # type: ignore[no-untyped-
 
 def test_counters_are_numbers_or_unsupported(backend) -> None:  # type: ignore[no-untyped-def]
     for g in backend.devices():
-        for value in (g.ecc_uncorrected_volatile, g.ecc_corrected_volatile, g.temperature_c):
+        vol = _volatile(g)
+        for value in (vol.uncorrected, vol.corrected, g.temperature_c):
             assert value is None or (isinstance(value, int) and value >= 0)
         assert g.temperature_c is not None  # every datacenter GPU reports it
 
@@ -87,8 +88,13 @@ def test_nvidia_smi_sees_the_same_gpus(backend) -> None:  # type: ignore[no-unty
             s.identity.pci_bus_id,
             s.identity.index,
         )
-        assert g.ecc_uncorrected_volatile == s.ecc_uncorrected_volatile
+        assert _volatile(g).uncorrected == _volatile(s).uncorrected
         assert g.row_remap == s.row_remap and g.recovery_action == s.recovery_action
         assert (g.fabric is None) == (s.fabric is None)
         if g.thermal and s.thermal:
             assert g.thermal.gpu_max_c == s.thermal.gpu_max_c
+
+
+def _volatile(g: GpuSample) -> EccCounts:
+    """The volatile ECC counts, all None where the GPU does not offer them."""
+    return (g.ecc.volatile if g.ecc is not None else None) or EccCounts()

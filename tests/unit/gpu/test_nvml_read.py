@@ -56,8 +56,9 @@ def test_every_record_is_read(nvml_double: NvmlDouble) -> None:
     assert gpu.identity.pci_bus_id == "0000:18:00"
     assert gpu.identity.uuid is not None and gpu.identity.uuid.startswith("GPU-")
     assert gpu.identity.name == "NVIDIA H100 80GB HBM3"
-    assert (gpu.ecc_corrected_volatile, gpu.ecc_uncorrected_volatile) == (3, 0)
-    assert gpu.ecc is not None and gpu.ecc.enabled and gpu.ecc.aggregate is not None
+    assert gpu.ecc is not None and gpu.ecc.volatile is not None
+    assert (gpu.ecc.volatile.corrected, gpu.ecc.volatile.uncorrected) == (3, 0)
+    assert gpu.ecc.enabled and gpu.ecc.aggregate is not None
     assert gpu.ecc.aggregate.dram_corrected == 3 and gpu.ecc.aggregate.sram_corrected == 0
     assert gpu.ecc.sram_threshold_exceeded is False
     assert gpu.row_remap is not None and gpu.row_remap.pending and not gpu.row_remap.failure

@@ -58,8 +58,9 @@ def test_every_fixture_parses_with_an_identity_and_no_error(name: str) -> None:
 def test_a100_with_mig() -> None:
     (gpu,) = real(A100)
     assert gpu.identity.pci_bus_id == "0000:01:00" and gpu.identity.serial == "1650522003820"
-    assert (gpu.ecc_uncorrected_volatile, gpu.ecc_corrected_volatile) == (0, 0)
-    assert gpu.ecc is not None and gpu.ecc.enabled is True and gpu.ecc.pending_enabled is True
+    assert gpu.ecc is not None and gpu.ecc.volatile is not None
+    assert (gpu.ecc.volatile.uncorrected, gpu.ecc.volatile.corrected) == (0, 0)
+    assert gpu.ecc.enabled is True and gpu.ecc.pending_enabled is True
     assert gpu.ecc.aggregate == EccCounts(0, 0, 0, 0, 0, 0)
     assert gpu.row_remap is None  # N/A while MIG instances exist
     assert gpu.retired_pages is None  # Ampere: no page retirement
@@ -89,7 +90,7 @@ def test_t4_before_ampere() -> None:
 def test_blackwell_newest_schema() -> None:
     (gpu,) = real(BLACKWELL)
     assert gpu.ecc is not None and gpu.ecc.enabled is False
-    assert gpu.ecc.volatile is None and gpu.ecc_uncorrected_volatile is None
+    assert gpu.ecc.volatile is None
     assert gpu.row_remap == RowRemap(correctable=0, uncorrectable=0, pending=False, failure=False)
     assert gpu.recovery_action == 0
     assert gpu.power == Power(draw_w=3.99, limit_w=300.0)  # instant_power_draw
@@ -186,7 +187,8 @@ def test_h100_hgx_eight_gpus_on_580() -> None:
         assert gpu.ecc is not None and (gpu.ecc.enabled, gpu.ecc.pending_enabled) == (True, True)
         # 580: sram_uncorrectable_parity + _secded, all counts 0, volatile and aggregate
         assert gpu.ecc.volatile == gpu.ecc.aggregate == EccCounts(0, 0, 0, 0, 0, 0)
-        assert (gpu.ecc_corrected_volatile, gpu.ecc_uncorrected_volatile) == (0, 0)
+        assert gpu.ecc.volatile is not None
+        assert (gpu.ecc.volatile.corrected, gpu.ecc.volatile.uncorrected) == (0, 0)
         assert gpu.ecc.sram_threshold_exceeded is False  # <sram_threshold_exceeded>No
         assert gpu.row_remap == RowRemap(0, 0, pending=False, failure=False)
         assert gpu.retired_pages is None  # retired_count and pending_retirement N/A
@@ -423,7 +425,8 @@ def test_old_single_and_double_bit_totals() -> None:
         f'<nvidia_smi_log><gpu id="00000000:04:00.0"><uuid>GPU-x</uuid>{ecc}</gpu></nvidia_smi_log>'
     )
     (gpu,) = parse_smi_xml(xml)
-    assert (gpu.ecc_corrected_volatile, gpu.ecc_uncorrected_volatile) == (7, 1)
+    assert gpu.ecc is not None and gpu.ecc.volatile is not None
+    assert (gpu.ecc.volatile.corrected, gpu.ecc.volatile.uncorrected) == (7, 1)
     assert gpu.identity.pci_bus_id == "0000:04:00"
 
 
