@@ -23,9 +23,8 @@ from datetime import datetime
 
 from hpresil.clock import Clock, utcnow
 from hpresil.dcgm.mapping import Severity
-from hpresil.dcgm.model import DiagReport, Finding, Verdict
+from hpresil.dcgm.model import DiagFinding, DiagReport, DiagResult, identity
 from hpresil.dcgm.parse import EXIT_ISOLATE
-from hpresil.dcgm.results import identity, known_gpus
 from hpresil.dcgm.sources import DcgmDiag, DcgmDiagSource, DiagAdapter
 from hpresil.errors import HpresilError
 from hpresil.vocab import Action, CheckResult, GpuIdentity, Status
@@ -44,7 +43,7 @@ class DcgmDiagCheck:
     def evaluate(self, snapshot: Snapshot) -> list[CheckResult]:
         fact = snapshot.fact(DcgmDiag)
         error = snapshot.fact_error(DcgmDiag)
-        return self.judge(fact, error, snapshot.taken_at, known_gpus(snapshot))
+        return self.judge(fact, error, snapshot.taken_at, snapshot.identities)
 
     def judge(
         self,
@@ -80,7 +79,7 @@ class DcgmDiagCheck:
         self,
         level: int,
         gpu: GpuIdentity,
-        findings: list[Finding],
+        findings: list[DiagFinding],
         report: DiagReport,
         at: datetime,
     ) -> CheckResult:
@@ -100,7 +99,7 @@ class DcgmDiagCheck:
         node = [f for f in report.findings if f.gpu is None]
         if node:
             return self._findings(level, None, node, report, at, "")
-        status = Status.UNKNOWN if report.overall is Verdict.UNKNOWN else Status.OK
+        status = Status.UNKNOWN if report.overall is DiagResult.UNKNOWN else Status.OK
         return CheckResult(
             check=self.name,
             status=status,
@@ -113,7 +112,7 @@ class DcgmDiagCheck:
         self,
         level: int,
         gpu: GpuIdentity | None,
-        findings: list[Finding],
+        findings: list[DiagFinding],
         report: DiagReport,
         at: datetime,
         prefix: str,
@@ -176,7 +175,7 @@ def _run_evidence(level: int, report: DiagReport) -> dict[str, object]:
     }
 
 
-def _finding(f: Finding) -> dict[str, object]:
+def _finding(f: DiagFinding) -> dict[str, object]:
     return f.model_dump(
         mode="json",
         include={

@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from hpresil.dcgm.model import HealthIncident, HealthReport
-from hpresil.dcgm.results import identity, known_gpus
+from hpresil.dcgm.model import HealthIncident, HealthReport, identity
 from hpresil.dcgm.sources import DcgmHealth
 from hpresil.vocab import Action, CheckResult, GpuIdentity, Status
 from hpresil.vocab.snapshot import Snapshot
@@ -41,7 +40,7 @@ class DcgmHealthCheck:
         if fact.report is None:
             reason = fact.unavailable or "no report"
             return [self._node(Status.UNSUPPORTED, f"DCGM not available: {reason}", at)]
-        return self._judge(fact.report, known_gpus(snapshot), at)
+        return self._judge(fact.report, snapshot.identities, at)
 
     def _judge(
         self, report: HealthReport, known: Sequence[GpuIdentity], at: datetime

@@ -99,14 +99,17 @@ class XidHistory:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class XidJudgement:
+    """What the XID check concluded about one event: its table entry, the action and
+    category to report, and why (the table, what the line said, site policy)."""
+
     entry: XidEntry
     action: Action
     category: Category
     why: str
 
 
-def judge(event: XidEvent, policy: XidPolicyConfig, history: XidHistory) -> Verdict:
+def judge(event: XidEvent, policy: XidPolicyConfig, history: XidHistory) -> XidJudgement:
     """The action and category for ``event``; records it in ``history``."""
     history.record(event)
     entry = lookup_sxid(event.xid, event.fatal) if event.kind == "sxid" else lookup(event.xid)
@@ -125,7 +128,7 @@ def judge(event: XidEvent, policy: XidPolicyConfig, history: XidHistory) -> Verd
                     f"{seen} times within {override.window_s:g} s "
                     f"(site escalation at {override.count}): {action.value}"
                 )
-    return Verdict(entry, action, category, "; ".join(why))
+    return XidJudgement(entry, action, category, "; ".join(why))
 
 
 def _from_line(
@@ -193,17 +196,17 @@ class XidCheck:
         )
 
     def _judge(self, event: XidEvent, snapshot: Snapshot) -> CheckResult:
-        verdict = judge(event, self.policy, self.history)
+        judged = judge(event, self.policy, self.history)
         gpu = None if event.kind == "sxid" else _identity(event, snapshot)
         return CheckResult(
             check=self.name,
-            status=status_for(verdict.action),
-            action=verdict.action,
-            category=verdict.category,
-            summary=summary(event, verdict.entry, gpu)[:500],
+            status=status_for(judged.action),
+            action=judged.action,
+            category=judged.category,
+            summary=summary(event, judged.entry, gpu)[:500],
             gpu=gpu,
             xid=event.xid,
-            evidence=_evidence(event, verdict),
+            evidence=_evidence(event, judged),
             observed_at=event.seen_at,
         )
 
@@ -236,7 +239,7 @@ def summary(event: XidEvent, entry: XidEntry, gpu: GpuIdentity | None) -> str:
     return text
 
 
-def _evidence(event: XidEvent, verdict: Verdict) -> dict[str, Any]:
+def _evidence(event: XidEvent, judged: XidJudgement) -> dict[str, Any]:
     evidence: dict[str, Any] = {
         "raw": event.raw,
         "kind": event.kind,
@@ -244,8 +247,8 @@ def _evidence(event: XidEvent, verdict: Verdict) -> dict[str, Any]:
         "pid": event.pid,
         "process": event.process,
         "message": event.message,
-        "table": verdict.entry.source,
-        "why": verdict.why,
+        "table": judged.entry.source,
+        "why": judged.why,
     }
     optional = event.model_dump(
         include={

@@ -1,15 +1,16 @@
 """Normalised DCGM results: what a diagnostic run or a health check found, in
-hpresil's vocabulary, independent of the DCGM release that printed it."""
+hpresil's vocabulary, independent of the DCGM release that printed it; and
+:func:`identity`, the GPU a DCGM GPU id names."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
-from hpresil.vocab import Action, Category, Status
+from hpresil.vocab import Action, Category, GpuIdentity, Status
 
 T = TypeVar("T")
 
@@ -18,7 +19,9 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Verdict(StrEnum):
+class DiagResult(StrEnum):
+    """DCGM's word for a test or a run (not hpresil's :class:`~hpresil.vocab.Status`)."""
+
     PASS = "pass"
     WARN = "warn"
     FAIL = "fail"
@@ -26,7 +29,7 @@ class Verdict(StrEnum):
     SKIP = "skip"  # a test whose every result was Skip or "Not Run" (never a run's verdict)
 
 
-class Finding(_Record):
+class DiagFinding(_Record):
     """One failed or warned result of one test on one entity (a GPU, or the node)."""
 
     test: str
@@ -51,24 +54,24 @@ class TestOutcome(_Record):
 
     name: str
     test_category: str = ""
-    result: Verdict  # DCGM's word, worst over entities: PASS, WARN, FAIL or SKIP
+    result: DiagResult  # DCGM's word, worst over entities: PASS, WARN, FAIL or SKIP
     iteration: int | None = None
 
     @property
     def skipped(self) -> bool:
-        return self.result is Verdict.SKIP
+        return self.result is DiagResult.SKIP
 
 
 class DiagReport(_Record):
     """One ``dcgmi diag -j`` run (all its iterations)."""
 
     format: str  # "4.x" ("DCGM Diagnostic") or "3.x" ("DCGM GPU Diagnostic", also 2.x)
-    overall: Verdict
+    overall: DiagResult
     summary: str
     version: str | None = None
     driver_version: str | None = None
     tests: tuple[TestOutcome, ...] = ()
-    findings: tuple[Finding, ...] = ()
+    findings: tuple[DiagFinding, ...] = ()
     gpus: tuple[int, ...] = ()  # GPU ids the run reported on
     serials: tuple[tuple[int, str], ...] = ()  # (GPU id, serial) where DCGM gave one
     runtime_error: str | None = None
@@ -128,6 +131,12 @@ class HealthReport(_Record):
         return sorted(
             {i.gpu for i in self.incidents if i.status is Status.FAIL and i.gpu is not None}
         )
+
+
+def identity(index: int, known: Sequence[GpuIdentity], serial: str | None = None) -> GpuIdentity:
+    """The GPU with DCGM id ``index`` (the NVML index on a default DCGM install)."""
+    found = next((g for g in known if g.index == index), None)
+    return found if found is not None else GpuIdentity(index=index, serial=serial or None)
 
 
 def _unique(items: Iterable[T]) -> list[T]:

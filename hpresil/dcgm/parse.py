@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpresil.dcgm import mapping
-from hpresil.dcgm.model import DiagReport, Finding, TestOutcome, Verdict
+from hpresil.dcgm.model import DiagFinding, DiagReport, DiagResult, TestOutcome
 from hpresil.errors import HpresilError
 from hpresil.vocab import Action, Category, Status
 
@@ -38,10 +38,10 @@ EXIT_ISOLATE = 205  # DCGM_ST_NVVS_ISOLATE_ERROR: a failure with ISOLATE severit
 EXIT_FAILED = 226  # DCGM_ST_NVVS_ERROR: a test failed
 
 _KINDS = {
-    "pass": Verdict.PASS,
-    "fail": Verdict.FAIL,
-    "warn": Verdict.WARN,
-    "warning": Verdict.WARN,
+    "pass": DiagResult.PASS,
+    "fail": DiagResult.FAIL,
+    "warn": DiagResult.WARN,
+    "warning": DiagResult.WARN,
 }
 _SKIPPED = frozenset({"skip", "skipped", "not run", "notrun", ""})
 _NOT_SUPPORTED = "<<<NOT_SUPPORTED>>>"
@@ -94,7 +94,7 @@ class _Run:
     version: str | None = None
     driver_version: str | None = None
     tests: list[TestOutcome] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[DiagFinding] = field(default_factory=list)
     gpus: set[int] = field(default_factory=set)
     serials: dict[int, str] = field(default_factory=dict)
     runtime_error: str | None = None
@@ -124,14 +124,14 @@ class _Run:
 
     def _add_test(self, test: Mapping[str, Any], cat: str, iteration: int | None) -> None:
         name = _str(test.get("name")) or "?"
-        verdicts: list[Verdict] = []
+        verdicts: list[DiagResult] = []
         for result in map(_dict, _list(test.get("results"))):
             gpus, entity = _entity(result)
             self.gpus.update(gpus)
             raw = _str(result.get("status")) or ""
             verdict = _verdict(raw)
             verdicts.append(verdict)
-            if verdict in (Verdict.FAIL, Verdict.WARN, Verdict.UNKNOWN):
+            if verdict in (DiagResult.FAIL, DiagResult.WARN, DiagResult.UNKNOWN):
                 targets: list[int | None] = [*gpus] or [None]
                 for gpu in targets:
                     where = entity if gpu is None else f"GPU {gpu}"
@@ -145,7 +145,7 @@ class _Run:
         summary: Mapping[str, Any],
         name: str,
         cat: str,
-        verdicts: list[Verdict],
+        verdicts: list[DiagResult],
         iteration: int | None,
     ) -> None:
         """Errors not tied to an entity live in the test summary (4.x); a summary that
@@ -155,7 +155,7 @@ class _Run:
         raw = _str(summary.get("status")) or ""
         verdict = _verdict(raw)
         if _list(summary.get("warnings")) or (
-            verdict in (Verdict.FAIL, Verdict.WARN) and verdict not in verdicts
+            verdict in (DiagResult.FAIL, DiagResult.WARN) and verdict not in verdicts
         ):
             self._add_findings(summary, name, cat, "node", None, raw, iteration)
         verdicts.append(verdict)
@@ -178,11 +178,11 @@ class _Run:
                 message,
                 error_category=w.category,
                 severity=w.severity,
-                warn_only=_verdict(raw) is not Verdict.FAIL,
+                warn_only=_verdict(raw) is not DiagResult.FAIL,
             )
             action = Action.WATCH if judged.action is Action.NONE else judged.action
             self.findings.append(
-                Finding(
+                DiagFinding(
                     test=test,
                     test_category=cat,
                     entity=entity,
@@ -215,7 +215,7 @@ class _Run:
 
     def _node_finding(self, message: str, action: Action = Action.WATCH) -> None:
         self.findings.append(
-            Finding(
+            DiagFinding(
                 test="dcgmi",
                 raw_status="Fail",
                 status=mapping.status_for(action),
@@ -243,15 +243,15 @@ class _Run:
             exit_code=exit_code,
         )
 
-    def _overall(self) -> Verdict:
+    def _overall(self) -> DiagResult:
         statuses = {f.status for f in self.findings}
         if Status.FAIL in statuses:
-            return Verdict.FAIL
+            return DiagResult.FAIL
         if self.runtime_error or not any(not t.skipped for t in self.tests):
-            return Verdict.UNKNOWN
-        return Verdict.WARN if Status.WARN in statuses else Verdict.PASS
+            return DiagResult.UNKNOWN
+        return DiagResult.WARN if Status.WARN in statuses else DiagResult.PASS
 
-    def _summary(self, overall: Verdict) -> str:
+    def _summary(self, overall: DiagResult) -> str:
         ran = sum(1 for t in self.tests if not t.skipped)
         skipped = len({t.name for t in self.tests if t.skipped})
         text = f"DCGM diag {overall.value}: {ran} tests run, {skipped} skipped"
@@ -339,22 +339,22 @@ def _serials(doc: Mapping[str, Any]) -> dict[int, str]:
     return found
 
 
-def _outcome(name: str, cat: str, verdicts: list[Verdict], iteration: int | None) -> TestOutcome:
-    ran = [v for v in verdicts if v is not Verdict.SKIP]
-    worst = max(ran, key=_ORDER.index, default=Verdict.SKIP)
-    result = Verdict.WARN if worst is Verdict.UNKNOWN else worst  # an unknown word warns
+def _outcome(name: str, cat: str, verdicts: list[DiagResult], iteration: int | None) -> TestOutcome:
+    ran = [v for v in verdicts if v is not DiagResult.SKIP]
+    worst = max(ran, key=_ORDER.index, default=DiagResult.SKIP)
+    result = DiagResult.WARN if worst is DiagResult.UNKNOWN else worst  # an unknown word warns
     return TestOutcome(name=name, test_category=cat, result=result, iteration=iteration)
 
 
-_ORDER = [Verdict.PASS, Verdict.WARN, Verdict.UNKNOWN, Verdict.FAIL]
+_ORDER = [DiagResult.PASS, DiagResult.WARN, DiagResult.UNKNOWN, DiagResult.FAIL]
 
 
-def _verdict(raw: str) -> Verdict:
+def _verdict(raw: str) -> DiagResult:
     """PASS, FAIL, WARN or SKIP; an unknown status word is UNKNOWN (never a pass)."""
     word = raw.strip().lower()
     if word in _SKIPPED:
-        return Verdict.SKIP
-    return _KINDS.get(word, Verdict.UNKNOWN)
+        return DiagResult.SKIP
+    return _KINDS.get(word, DiagResult.UNKNOWN)
 
 
 def _top_key(doc: Mapping[str, Any]) -> str | None:

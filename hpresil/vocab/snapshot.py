@@ -57,11 +57,15 @@ class Snapshot:
         """Why the facts of type ``kind`` are missing this tick, if a source failed."""
         return self.fact_errors.get(kind)
 
+    @property
+    def identities(self) -> tuple[GpuIdentity, ...]:
+        """The GPUs of this tick, else those of the last good query."""
+        return tuple(g.identity for g in self.gpus) or self.known_gpus
+
     def gpu_identity(self, pci_bus_id: str) -> GpuIdentity | None:
         """The GPU at ``pci_bus_id`` (any spelling), from this or the last good query."""
         bdf = normalize_bus_id(pci_bus_id)
-        identities = [g.identity for g in self.gpus] or list(self.known_gpus)
-        return next((i for i in identities if i.pci_bus_id == bdf), None)
+        return next((i for i in self.identities if i.pci_bus_id == bdf), None)
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from hpresil.config.dcgm import DcgmConfig
 from hpresil.dcgm.dcgmi import DcgmError, Dcgmi, DcgmUnavailable, HealthWatchesOff
-from hpresil.dcgm.model import DiagReport, HealthReport, Verdict
+from hpresil.dcgm.model import DiagReport, DiagResult, HealthReport
 from hpresil.dcgm.parse import DcgmParseError
 from hpresil.errors import HpresilError
 from hpresil.vocab import Action
@@ -29,7 +29,7 @@ def test_no_dcgmi_on_the_node_is_unavailable(
 def test_diag_passes_level_json_and_iterations(fake_dcgmi: FakeDcgmi) -> None:
     fake_dcgmi.prints(fixture("dcgm3_vc_r2_pass.json"))
     report = Dcgmi().diag(2)
-    assert isinstance(report, DiagReport) and report.overall is Verdict.PASS
+    assert isinstance(report, DiagReport) and report.overall is DiagResult.PASS
     Dcgmi(host="10.0.0.5:5555").diag(3, iterations=2)
     assert fake_dcgmi.calls() == [
         ["diag", "-r", "2", "-j"],
@@ -41,14 +41,14 @@ def test_a_failed_diag_exit_status_still_gets_its_json_read(fake_dcgmi: FakeDcgm
     fake_dcgmi.prints(fixture("dcgm4_r2_fail_memory.json"), rc=205)
     report = Dcgmi().diag(2)
     assert isinstance(report, DiagReport)
-    assert (report.overall, report.failing_gpus, report.exit_code) == (Verdict.FAIL, [3], 205)
+    assert (report.overall, report.failing_gpus, report.exit_code) == (DiagResult.FAIL, [3], 205)
     assert report.findings[0].action is Action.DRAIN_NOW
 
 
 def test_a_runtime_error_document_is_read(fake_dcgmi: FakeDcgmi) -> None:
     fake_dcgmi.prints(fixture("dcgm4_runtime_error.json"), rc=217)
     report = Dcgmi().diag(1)
-    assert isinstance(report, DiagReport) and report.overall is Verdict.UNKNOWN
+    assert isinstance(report, DiagReport) and report.overall is DiagResult.UNKNOWN
 
 
 @pytest.mark.parametrize(

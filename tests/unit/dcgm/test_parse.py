@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hpresil.dcgm.health import parse_health
-from hpresil.dcgm.model import Verdict
+from hpresil.dcgm.model import DiagResult
 from hpresil.dcgm.parse import DcgmParseError, parse_diag
 from hpresil.vocab import Action, Category, Status
 from tests.unit.dcgm.fakes import FIXTURES, fixture
@@ -41,23 +41,23 @@ def test_every_expected_sample_is_covered() -> None:
 def test_a_skipped_test_is_not_a_failure() -> None:
     report = parse_diag(fixture("dcgm3_vc_r3_pass_with_skip.json"))
     (eud,) = [t for t in report.tests if t.name == "EUD Test"]
-    assert eud.result is Verdict.SKIP and eud.skipped
-    assert report.overall is Verdict.PASS and report.findings == ()
+    assert eud.result is DiagResult.SKIP and eud.skipped
+    assert report.overall is DiagResult.PASS and report.findings == ()
     assert report.gpus == (0,)
 
 
 def test_recorded_4x_excerpt_reads_entities_and_info_lists() -> None:
     report = parse_diag(fixture("dcgm4_issue215_diagnostic_excerpt.json"))
-    assert (report.format, report.overall) == ("4.x", Verdict.PASS)
+    assert (report.format, report.overall) == ("4.x", DiagResult.PASS)
     assert report.gpus == tuple(range(8))
     assert [(t.name, t.test_category, t.result) for t in report.tests] == [
-        ("diagnostic", "Hardware", Verdict.PASS)
+        ("diagnostic", "Hardware", DiagResult.PASS)
     ]
 
 
 def test_4x_memory_failure_with_isolate_severity_drains_now() -> None:
     report = parse_diag(fixture("dcgm4_r2_fail_memory.json"), exit_code=205)
-    assert report.overall is Verdict.FAIL
+    assert report.overall is DiagResult.FAIL
     assert (report.failing_gpus, report.failing_tests) == ([3], ["memory"])
     assert report.categories == [Category.HBM_ECC]
     (f,) = report.findings
@@ -74,7 +74,7 @@ def test_config_severity_fail_is_a_warning_not_a_failure() -> None:
     """Persistence mode off makes DCGM write "Fail" and exit 226; draining every node
     of a fleet for it would be wrong (CONFIG severity: watch)."""
     report = parse_diag(fixture("dcgm4_r1_persistence_config.json"), exit_code=226)
-    assert report.overall is Verdict.WARN
+    assert report.overall is DiagResult.WARN
     assert report.failing_gpus == [] and report.failing_tests == []
     assert {(f.gpu, f.status, f.action) for f in report.findings} == {
         (0, Status.WARN, Action.WATCH),
@@ -92,7 +92,7 @@ def test_mixed_findings_map_by_category_and_severity() -> None:
         ("GPU 0", "targeted_power"): (Status.WARN, Action.WATCH, Category.THERMAL_POWER, None),
         ("node", "memory_bandwidth"): (Status.WARN, Action.WATCH, Category.DRIVER_SW, None),
     }
-    assert report.overall is Verdict.FAIL
+    assert report.overall is DiagResult.FAIL
     assert report.failing_gpus == [1, 2]
     assert report.failing_tests == ["pcie", "diagnostic"]
     assert report.skipped_tests == ["eud"]
@@ -100,7 +100,7 @@ def test_mixed_findings_map_by_category_and_severity() -> None:
 
 def test_runtime_error_is_unknown_never_pass_or_fail() -> None:
     report = parse_diag(fixture("dcgm4_runtime_error.json"), exit_code=217)
-    assert report.overall is Verdict.UNKNOWN
+    assert report.overall is DiagResult.UNKNOWN
     assert "already running" in (report.runtime_error or "")
     assert report.findings == () and report.tests == ()
     assert "did not complete" in report.summary
@@ -109,7 +109,7 @@ def test_runtime_error_is_unknown_never_pass_or_fail() -> None:
 def test_iterations_keep_each_runs_findings_and_the_overall_result() -> None:
     report = parse_diag(fixture("dcgm4_iterations_fail.json"), exit_code=205)
     assert (report.iterations, report.overall_result) == (2, "Fail")
-    assert report.overall is Verdict.FAIL
+    assert report.overall is DiagResult.FAIL
     (f,) = report.findings
     assert (f.iteration, f.gpu, f.action, f.category) == (2, 1, Action.DRAIN_NOW, Category.HBM_ECC)
     assert [t.iteration for t in report.tests] == [1, 1, 2, 2]
@@ -120,7 +120,7 @@ def test_iterations_that_all_pass() -> None:
     one = json.loads(fixture("dcgm4_issue215_diagnostic_excerpt.json"))
     text = json.dumps({"iterations": [one, one, one], "Overall Result": "Pass"})
     report = parse_diag(text)
-    assert (report.overall, report.iterations, len(report.tests)) == (Verdict.PASS, 3, 3)
+    assert (report.overall, report.iterations, len(report.tests)) == (DiagResult.PASS, 3, 3)
 
 
 def test_iterations_fail_without_findings_is_explained_not_passed() -> None:
@@ -128,14 +128,14 @@ def test_iterations_fail_without_findings_is_explained_not_passed() -> None:
     error = {"DCGM Diagnostic": {"version": "4.2.3", "runtime_error": "Error: NVVS was killed"}}
     iterations = {"iterations": [None], "Overall Result": "Fail", "Warning": "NVVS killed"}
     report = parse_diag(json.dumps(error) + "\n" + json.dumps(iterations), exit_code=203)
-    assert report.overall is Verdict.UNKNOWN
+    assert report.overall is DiagResult.UNKNOWN
     assert "NVVS was killed" in (report.runtime_error or "")
     assert "NVVS killed" in (report.runtime_error or "")
 
 
 def test_a_banner_before_the_document_is_skipped() -> None:
     text = "Successfully ran diagnostic for group.\n" + fixture("dcgm3_vc_r2_pass.json")
-    assert parse_diag(text).overall is Verdict.PASS
+    assert parse_diag(text).overall is DiagResult.PASS
 
 
 @pytest.mark.parametrize(
@@ -156,12 +156,12 @@ def _doc(*results: dict[str, Any], key: str = "DCGM GPU Diagnostic", **test: Any
 @pytest.mark.parametrize("status", ["Skip", "Not Run", "", "skipped"])
 def test_skip_not_run_and_empty_status_never_fail(status: str) -> None:
     report = parse_diag(_doc({"gpu_id": "0", "status": status}, {"gpu_id": "1", "status": "Pass"}))
-    assert report.overall is Verdict.PASS and report.findings == ()
+    assert report.overall is DiagResult.PASS and report.findings == ()
 
 
 def test_an_unknown_status_word_warns_instead_of_passing() -> None:
     report = parse_diag(_doc({"gpu_id": "0", "status": "Inconclusive"}))
-    assert report.overall is Verdict.WARN
+    assert report.overall is DiagResult.WARN
     (f,) = report.findings
     assert (f.status, f.action, f.raw_status) == (Status.WARN, Action.WATCH, "Inconclusive")
 
@@ -201,6 +201,6 @@ def test_a_failed_test_summary_without_entities_is_a_node_finding() -> None:
 
 def test_exit_205_without_an_isolate_finding_still_drains_now() -> None:
     report = parse_diag(fixture("dcgm4_issue215_diagnostic_excerpt.json"), exit_code=205)
-    assert report.overall is Verdict.FAIL
+    assert report.overall is DiagResult.FAIL
     (f,) = report.findings
     assert (f.entity, f.action) == ("node", Action.DRAIN_NOW)
