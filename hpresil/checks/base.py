@@ -70,22 +70,6 @@ class Registry:
         return len(self._checks)
 
 
-def builtin_checks() -> list[Check]:
-    from hpresil.checks.ecc import EccCheck
-    from hpresil.checks.gpu_presence import GpuPresenceCheck
-    from hpresil.checks.xid import XidCheck
-
-    return [XidCheck(), GpuPresenceCheck(), EccCheck()]
-
-
-def default_registry(*, plugins: bool = True) -> Registry:
-    """The built-in checks, plus those installed under ``hpresil.checks``."""
-    registry = Registry(builtin_checks())
-    if plugins:
-        load_plugins(registry)
-    return registry
-
-
 def load_plugins(
     registry: Registry, entry_points: Iterable[metadata.EntryPoint] | None = None
 ) -> list[str]:

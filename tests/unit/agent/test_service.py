@@ -17,7 +17,10 @@ import pytest
 
 from hpresil.agent.inject import inject_xid
 from hpresil.agent.service import Agent, run_agent
-from hpresil.checks.base import Registry, builtin_checks
+from hpresil.checks.base import Registry
+from hpresil.checks.ecc import EccCheck
+from hpresil.checks.gpu_presence import GpuPresenceCheck
+from hpresil.checks.xid import XidCheck
 from hpresil.config import Config, parse
 from hpresil.vocab import Action, Category, CheckResult, Report, Status
 from hpresil.vocab.snapshot import Snapshot
@@ -196,7 +199,7 @@ class _Broken:
 def test_a_broken_check_yields_unknown_and_the_agent_keeps_going(
     cfg: Config, ctl: FakeController
 ) -> None:
-    registry = Registry([*builtin_checks(), _Broken()])
+    registry = Registry([XidCheck(), GpuPresenceCheck(), EccCheck(), _Broken()])
     with Agent(cfg, NODE, ctl, registry=registry):
         time.sleep(0.3)
         inject_xid(cfg, NODE, 79, 1)

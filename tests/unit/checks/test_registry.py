@@ -10,14 +10,12 @@ from typing import Any
 
 import pytest
 
-from hpresil.checks.base import (
-    CheckRunner,
-    DuplicateCheckError,
-    Registry,
-    builtin_checks,
-    default_registry,
-    load_plugins,
-)
+from hpresil.assembly import agent_registry
+from hpresil.checks.base import CheckRunner, DuplicateCheckError, Registry, load_plugins
+from hpresil.checks.ecc import EccCheck
+from hpresil.checks.gpu_presence import GpuPresenceCheck
+from hpresil.checks.xid import XidCheck
+from hpresil.config import Config
 from hpresil.vocab import CheckResult, Status
 from hpresil.vocab.snapshot import Snapshot
 from tests.unit.checks.builders import AT, snapshot
@@ -52,9 +50,10 @@ def test_registry_refuses_a_duplicate_name() -> None:
     assert registry.names() == ["a"]
 
 
-def test_builtin_checks_are_registered_in_order() -> None:
-    assert default_registry(plugins=False).names() == ["xid", "gpu_presence", "ecc"]
-    assert Registry(builtin_checks()).select("event")[0].name == "xid"
+def test_the_agents_checks_start_with_xid_presence_and_ecc() -> None:
+    registry = agent_registry(Config(), plugins=False)
+    assert registry.names()[:3] == ["xid", "gpu_presence", "ecc"]
+    assert registry.select("event")[0].name == "xid"
 
 
 def test_select_by_tag() -> None:
@@ -79,7 +78,7 @@ def plugin_pair() -> list[Any]:
 
 
 def test_plugins_load_defensively(caplog: pytest.LogCaptureFixture) -> None:
-    registry = default_registry(plugins=False)
+    registry = Registry([XidCheck(), GpuPresenceCheck(), EccCheck()])
     here = __name__
     added = load_plugins(
         registry,
