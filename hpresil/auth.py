@@ -1,4 +1,5 @@
-"""The shared bearer token: one line in a root-only file (mode 0600 or stricter)."""
+"""The shared bearer token: one line in a file only its owner can read (mode 0600 or
+stricter), owned by root or by the user reading it (the controller's service user)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import secrets
 import stat
 from pathlib import Path
 
+from hpresil.config import refuse_unsafe
 from hpresil.errors import ConfigError
 
 
 def read_token(path: Path, *, required: bool = True) -> str | None:
-    """Read the token; refuse a file that group or others can read."""
+    """Read the token; refuse a file that group or others can read, or that a user
+    other than root or the one running owns (they could swap the token)."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -29,6 +32,8 @@ def read_token(path: Path, *, required: bool = True) -> str | None:
             f"token file {path}: mode {stat.S_IMODE(st.st_mode):04o} lets others read it; "
             f"run `chmod 600 {path}`"
         )
+    refuse_unsafe("token file", path, st)
+    refuse_unsafe("token folder", path.parent, path.parent.stat())
     try:
         token = path.read_text().strip()
     except PermissionError:  # anyone may stat a 0600 root file; only root may read it

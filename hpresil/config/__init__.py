@@ -10,12 +10,18 @@ whose one-line message names the file and the key path (``agent.gpu.backend``).
 
 Paths may contain ``{node}``, replaced by the agent's node name, so one file can
 serve every node of a cluster (the lab relies on that).
+
+As sshd's StrictModes: a file, drop-in or folder that another user could change
+(group- or world-writable, or owned by someone other than root or the user reading
+it) is refused, since the daemons run what it names (``slurm.bin_dir``) as root.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import socket
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -210,9 +216,11 @@ def load(explicit: str | os.PathLike[str] | None = None, *, required: bool = Fal
         if named or required:
             raise ConfigError(f"config {path}: file not found")
         return Config()
+    _check_folder(path.parent)
     data = _read_toml(path)
     dropins = path.with_name(path.name + ".d")
     if dropins.is_dir():
+        _check_folder(dropins)
         for extra in sorted(dropins.glob("*.toml")):
             data = _merge(data, _read_toml(extra))
     return parse(data, source=path)
@@ -230,9 +238,42 @@ def parse(data: dict[str, Any], *, source: Path | None = None) -> Config:
         raise ConfigError(f"{where}: {key}: {msg}{more}") from None
 
 
+def refuse_unsafe(what: str, path: Path, st: os.stat_result) -> None:
+    """Raise :class:`ConfigError` when a user other than root or the one running
+    could change the file or folder ``path`` (``st``: its stat): group- or
+    world-writable (a folder with the sticky bit excepted), or owned by someone else.
+    The one-line message names the owner, the mode and the command that fixes it."""
+    mode = stat.S_IMODE(st.st_mode)
+    me = _user_name(os.geteuid())
+    found = f"{what} {path}: owner {_user_name(st.st_uid)}, mode {mode:04o}"
+    if st.st_uid not in (0, os.geteuid()):
+        who = "root" if os.geteuid() == 0 else f"root or {me}"
+        raise ConfigError(f"{found}: not owned by {who}; run `chown {me} {path}`")
+    sticky_folder = stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky_folder:
+        raise ConfigError(f"{found}: others can change it; run `chmod go-w {path}`")
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _check_folder(folder: Path) -> None:
+    """A folder others can write lets them swap the files in it."""
+    try:
+        st = folder.stat()
+    except OSError as exc:
+        raise ConfigError(f"config folder {folder}: {exc.strerror}") from None
+    refuse_unsafe("config folder", folder, st)
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
+            refuse_unsafe("config", path, os.fstat(fh.fileno()))
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
