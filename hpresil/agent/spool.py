@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -120,7 +121,8 @@ class Spool:
         self.max_backoff_s = max_backoff_s
         self._clock = clock
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _owner_only(self.directory)
         except OSError as exc:
             raise HpresilError(f"spool {directory}: {exc.strerror or exc}") from None
         self._lock = threading.Lock()  # guards the counter, the file set, the held and totals
@@ -362,3 +364,14 @@ def _result(counts: dict[str, int], remaining: int, error: str | None) -> FlushR
         remaining=remaining,
         error=error,
     )
+
+
+def _owner_only(directory: Path) -> None:
+    """Reports name nodes, GPUs and jobs: a spool others can read or enter is tightened
+    to 0700 (one left by an older version or made by hand), with a warning."""
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if mode & 0o077:
+        os.chmod(directory, mode & 0o700)
+        log.warning(
+            "spool %s was mode %04o, open to others: now %04o", directory, mode, mode & 0o700
+        )

@@ -17,7 +17,9 @@ same write succeeds once there is room.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +49,7 @@ _SQLITE_CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result code
 _CORRUPT_TEXT = ("database disk image is malformed", "file is not a database")
 _SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
 _PG_DISK_FULL = "53100"  # disk_full
+_SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside the database
 
 
 class Store:
@@ -174,11 +177,34 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _owner_only(path)
     engine = create_engine(parsed)
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _owner_only(path: Path) -> None:
+    """The ledger names nodes, jobs and users: create the database file 0600 before
+    SQLite opens it (SQLite gives the ``-wal`` and ``-shm`` files the database's
+    mode), and tighten one an older version left readable by others, with a warning."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    for file in (path, *(path.with_name(path.name + end) for end in _SIDE_FILES)):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(file, mode & 0o700)
+            log.warning(
+                "database %s was mode %04o, open to others: now %04o", file, mode, mode & 0o700
+            )
 
 
 def alembic_config(conn: Connection) -> AlembicConfig:
