@@ -25,12 +25,11 @@ will not help) or 5xx (try again later).
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpresil.vocab import Action, Category, GpuIdentity
+from hpresil.vocab import Action, Category, GpuIdentity, Health
 from hpresil.vocab.actions import (
     ActionKind,
     ActionStatus,
@@ -48,14 +47,6 @@ class ErrorDetail(_View):
     """Every error's body: one line."""
 
     detail: str
-
-
-class Health(StrEnum):
-    OK = "ok"
-    WARN = "warn"
-    FAIL = "fail"
-    STALE = "stale"  # no report within controller.stale_after_s
-    UNKNOWN = "unknown"  # never reported
 
 
 class ReportAck(_View):

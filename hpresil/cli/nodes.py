@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from hpresil.api import Health
 from hpresil.cli.output import age, emit_json, json_option, styled, table
 from hpresil.client import ControllerClient
 from hpresil.config import Config
+from hpresil.vocab import Health
 
 _HEALTH_STYLE = {
     Health.OK: "green",

@@ -1,13 +1,13 @@
-"""An incident's identity (category, summary, XID, GPU) taken from the finding that
+"""An incident's identity (category, summary, XID, GPU) taken from the fault that
 opened it: one place for node incidents and the job incidents blame records."""
 
 from __future__ import annotations
 
-from hpresil.controller.policy import Finding
+from hpresil.controller.policy import IncidentIdentity
 from hpresil.store.models import IncidentRow
 
 
-def set_identity(incident: IncidentRow, f: Finding) -> None:
+def set_identity(incident: IncidentRow, f: IncidentIdentity) -> None:
     incident.category = f.category
     incident.hardware = f.hardware
     incident.summary = f.summary

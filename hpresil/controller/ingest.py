@@ -42,17 +42,20 @@ from hpresil.controller.jobs import blame, ledger
 from hpresil.controller.known import KnownNodes, check_name
 from hpresil.controller.policy import Decision, OpenIncident
 from hpresil.store import Clock, Store, repo
-from hpresil.store.models import OPEN, IncidentRow, JobRow, NodeRow
+from hpresil.store.models import IncidentRow, JobRow, NodeRow
 from hpresil.vocab import CheckResult, Report, Status
 
 log = logging.getLogger(__name__)
 
 DUPLICATE = ReportAck(accepted=True, duplicate=True)
 MAX_RESULTS_PER_NODE = 1024  # 8 GPUs x some 40 checks is 320
-# Which stored results a node over MAX_RESULTS_PER_NODE keeps first (lower first; any
-# other status: 3). A retention priority, not a severity order (that is Status.rank):
-# a warning is kept ahead of an UNKNOWN.
 RETENTION_PRIORITY = {Status.FAIL.value: 0, Status.WARN.value: 1, Status.UNKNOWN.value: 2}
+"""Which stored results a node over MAX_RESULTS_PER_NODE keeps first: lower first, any
+other status 3. A retention priority, not the severity order (:attr:`Status.rank`, in
+which UNKNOWN is worse than WARN: a doubt about a node weighs more than a warning when
+judging it). What is kept is what an operator reads next: a WARN is something the
+check found on the node, an UNKNOWN only says a check could not run, so under the cap
+the WARN is kept first."""
 
 ResultKey = tuple[str, int]
 
@@ -249,12 +252,11 @@ def apply(
     now: datetime,
 ) -> IncidentRow:
     """Open or update the incident and queue the drain the decision asks for."""
-    incident = current or IncidentRow(node=node, status=OPEN, detected_at=now, findings=0)
+    incident = current or repo.new_incident(s, node, now)
     if decision.identity is not None:
         set_identity(incident, decision.identity)
     incident.findings += decision.findings
     incident.action = decision.action
-    s.add(incident)
     s.flush()
     if decision.drain:
         repo.add_action(

@@ -9,7 +9,6 @@ someone else drained.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from hpresil.adapters.slurm import Slurm, SlurmNode
 from hpresil.api import DrainAnswer, ResumeAnswer
@@ -19,7 +18,6 @@ from hpresil.controller.policy import clip
 from hpresil.controller.reconcile import sync_node
 from hpresil.errors import SlurmError
 from hpresil.store import Clock, Store, repo
-from hpresil.store.models import OPEN, IncidentRow
 from hpresil.vocab import Action, Category
 from hpresil.vocab.actions import ActionStatus, DrainOutcome, ResumeOutcome
 
@@ -41,9 +39,16 @@ class Operator:
             repo.ensure_node(s, name, now)
             incident = repo.open_incident(s, name)
             if outcome is not DrainOutcome.FOREIGN:
-                incident = incident or _operator_incident(name, reason, now)
+                incident = incident or repo.new_incident(
+                    s,
+                    name,
+                    now,
+                    category=Category.OPERATOR,
+                    action=Action.DRAIN,
+                    summary=reason,
+                    findings=1,
+                )
                 incident.drained_at = incident.drained_at or now
-                s.add(incident)
             status = ActionStatus.SKIPPED if outcome is DrainOutcome.FOREIGN else ActionStatus.DONE
             repo.add_action(
                 s,
@@ -100,20 +105,6 @@ class Operator:
             return
         with self._store.write() as s:
             sync_node(s, node, self._slurm.owns(node), self._clock())
-
-
-def _operator_incident(node: str, reason: str, now: datetime) -> IncidentRow:
-    return IncidentRow(
-        node=node,
-        status=OPEN,
-        category=Category.OPERATOR,
-        action=Action.DRAIN,
-        hardware=False,
-        summary=reason,
-        observed_at=now,
-        detected_at=now,
-        findings=1,
-    )
 
 
 def _not_ours(node: SlurmNode) -> str:

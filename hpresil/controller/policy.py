@@ -60,8 +60,8 @@ class OpenIncident:
 
 
 @dataclass(frozen=True)
-class Finding:
-    """The identity an incident carries: taken from one fault."""
+class IncidentIdentity:
+    """The identity an incident carries (what, where, when): taken from one fault."""
 
     check: str
     category: Category
@@ -79,7 +79,7 @@ class Finding:
 class Decision:
     findings: int  # faults in the report; 0: nothing to do
     incident: int | None = None  # the open incident they attach to; None: open one
-    identity: Finding | None = None  # set the incident's identity (new, or taken over)
+    identity: IncidentIdentity | None = None  # set the incident's identity (new, or taken over)
     action: Action = Action.NONE  # the incident's action after this report
     drain: bool = False
     requeue: bool = False  # requeue the jobs running on the node, after the drain
@@ -107,7 +107,7 @@ def decide(
         return NOTHING
     if earlier and cfg.escalate_on_recurrence:
         faults = [_escalated(r, earlier.get(recurrence_key(node, r), 0)) for r in faults]
-    primary = finding(most_severe(faults))
+    primary = identity_of(most_severe(faults))
     action = max([f.action for f in faults] + ([current.action] if current else []), key=_rank)
     drives = [f for f in faults if category_of(f) is not Category.APP]
     drain = bool(drives) and _needs_drain(max((f.action for f in drives), key=_rank), current)
@@ -147,8 +147,9 @@ def category_of(result: CheckResult) -> Category:
     return result.category or Category.UNKNOWN
 
 
-def finding(result: CheckResult) -> Finding:
-    return Finding(
+def identity_of(result: CheckResult) -> IncidentIdentity:
+    """The identity an incident takes from ``result``, the fault that opens it."""
+    return IncidentIdentity(
         check=result.check,
         category=category_of(result),
         summary=result.summary,
@@ -158,7 +159,7 @@ def finding(result: CheckResult) -> Finding:
     )
 
 
-def describe(f: Finding) -> str:
+def describe(f: IncidentIdentity) -> str:
     """What was found, in the check's own words (``XID 79 GPU has fallen off the bus on
     GPU 3 (0000:5d:00)``); a summary-less finding is named by XID or check and GPU."""
     if f.summary:
@@ -167,7 +168,7 @@ def describe(f: Finding) -> str:
     return what + (f" on gpu {f.gpu.index}" if f.gpu is not None else "")
 
 
-def explain(primary: Finding, count: int, action: Action, consequence: str) -> str:
+def explain(primary: IncidentIdentity, count: int, action: Action, consequence: str) -> str:
     more = f" (+{count - 1} more)" if count > 1 else ""
     return f"{describe(primary)}{more}; policy: {action.value} ⇒ {consequence}"
 
@@ -185,8 +186,16 @@ def drain_reason(
 
 
 def clip(text: str, limit: int = REASON_MAX) -> str:
+    """``text`` on one line (runs of white space made one space), cut to ``limit``."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def one_line(exc: Exception) -> str:
+    """An error's first line, clipped to 500 characters (its type when it has no text):
+    what is logged and stored of a Slurm, webhook or database failure."""
+    lines = str(exc).strip().splitlines()
+    return clip(lines[0] if lines else type(exc).__name__, 500)
 
 
 def _rank(action: Action) -> int:

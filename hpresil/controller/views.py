@@ -9,7 +9,6 @@ from datetime import datetime
 from hpresil.api import (
     ActionView,
     AffectedJob,
-    Health,
     IncidentView,
     JobView,
     MttfView,
@@ -18,11 +17,11 @@ from hpresil.api import (
 from hpresil.config import ControllerConfig, JobsConfig
 from hpresil.controller import stats
 from hpresil.controller.errors import NotFound
-from hpresil.controller.jobs.views import job_view as ledger_job_view
+from hpresil.controller.jobs.views import job_view
 from hpresil.store import Clock, Store, jobrepo, repo
 from hpresil.store.models import ActionRow, IncidentJobRow, IncidentRow, NodeRow
 from hpresil.store.repo import StatusFilter
-from hpresil.vocab import GpuIdentity, Status
+from hpresil.vocab import GpuIdentity, Health, Status
 
 
 class Views:
@@ -39,7 +38,7 @@ class Views:
         jobs whose GPUs are idle now, protected or not."""
         now = self._clock()
         with self._store.read() as s:
-            views = [ledger_job_view(r, now, self._jobs) for r in jobrepo.jobs(s, ended=all_jobs)]
+            views = [job_view(r, now, self._jobs) for r in jobrepo.jobs(s, ended=all_jobs)]
         if idle:
             return [v for v in views if v.idle]
         return views if all_jobs else [v for v in views if v.protected]
@@ -50,7 +49,7 @@ class Views:
             rows = [r for r in jobrepo.jobs(s, ended=True) if r.job_id == job_id]
             if not rows:
                 raise NotFound(f"hpresil has not seen job {job_id}")
-            return ledger_job_view(rows[-1], now, self._jobs)
+            return job_view(rows[-1], now, self._jobs)
 
     def nodes(self) -> list[NodeView]:
         with self._store.read() as s:
@@ -139,12 +138,13 @@ def incident_view(row: IncidentRow) -> IncidentView:
         drained_at=row.drained_at,
         resolved_at=row.resolved_at,
         findings=row.findings,
-        jobs=[job_view(j) for j in row.jobs],
+        jobs=[affected_job_view(j) for j in row.jobs],
         actions=[action_view(a) for a in row.actions],
     )
 
 
-def job_view(row: IncidentJobRow) -> AffectedJob:
+def affected_job_view(row: IncidentJobRow) -> AffectedJob:
+    """A job the incident hit, as the API shows it."""
     return AffectedJob.model_validate(row, from_attributes=True)
 
 

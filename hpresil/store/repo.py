@@ -18,10 +18,11 @@ from hpresil.store.models import (
     ActionRow,
     IncidentJobRow,
     IncidentRow,
+    IncidentStatus,
     NodeRow,
     ReportRow,
 )
-from hpresil.vocab import Category, GpuIdentity, Report
+from hpresil.vocab import Action, Category, GpuIdentity, Report
 from hpresil.vocab.actions import ActionKind, ActionStatus
 
 StatusFilter = Literal["open", "resolved", "all"]
@@ -71,6 +72,63 @@ def prune_reports(s: Session, before: datetime) -> int:
 
 
 # --- incidents ---
+def new_incident(
+    s: Session,
+    node: str,
+    now: datetime,
+    *,
+    status: IncidentStatus = OPEN,
+    category: Category | None = None,
+    action: Action = Action.NONE,
+    hardware: bool = False,
+    summary: str = "",
+    observed_at: datetime | None = None,
+    findings: int = 0,
+    job_id: int | None = None,
+) -> IncidentRow:
+    """A new incident on ``node``, detected ``now`` (observed then too, unless
+    ``observed_at`` says otherwise; resolved then, if created ``resolved``). Without a
+    ``category`` the caller sets the incident's identity (category, hardware, summary,
+    XID, GPU, observed_at) before the session flushes."""
+    row = IncidentRow(
+        node=node,
+        status=status,
+        action=action,
+        hardware=hardware,
+        summary=summary,
+        observed_at=observed_at or now,
+        detected_at=now,
+        resolved_at=now if status == RESOLVED else None,
+        findings=findings,
+        job_id=job_id,
+    )
+    if category is not None:
+        row.category = category
+    s.add(row)
+    return row
+
+
+def add_affected_job(
+    s: Session,
+    incident: IncidentRow,
+    job_id: int,
+    submit_time: datetime,
+    name: str,
+    restart_count: int,
+) -> IncidentJobRow:
+    """Record that job (``job_id``, ``submit_time``) was hit by ``incident``, with its
+    name and Slurm restart count then."""
+    row = IncidentJobRow(
+        incident=incident,
+        job_id=job_id,
+        submit_time=submit_time,
+        name=name,
+        restart_count=restart_count,
+    )
+    s.add(row)
+    return row
+
+
 def open_incident(s: Session, node: str) -> IncidentRow | None:
     """The node's open incident; a job's incident (``job_id`` set) is never the node's."""
     query = select(IncidentRow).where(

@@ -39,6 +39,18 @@ class Status(StrEnum):
 _STATUS_ORDER = (Status.UNSUPPORTED, Status.OK, Status.WARN, Status.UNKNOWN, Status.FAIL)
 
 
+# A node's state, as the controller shows it: FAIL with an open hardware incident,
+# else UNKNOWN (never reported) or STALE (no report for too long), else the worst of
+# its latest results' FAIL and WARN (the Status values), OK without either. No
+# docstring: it would become the description of the published ``Health`` schema.
+class Health(StrEnum):
+    OK = Status.OK.value
+    WARN = Status.WARN.value
+    FAIL = Status.FAIL.value
+    STALE = "stale"  # no report within controller.stale_after_s
+    UNKNOWN = "unknown"  # never reported
+
+
 class Action(StrEnum):
     """Suggested remediation, ordered from least to most disruptive.
 

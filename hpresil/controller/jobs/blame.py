@@ -25,23 +25,23 @@ from sqlalchemy.orm import Session
 from hpresil.config import JobsConfig
 from hpresil.controller.identity import set_identity
 from hpresil.controller.jobs import actions, rules
-from hpresil.controller.policy import Finding, category_of, describe, finding
-from hpresil.store import jobrepo
-from hpresil.store.models import RESOLVED, IncidentJobRow, IncidentRow, JobRow
-from hpresil.vocab import Action, Category, CheckResult, JobObservation
+from hpresil.controller.policy import IncidentIdentity, category_of, describe, identity_of
+from hpresil.store import jobrepo, repo
+from hpresil.store.models import RESOLVED, IncidentRow, JobRow
+from hpresil.vocab import Category, CheckResult, JobObservation
 
 
 @dataclass(frozen=True)
 class Culprit:
     job: JobRow
-    finding: Finding
+    identity: IncidentIdentity  # the failure it is blamed for
     why: str
 
 
 def same_failure(
     s: Session,
     node: str,
-    fault: Finding,
+    fault: IncidentIdentity,
     here: Sequence[JobRow],
     cfg: JobsConfig,
     now: datetime,
@@ -88,34 +88,20 @@ def app_xids(
                 f"job {job_id} raised application XID {result.xid}{where}: "
                 "the job's fault, not the node's"
             )
-            found[job_id] = Culprit(row, finding(result), why)
+            found[job_id] = Culprit(row, identity_of(result), why)
     return list(found.values())
 
 
 def record(s: Session, node: str, culprit: Culprit, now: datetime, cfg: JobsConfig) -> IncidentRow:
     """A resolved job incident for the blame, and the hold (with its notice)."""
-    incident = IncidentRow(
-        node=node,
-        status=RESOLVED,
-        action=Action.NONE,
-        detected_at=now,
-        resolved_at=now,
-        findings=1,
-        job_id=culprit.job.job_id,
+    incident = repo.new_incident(
+        s, node, now, status=RESOLVED, findings=1, job_id=culprit.job.job_id
     )
-    set_identity(incident, culprit.finding)
+    set_identity(incident, culprit.identity)
     incident.hardware = False  # the job's fault: not the node's
-    incident.summary = f"{describe(culprit.finding)}; {culprit.why}"[:1000]
-    s.add(incident)
-    s.add(
-        IncidentJobRow(
-            incident=incident,
-            job_id=culprit.job.job_id,
-            submit_time=culprit.job.submit_time,
-            name=culprit.job.name,
-            restart_count=culprit.job.restarts,
-        )
-    )
+    incident.summary = f"{describe(culprit.identity)}; {culprit.why}"[:1000]
+    job = culprit.job
+    repo.add_affected_job(s, incident, job.job_id, job.submit_time, job.name, job.restarts)
     s.flush()
     culprit.job.blamed = culprit.why
     actions.hold(s, culprit.job, culprit.why, now, cfg, incident)

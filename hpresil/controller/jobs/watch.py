@@ -28,8 +28,8 @@ from hpresil.controller.jobs import actions, ledger, rules
 from hpresil.errors import SlurmError
 from hpresil.job.spec import PREFIX
 from hpresil.store import Clock, Store, jobrepo, repo, utcnow
-from hpresil.store.models import OPEN, IncidentJobRow, IncidentRow, JobRow, NodeRow
-from hpresil.vocab import Action, Category
+from hpresil.store.models import IncidentRow, JobRow, NodeRow
+from hpresil.vocab import Category
 
 log = logging.getLogger(__name__)
 
@@ -189,27 +189,10 @@ def _note_resume(row: JobRow, job: SlurmJob) -> None:
 def _hang_incident(
     s: Session, row: JobRow, job: SlurmJob, node: str, why: str, now: datetime
 ) -> IncidentRow:
-    incident = IncidentRow(
-        node=node,
-        status=OPEN,
-        category=Category.JOB_HANG,
-        action=Action.NONE,
-        hardware=False,
-        summary=why,
-        observed_at=now,
-        detected_at=now,
-        findings=1,
-        job_id=row.job_id,
+    incident = repo.new_incident(
+        s, node, now, category=Category.JOB_HANG, summary=why, findings=1, job_id=row.job_id
     )
-    s.add(incident)
-    incident.jobs.append(
-        IncidentJobRow(
-            job_id=job.job_id,
-            submit_time=job.submit_time,
-            name=job.name,
-            restart_count=job.restart_count,
-        )
-    )
+    repo.add_affected_job(s, incident, job.job_id, job.submit_time, job.name, job.restart_count)
     s.flush()
     return incident
 

@@ -170,3 +170,24 @@ def test_an_unusable_database_is_one_line(tmp_path: Path) -> None:
         Store.open(f"sqlite:///{tmp_path}/notadb").migrate()
     with pytest.raises(DatabaseError, match=r"^database nonsense://: Can't load plugin"):
         Store.open("nonsense://")
+
+
+def test_new_incidents_and_their_jobs_are_made_in_one_place(any_store: Store) -> None:
+    from hpresil.vocab import Action, Category
+
+    with any_store.write() as s:
+        repo.ensure_node(s, "n1", T0)
+        s.flush()  # the node before its incidents (no relationship orders them)
+        repo.new_incident(s, "n1", T0, category=Category.HOST, findings=1)
+        closed = repo.new_incident(s, "n1", T0, status="resolved", category=Category.APP, job_id=7)
+        repo.add_affected_job(s, closed, 7, T0 - timedelta(hours=1), "train", 2)
+    with any_store.read() as s:
+        first, second = repo.incidents(s, node="n1")
+        assert (first.status, first.category, first.action) == ("open", Category.HOST, Action.NONE)
+        assert (first.observed_at, first.detected_at, first.resolved_at) == (T0, T0, None)
+        assert (first.hardware, first.summary, first.findings, first.job_id) == (False, "", 1, None)
+        assert (second.status, second.resolved_at, second.job_id) == ("resolved", T0, 7)
+        (job,) = second.jobs
+        assert (job.job_id, job.name, job.restart_count) == (7, "train", 2)
+        assert job.submit_time == T0 - timedelta(hours=1)
+        assert repo.open_incident(s, "n1") is first
