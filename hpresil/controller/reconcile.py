@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from hpresil.adapters.slurm import Slurm, SlurmJob, SlurmNode
 from hpresil.config import ControllerConfig
+from hpresil.controller.policy import one_line
 from hpresil.controller.remediation import GAVE_UP
 from hpresil.errors import SlurmError, SlurmParseError
 from hpresil.store import Clock, Store, repo, utcnow
@@ -59,7 +60,7 @@ class Reconciler:
         try:
             self.sync(jobs)
         except (SlurmError, SlurmParseError) as exc:
-            log.warning("reconcile: slurm did not answer: %s", _one_line(exc))
+            log.warning("reconcile: slurm did not answer: %s", one_line(exc))
         self.prune()
 
     def sync(self, listed: Sequence[SlurmJob] | None = None) -> None:
@@ -232,8 +233,3 @@ class Periodic:
                 log.exception("%s failed; next run in %.1f s", self._thread.name, self._interval)
             if self._stop.wait(self._interval):
                 return
-
-
-def _one_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -11,7 +11,13 @@ the job's restart budget: past it the job is requeued *held* and its owner notif
 Each requeue records the interruption (the work lost since the job's newest
 checkpoint) and, once the job is PENDING, keeps it off the failed node and the nodes
 under suspicion (``jobs.exclude_failed_nodes``). ``hold``, ``signal``, ``cancel`` and
-``notify`` (a webhook POST) act on one job each.
+``notify`` (a webhook POST) act on one job each. ``resume`` is never run here: the
+operator runs it at once and records it done.
+
+The executor only executes: each kind has one handler (``_HANDLERS``); what a requeue
+does and why is decided by :func:`~hpresil.controller.jobs.rules.requeue_plan`, what
+it records in the job ledger by :mod:`~hpresil.controller.jobs.ledger`, and the
+requeued jobs are expedited by :mod:`~hpresil.controller.jobs.expedite`.
 
 A Slurm (or webhook) failure leaves the action pending with a growing back-off (0.5, 1, 2 … 30 s)
 until ``max_attempts`` (20: over seven minutes of back-off, plus the attempts themselves,
@@ -29,25 +35,28 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from hpresil.adapters.slurm import Slurm, SlurmJob
 from hpresil.config import JobsConfig, PolicyConfig
-from hpresil.controller.jobs import actions, notify, rules
-from hpresil.controller.jobs.ledger import held, interrupted
-from hpresil.controller.policy import clip, drain_reason
+from hpresil.controller.jobs import actions, expedite, ledger, notify, rules
+from hpresil.controller.policy import clip, drain_reason, one_line
 from hpresil.errors import HpresilError, SlurmError
 from hpresil.store import Clock, Store, jobrepo, repo, utcnow
-from hpresil.store.models import (
-    ActionRow,
-    IncidentJobRow,
-    IncidentRow,
+from hpresil.store.models import ActionRow
+from hpresil.vocab.actions import (
+    ActionKind,
+    ActionStatus,
+    DrainOutcome,
+    HoldOutcome,
+    RequeueOutcome,
 )
-from hpresil.vocab.actions import ActionStatus, DrainOutcome, HoldOutcome, RequeueOutcome
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +80,7 @@ class _Task:
     """What is needed to run an action, read before Slurm is called."""
 
     id: int
-    kind: str
+    kind: ActionKind
     target: str
     reason: str
     requeue_jobs: bool
@@ -100,8 +109,7 @@ class Executor:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # this pass's requeued jobs: (nodes to keep them off, earlier exclusions to lift)
-        self._requeued: dict[int, tuple[set[str], set[str]]] = {}
+        self._requeued: expedite.Requeued = {}  # this pass's requeued jobs
 
     # --- thread ---
     def wake(self) -> None:
@@ -141,7 +149,8 @@ class Executor:
                 self._run(task)
                 done += 1
         finally:
-            self._expedite()
+            jobs, self._requeued = self._requeued, {}
+            expedite.in_background(self._slurm, jobs, self._cfg.expedite_requeue)
         return done
 
     def seconds_to_next(self) -> float:
@@ -176,20 +185,10 @@ class Executor:
 
     def _run(self, task: _Task) -> None:
         try:
-            if task.kind == "drain":
-                self._drain(task)
-            elif task.kind == "requeue":
-                self._requeue(task)
-            elif task.kind == "hold":
-                self._hold(task)
-            elif task.kind == "signal":
-                self._signal(task)
-            elif task.kind == "cancel":
-                self._cancel(task)
-            elif task.kind == "notify":
-                self._notify(task)
-            else:
+            handler = _HANDLERS.get(task.kind)
+            if handler is None:  # resume: done by the operator at once, never queued
                 raise HpresilError(f"the executor does not run {task.kind!r} actions")
+            handler(self, task)
         except (SlurmError, notify.WebhookError) as exc:
             self._retry_later(task, exc)
         except HpresilError as exc:  # retrying will not help (e.g. node unknown to Slurm)
@@ -212,7 +211,7 @@ class Executor:
                 incident.drained_at = now
             if incident is not None:
                 for job in jobs:
-                    _queue_requeue(s, incident, job, row.why, now)
+                    actions.queue_requeue(s, incident, job, row.why, now)
         log.info(
             "drain %s (%s): %s, %d job(s) to requeue", task.target, task.reason, outcome, len(jobs)
         )
@@ -223,53 +222,42 @@ class Executor:
     def _requeue(self, task: _Task) -> None:
         job_id = int(task.target)
         job = self._slurm.job(job_id)
-        with self._store.read() as s:
-            row = jobrepo.active_job(s, job_id)
-            budget = rules.budget_of(row.budget if row else None, self._jobs)
-            blamed = row.blamed if row else None
-            found_at = _restarts_when_found(s, task)
-        restarts = job.restart_count if job else 0
-        if job is not None and found_at is not None and restarts > found_at:
-            # an earlier try requeued it and its answer was lost (a timeout): not again
+        plan = self._requeue_plan(task, job)
+        if plan.already_requeued:
             log.info("job %s was requeued since it was found on the node", job_id)
             outcome = RequeueOutcome.REQUEUED
         else:
-            over = rules.over_budget(restarts, budget)
-            outcome = self._slurm.requeue(job_id, hold=over or blamed is not None, known=job)
+            outcome = self._slurm.requeue(job_id, hold=plan.hold, known=job)
         usable = self._usable_nodes() if outcome is RequeueOutcome.REQUEUED else set()
         now = self._clock()
         with self._store.write() as s:
             action = _row(s, task)
             stopped = outcome in (RequeueOutcome.REQUEUED, RequeueOutcome.HELD)
-            status = ActionStatus.DONE if stopped else ActionStatus.SKIPPED
-            _finish(action, status, outcome.value, now)
+            _finish(
+                action, ActionStatus.DONE if stopped else ActionStatus.SKIPPED, outcome.value, now
+            )
             if action.incident_job is not None:
                 action.incident_job.requeue_outcome = outcome.value
                 action.incident_job.requeued_at = now if stopped else None
-            failed_on = action.incident.node if action.incident is not None else None
-            ledger_row = jobrepo.active_job(s, job_id)
-            if ledger_row is not None and job is not None:
-                ledger_row.name, ledger_row.user = job.name, job.user
-            if ledger_row is not None and stopped:
-                interrupted(ledger_row, now, failed_on, action.why, restarts, action.incident)
-            if ledger_row is not None and outcome is RequeueOutcome.HELD:
-                why = blamed or (
-                    f"job {job_id} used its restart budget ({restarts} of {budget}): held"
-                )
-                held(ledger_row, why, now)
-                if blamed is None:
-                    actions.notify(s, ledger_row, "job_held", why, now, self._jobs, action.incident)
+            row = ledger.note_requeue(s, action, job, outcome, plan, now, self._jobs)
             if outcome is RequeueOutcome.REQUEUED and self._jobs.exclude_failed_nodes:
-                suspects = jobrepo.suspect_nodes(
-                    s, now - timedelta(hours=self._jobs.suspect_window_h)
+                failed_on = ledger.failed_on(action)
+                self._requeued[job_id] = ledger.exclusions(
+                    s, row, job, failed_on, usable, self._jobs, now
                 )
-                need = len(job.nodes) if job is not None and job.nodes else 1
-                avoid = rules.nodes_to_avoid(failed_on, suspects, usable, need)
-                earlier = set(ledger_row.excluded or []) if ledger_row is not None else set()
-                if ledger_row is not None:
-                    ledger_row.excluded = sorted(avoid)
-                self._requeued[job_id] = (avoid, earlier - avoid)
         log.info("requeue job %s: %s", task.target, outcome)
+
+    def _requeue_plan(self, task: _Task, job: SlurmJob | None) -> rules.RequeuePlan:
+        job_id = int(task.target)
+        with self._store.read() as s:
+            row = jobrepo.active_job(s, job_id)
+            return rules.requeue_plan(
+                restarts=job.restart_count if job is not None else None,
+                found_at=_restarts_when_found(s, task),
+                budget=rules.budget_of(row.budget if row else None, self._jobs),
+                blamed=row.blamed if row else None,
+                job_id=job_id,
+            )
 
     def _usable_nodes(self) -> set[str]:
         """Nodes Slurm could start a job on now (not drained, not down)."""
@@ -292,10 +280,10 @@ class Executor:
             _finish(action, ActionStatus.DONE if done else ActionStatus.SKIPPED, outcome.value, now)
             row = jobrepo.active_job(s, job_id)
             if row is not None and done:
-                held(row, action.why, now)
+                ledger.held(row, action.why, now)
                 if outcome is HoldOutcome.REQUEUE_HELD:
                     restarts = job.restart_count if job else row.restarts
-                    interrupted(row, now, None, action.why, restarts, action.incident)
+                    ledger.interrupted(row, now, None, action.why, restarts, action.incident)
         log.info("hold job %s: %s", task.target, outcome)
 
     def _signal(self, task: _Task) -> None:
@@ -317,35 +305,9 @@ class Executor:
             _finish(_row(s, task), status, outcome, self._clock())
         log.info("%s job %s: %s", task.kind, task.target, outcome)
 
-    def _expedite(self) -> None:
-        """Make this pass's requeued jobs eligible at once, off the executor thread
-        (Slurm takes a moment to turn them PENDING, and other drains must not wait)."""
-        jobs, self._requeued = self._requeued, {}
-        if jobs:
-            threading.Thread(
-                target=self._expedite_now, args=(jobs,), name="hpresil-expedite", daemon=True
-            ).start()
-
-    def _expedite_now(self, jobs: dict[int, tuple[set[str], set[str]]]) -> None:
-        start_now = self._cfg.expedite_requeue
-        if not start_now and not any(a or d for a, d in jobs.values()):
-            return
-        exclude = {j: avoid for j, (avoid, _) in jobs.items()}
-        drop = {j: lift for j, (_, lift) in jobs.items()}
-        try:
-            done = self._slurm.expedite(list(jobs), exclude=exclude, drop=drop, start_now=start_now)
-            log.info(
-                "requeued jobs updated once pending: %s",
-                ", ".join(
-                    f"{j} (avoiding {','.join(sorted(exclude[j])) or '-'})" for j in sorted(done)
-                ),
-            )
-        except HpresilError as exc:
-            log.warning("could not expedite jobs %s: %s", jobs, _one_line(exc))
-
     # --- failures ---
     def _retry_later(self, task: _Task, exc: Exception) -> None:
-        error = _one_line(exc)
+        error = one_line(exc)
         now = self._clock()
         with self._store.write() as s:
             row = _row(s, task)
@@ -395,32 +357,13 @@ def _finish(row: ActionRow, status: ActionStatus, outcome: str, now: datetime) -
     row.done_at = now
 
 
-def _queue_requeue(
-    s: Session, incident: IncidentRow, job: SlurmJob, cause: str, now: datetime
-) -> None:
-    """One incident_jobs row and one requeue action for a job found on the node."""
-    if repo.incident_job(s, incident.id, job.job_id, job.submit_time) is not None:
-        return  # already handled for this incident
-    affected = IncidentJobRow(
-        incident=incident,
-        job_id=job.job_id,
-        submit_time=job.submit_time,
-        name=job.name,
-        restart_count=job.restart_count,
-    )
-    s.add(affected)
-    action = repo.add_action(
-        s,
-        kind="requeue",
-        target=str(job.job_id),
-        why=f"job {job.job_id} ({job.name}) was running on {incident.node} when it was "
-        f"drained for incident #{incident.id}: {cause}",
-        now=now,
-        incident=incident,
-    )
-    action.incident_job = affected
-
-
-def _one_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return clip(text[0] if text else type(exc).__name__, 500)
+_HANDLERS: Mapping[ActionKind, Callable[[Executor, _Task], None]] = MappingProxyType(
+    {
+        "drain": Executor._drain,
+        "requeue": Executor._requeue,
+        "hold": Executor._hold,
+        "signal": Executor._signal,
+        "cancel": Executor._cancel,
+        "notify": Executor._notify,
+    }
+)

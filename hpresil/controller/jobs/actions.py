@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from hpresil.adapters.slurm import SlurmJob
 from hpresil.config import JobsConfig
 from hpresil.controller.policy import clip
 from hpresil.store import repo
@@ -70,4 +71,27 @@ def hold(
         s, kind="hold", target=str(row.job_id), why=why, now=now, incident=incident
     )
     notify(s, row, "job_held", why, now, cfg, incident)
+    return action
+
+
+def queue_requeue(
+    s: Session, incident: IncidentRow, job: SlurmJob, cause: str, now: datetime
+) -> ActionRow | None:
+    """The requeue of a job the drain for ``incident`` found running on its node, with
+    the job's incident_jobs row; nothing when the incident has it already."""
+    if repo.incident_job(s, incident.id, job.job_id, job.submit_time) is not None:
+        return None
+    affected = repo.add_affected_job(
+        s, incident, job.job_id, job.submit_time, job.name, job.restart_count
+    )
+    action = repo.add_action(
+        s,
+        kind="requeue",
+        target=str(job.job_id),
+        why=f"job {job.job_id} ({job.name}) was running on {incident.node} when it was "
+        f"drained for incident #{incident.id}: {cause}",
+        now=now,
+        incident=incident,
+    )
+    action.incident_job = affected
     return action

@@ -10,19 +10,20 @@ in its comment (``hpresil:ckpt=DIR``) or its environment (``HPRESIL_CKPT_DIR``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from hpresil.adapters.slurm import SlurmJob
 from hpresil.config import JobsConfig
-from hpresil.controller.jobs import rules
+from hpresil.controller.jobs import actions, rules
 from hpresil.controller.policy import clip
 from hpresil.job.spec import parse_comment
 from hpresil.store import jobrepo
-from hpresil.store.models import IncidentRow, JobInterruptionRow, JobRow
+from hpresil.store.models import ActionRow, IncidentRow, JobInterruptionRow, JobRow
 from hpresil.vocab import JobObservation
+from hpresil.vocab.actions import RequeueOutcome
 
 USAGE_FRESH_FACTOR = 3.0  # a node's usage counts for 3 heartbeats (of the idle window's scale)
 
@@ -155,3 +156,57 @@ def held(row: JobRow, why: str, now: datetime) -> None:
     row.held_at = now
     row.held_reason = why
     row.state = "HELD"
+
+
+def note_requeue(
+    s: Session,
+    action: ActionRow,
+    job: SlurmJob | None,
+    outcome: RequeueOutcome,
+    plan: rules.RequeuePlan,
+    now: datetime,
+    cfg: JobsConfig,
+) -> JobRow | None:
+    """Record a requeue action's outcome in its job's ledger row, if the job has one:
+    Slurm's name and user for it, the interruption when the job was stopped, the hold
+    (with the owner's notice, unless ``plan`` says they were told) when it is held."""
+    row = jobrepo.active_job(s, int(action.target))
+    if row is None:
+        return None
+    if job is not None:
+        row.name, row.user = job.name, job.user
+    if outcome in (RequeueOutcome.REQUEUED, RequeueOutcome.HELD):
+        restarts = job.restart_count if job else 0
+        interrupted(row, now, failed_on(action), action.why, restarts, action.incident)
+    if outcome is RequeueOutcome.HELD:
+        held(row, plan.why, now)
+        if plan.tell_owner:
+            actions.notify(s, row, "job_held", plan.why, now, cfg, action.incident)
+    return row
+
+
+def exclusions(
+    s: Session,
+    row: JobRow | None,
+    job: SlurmJob | None,
+    failed_on: str | None,
+    usable: set[str],
+    cfg: JobsConfig,
+    now: datetime,
+) -> tuple[set[str], set[str]]:
+    """For a requeued job: the nodes to keep it off (the failed node and the suspects of
+    the last ``jobs.suspect_window_h``, as far as :func:`rules.nodes_to_avoid` allows),
+    recorded in its ledger ``row``, and the exclusions an earlier requeue added that no
+    longer apply."""
+    suspects = jobrepo.suspect_nodes(s, now - timedelta(hours=cfg.suspect_window_h))
+    need = len(job.nodes) if job is not None and job.nodes else 1
+    avoid = rules.nodes_to_avoid(failed_on, suspects, usable, need)
+    earlier = set(row.excluded or []) if row is not None else set()
+    if row is not None:
+        row.excluded = sorted(avoid)
+    return avoid, earlier - avoid
+
+
+def failed_on(action: ActionRow) -> str | None:
+    """The node whose incident the action is for, if it is for one."""
+    return action.incident.node if action.incident is not None else None

@@ -1,7 +1,9 @@
 """Pure decisions about jobs: budgets, hangs, idle GPUs, blame. No I/O, no clock.
 
 * **Budget.** A job may be requeued ``budget`` times (its own ``hpresil:budget=N``,
-  else ``jobs.restart_budget``); the requeue that would exceed it is done *held*.
+  else ``jobs.restart_budget``); the requeue that would exceed it is done *held*, and
+  so is a blamed job's. A requeue already done (Slurm's restart count went up since
+  the drain found the job: the answer to an earlier try was lost) is not done again.
 * **Hang.** A protected job RUNNING with no sign of progress (heartbeat, progress
   file, output growth; or its start, if none yet) for ``hang_s`` is hung.
 * **Idle.** A job whose allocated GPUs, on every node that reported them recently,
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +32,31 @@ def budget_of(own: int | None, cfg: JobsConfig) -> int:
 def over_budget(restarts: int, budget: int) -> bool:
     """Whether one more requeue would exceed the budget (``restarts`` so far)."""
     return restarts >= budget
+
+
+@dataclass(frozen=True)
+class RequeuePlan:
+    """What a requeue action does to its job, and why."""
+
+    already_requeued: bool  # an earlier try did it and its answer was lost: not again
+    hold: bool  # requeue it held: past its budget, or blamed
+    why: str  # the reason recorded if it ends up held
+    tell_owner: bool  # notify the owner if it ends up held (blame told them already)
+
+
+def requeue_plan(
+    restarts: int | None, found_at: int | None, budget: int, blamed: str | None, job_id: int
+) -> RequeuePlan:
+    """The plan for requeueing ``job_id``: ``restarts`` is Slurm's restart count now
+    (None: Slurm does not know the job), ``found_at`` the count when the drain found it
+    on the node (None: not found by a drain), ``blamed`` why the job is at fault."""
+    count = restarts or 0
+    return RequeuePlan(
+        already_requeued=restarts is not None and found_at is not None and restarts > found_at,
+        hold=over_budget(count, budget) or blamed is not None,
+        why=blamed or f"job {job_id} used its restart budget ({count} of {budget}): held",
+        tell_owner=blamed is None,
+    )
 
 
 def hang_after(own: float | None, cfg: JobsConfig) -> float:

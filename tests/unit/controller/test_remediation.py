@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, get_args
 
 from fastapi.testclient import TestClient
 
 from hpresil.adapters.slurm import Slurm
 from hpresil.config import Config, PolicyConfig
 from hpresil.controller.app import create_app
-from hpresil.controller.remediation import Backoff, Executor
-from hpresil.store import Store
+from hpresil.controller.remediation import _HANDLERS, Backoff, Executor
+from hpresil.store import Store, repo
+from hpresil.store.models import ActionRow
 from hpresil.vocab import Action, Category, Status
+from hpresil.vocab.actions import ActionKind, ActionStatus
 from tests.unit.controller.fakes import TOKEN, FakeBackend, FakeClock, report, result, xid79
 
 
@@ -168,6 +170,29 @@ def test_a_node_unknown_to_slurm_fails_at_once(
     failed = incident(client)["actions"][0]
     assert (failed["status"], failed["attempts"]) == ("failed", 1)
     assert "no node named 'ghost'" in failed["error"]
+
+
+def test_every_action_kind_but_resume_has_a_handler() -> None:
+    assert set(_HANDLERS) == set(get_args(ActionKind)) - {"resume"}
+
+
+def test_a_queued_resume_is_not_executed(
+    store: Store, executor: Executor, backend: FakeBackend, clock: FakeClock
+) -> None:
+    # a resume is run by the operator at once and recorded done; one found pending
+    # (never queued by hpresil) fails without touching Slurm
+    with store.write() as s:
+        repo.ensure_node(s, "node2", clock())
+        queued = repo.add_action(s, kind="resume", target="node2", why="?", now=clock())
+        s.flush()
+        number = queued.id
+    assert executor.run_due() == 1
+    assert backend.calls == []
+    with store.read() as s:
+        row = s.get(ActionRow, number)
+        assert row is not None
+        assert (row.status, row.attempts) == (ActionStatus.FAILED, 1)
+        assert row.error == "the executor does not run 'resume' actions"
 
 
 def test_pending_actions_survive_a_restart(
