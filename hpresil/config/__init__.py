@@ -246,12 +246,23 @@ def refuse_unsafe(what: str, path: Path, st: os.stat_result) -> None:
     mode = stat.S_IMODE(st.st_mode)
     me = _user_name(os.geteuid())
     found = f"{what} {path}: owner {_user_name(st.st_uid)}, mode {mode:04o}"
-    if st.st_uid not in (0, os.geteuid()):
-        who = "root" if os.geteuid() == 0 else f"root or {me}"
+    if not _trusted_owner(st.st_uid):
+        who = "root or a system account" if os.geteuid() == 0 else f"root or {me}"
         raise ConfigError(f"{found}: not owned by {who}; run `chown {me} {path}`")
     sticky_folder = stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX
     if mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky_folder:
         raise ConfigError(f"{found}: others can change it; run `chmod go-w {path}`")
+
+
+SYS_UID_MAX = 999  # Debian's login.defs: system accounts (the controller's ``hpresil``)
+
+
+def _trusted_owner(uid: int) -> bool:
+    """Root, the user running, and for root also a system account: root on the
+    controller host reads the token of the ``hpresil`` service user. ``nobody``
+    (65534) and people's accounts are not system accounts."""
+    me = os.geteuid()
+    return uid in (0, me) or (me == 0 and 0 < uid <= SYS_UID_MAX)
 
 
 def _user_name(uid: int) -> str:

@@ -54,7 +54,8 @@ def test_a_config_owned_by_another_user_is_refused(conf: Path) -> None:
     with pytest.raises(ConfigError) as info:
         config.load(conf)
     assert str(info.value) == (
-        f"config {conf}: owner nobody, mode 0644: not owned by root; run `chown root {conf}`"
+        f"config {conf}: owner nobody, mode 0644: not owned by root or a system account; "
+        f"run `chown root {conf}`"
     )
 
 
@@ -112,7 +113,8 @@ def test_a_token_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         read_token(path)
     assert str(info.value) == (
-        f"token file {path}: owner nobody, mode 0600: not owned by root; run `chown root {path}`"
+        f"token file {path}: owner nobody, mode 0600: not owned by root or a system account; "
+        f"run `chown root {path}`"
     )
 
 
@@ -145,3 +147,12 @@ def test_a_token_in_a_folder_others_can_write_is_refused(tmp_path: Path) -> None
     folder.chmod(0o777)
     with pytest.raises(ConfigError, match=f"^token folder {folder}: .*chmod go-w {folder}`$"):
         read_token(path)
+
+
+def test_root_reads_the_token_of_a_system_account(tmp_path: Path) -> None:
+    """Root on the controller host (the CLI) reads the token the ``hpresil`` service
+    user owns; a system account is not someone who could swap it."""
+    path = tmp_path / "token"
+    write_token(path)
+    os.chown(path, 998, -1)  # a system account's uid, as `useradd --system` gives
+    assert read_token(path)
