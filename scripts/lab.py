@@ -322,6 +322,9 @@ min_rate_gbps = 400
 observe_s = 2.0           # the lab's jobs are short: look at them (and for orphans) often
 orphan_grace_s = 4.0
 
+[policy.limits]          # 4 nodes: the default share (10 %) would let 1 out; tests
+max_out_pct = 100.0      # that try the cap and the breaker set theirs in a drop-in
+
 [slurm]
 conf = "{self.conf}"
 timeout_s = 10.0
