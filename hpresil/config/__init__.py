@@ -47,6 +47,7 @@ from hpresil.config.host import (
     ProcessesConfig,
     ServicesConfig,
 )
+from hpresil.config.limits import LimitsConfig
 from hpresil.config.xid import XidPolicyConfig
 from hpresil.errors import ConfigError
 
@@ -108,6 +109,10 @@ class SlurmConfig(_Section):
 
 
 class PolicyConfig(_Section):
+    # "shadow": decide and record every drain as held back ("would drain"), do nothing
+    # in Slurm: how a site turns hpresil on safely
+    mode: Literal["enforce", "shadow"] = "enforce"
+    limits: LimitsConfig = LimitsConfig()  # [policy.limits]: the drain cap and the breaker
     requeue_jobs: bool = True  # requeue jobs on nodes drained with drain_now or worse
     expedite_requeue: bool = True  # set StartTime=now on a requeued job (skips cred_expire wait)
     reason_prefix: str = Field(default="hpresil:", min_length=1)
