@@ -119,6 +119,20 @@ class DrainAnswer(_View):
     incident: int | None
 
 
+class BreakerView(_View):
+    """A breaker: one failure category that fired on too many nodes within the window;
+    its drains are held back while it is tripped (``reset_at`` empty)."""
+
+    id: int
+    category: Category
+    tripped_at: datetime
+    nodes: list[str]
+    why: str
+    held_back: int  # drains held back since it tripped
+    reset_at: datetime | None
+    reset_by: str | None
+
+
 class ResumeAnswer(_View):
     outcome: ResumeOutcome
     resolved_incidents: list[int] = []

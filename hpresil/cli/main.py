@@ -14,6 +14,7 @@ import click
 
 from hpresil import __version__, config
 from hpresil.cli import (
+    breaker,
     burnin,
     check,
     checkpoint,
@@ -52,6 +53,7 @@ for module in (
     incidents,
     jobs,
     stats,
+    breaker,
     inject,
     check,
     xid,

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from hpresil.api import ReportAck
 from hpresil.config import JobsConfig, PolicyConfig
-from hpresil.controller import policy
+from hpresil.controller import limits, policy
 from hpresil.controller.identity import set_identity
 from hpresil.controller.jobs import blame, ledger
 from hpresil.controller.known import KnownNodes, check_name
@@ -44,6 +44,7 @@ from hpresil.controller.policy import Decision, OpenIncident
 from hpresil.store import Clock, Store, repo
 from hpresil.store.models import IncidentRow, JobRow, NodeRow
 from hpresil.vocab import CheckResult, Report, Status
+from hpresil.vocab.actions import ActionStatus
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class Ingest:
                 return decision, blamed, True
         if not decision.acts:
             return decision, blamed, bool(blamed)
-        incident = apply(s, node.name, decision, current, now)
+        incident = apply(s, node.name, decision, current, now, self._cfg, self._jobs)
         return decision, [incident.id, *blamed], bool(blamed)
 
     def _culprits(
@@ -250,8 +251,11 @@ def apply(
     decision: Decision,
     current: IncidentRow | None,
     now: datetime,
+    cfg: PolicyConfig,
+    jobs: JobsConfig,
 ) -> IncidentRow:
-    """Open or update the incident and queue the drain the decision asks for."""
+    """Open or update the incident and queue the drain the decision asks for, as far
+    as the limits allow (:mod:`hpresil.controller.limits`)."""
     incident = current or repo.new_incident(s, node, now)
     if decision.identity is not None:
         set_identity(incident, decision.identity)
@@ -259,6 +263,23 @@ def apply(
     incident.action = decision.action
     s.flush()
     if decision.drain:
+        _drain(s, incident, decision, now, cfg, jobs)
+    log.info("%s: incident #%d: %s", node, incident.id, decision.why)
+    return incident
+
+
+def _drain(
+    s: Session,
+    incident: IncidentRow,
+    decision: Decision,
+    now: datetime,
+    cfg: PolicyConfig,
+    jobs: JobsConfig,
+) -> None:
+    """Queue the drain, or record it held back (with what may still be done)."""
+    node = incident.node
+    allowed = limits.allowance(s, node, incident.category, decision.requeue, cfg, now)
+    if allowed.drain:
         repo.add_action(
             s,
             kind="drain",
@@ -268,8 +289,32 @@ def apply(
             incident=incident,
             requeue_jobs=decision.requeue,
         )
-    log.info("%s: incident #%d: %s", node, incident.id, decision.why)
-    return incident
+        return
+    why = f"{decision.why}{limits.HELD_MARK}{allowed.why}"
+    repo.add_action(
+        s,
+        kind="drain",
+        target=node,
+        why=why,
+        now=now,
+        incident=incident,
+        requeue_jobs=decision.requeue,
+        done=(ActionStatus.SKIPPED, allowed.held_by),
+    )
+    if allowed.requeue_only:
+        cause = f"{decision.why}; the node stays in service: {allowed.why}"
+        repo.add_action(s, kind="requeue_node", target=node, why=cause, now=now, incident=incident)
+    if allowed.alert is not None and jobs.webhook_url:
+        alert = allowed.alert
+        repo.add_action(
+            s,
+            kind="notify",
+            target=node,
+            why=policy.clip(f"{alert['event']}: {allowed.why}", 500),
+            now=now,
+            incident=incident,
+            payload=alert,
+        )
 
 
 def _summary(s: Session, row: IncidentRow) -> OpenIncident:

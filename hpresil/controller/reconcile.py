@@ -9,6 +9,8 @@
   unreachable for longer than the executor's back-off) is queued again once Slurm
   answers, at most ``MAX_ROUNDS`` times; the failed action stays, its outcome naming
   the new one.
+* A drain the cap held back is queued once the cap has room
+  (:func:`hpresil.controller.limits.drain_held_back`).
 * Reports older than ``controller.report_retention_days`` are deleted.
 
 A Slurm failure (unreachable, or an answer it cannot parse) is logged in one line and
@@ -25,7 +27,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from hpresil.adapters.slurm import Slurm, SlurmJob, SlurmNode
-from hpresil.config import ControllerConfig
+from hpresil.config import ControllerConfig, PolicyConfig
+from hpresil.controller import limits
 from hpresil.controller.policy import one_line
 from hpresil.controller.remediation import GAVE_UP
 from hpresil.errors import SlurmError, SlurmParseError
@@ -48,10 +51,12 @@ class Reconciler:
         *,
         clock: Clock = utcnow,
         wake: Callable[[], None] | None = None,
+        policy: PolicyConfig | None = None,
     ) -> None:
         self._store = store
         self._slurm = slurm
         self._cfg = cfg
+        self._policy = policy  # with it, drains the cap held back are queued when it has room
         self._clock = clock
         self._wake = wake  # the executor's: actions queued again run at once
 
@@ -77,6 +82,8 @@ class Reconciler:
             for affected in repo.awaiting_restart(s, self._horizon(seen_at)):
                 note_restart(affected, jobs)
             again = retry_given_up(s, seen_at)
+            if self._policy is not None:
+                again += limits.drain_held_back(s, self._policy, seen_at)
         if again and self._wake is not None:
             self._wake()
 

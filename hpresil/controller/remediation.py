@@ -216,6 +216,19 @@ class Executor:
             "drain %s (%s): %s, %d job(s) to requeue", task.target, task.reason, outcome, len(jobs)
         )
 
+    def _requeue_node(self, task: _Task) -> None:
+        """A fault whose jobs cannot wait, on a node the limits keep in service: each
+        job running there gets its requeue, as after a drain."""
+        jobs = self._running_jobs(task.target)
+        now = self._clock()
+        with self._store.write() as s:
+            row = _row(s, task)
+            _finish(row, ActionStatus.DONE, f"{len(jobs)} job(s)", now)
+            if row.incident is not None:
+                for job in jobs:
+                    actions.queue_requeue(s, row.incident, job, row.why, now)
+        log.info("jobs of %s to requeue without a drain: %d", task.target, len(jobs))
+
     def _running_jobs(self, node: str) -> list[SlurmJob]:
         return [job for job in self._slurm.jobs(node=node) if job.running]
 
@@ -361,6 +374,7 @@ _HANDLERS: Mapping[ActionKind, Callable[[Executor, _Task], None]] = MappingProxy
     {
         "drain": Executor._drain,
         "requeue": Executor._requeue,
+        "requeue_node": Executor._requeue_node,
         "hold": Executor._hold,
         "signal": Executor._signal,
         "cancel": Executor._cancel,

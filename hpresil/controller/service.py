@@ -41,7 +41,9 @@ def run_controller(cfg: Config) -> None:
     store.migrate()
     slurm = Slurm.from_config(cfg.slurm, cfg.policy.reason_prefix)
     executor = Executor(store, slurm, cfg.policy, jobs=cfg.jobs, clock=utcnow)
-    reconciler = Reconciler(store, slurm, cfg.controller, clock=utcnow, wake=executor.wake)
+    reconciler = Reconciler(
+        store, slurm, cfg.controller, clock=utcnow, wake=executor.wake, policy=cfg.policy
+    )
     watch = JobWatch(
         store,
         slurm,

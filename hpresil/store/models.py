@@ -235,3 +235,20 @@ class JobInterruptionRow(Base):
     resumed_node: Mapped[str | None] = mapped_column(String(128))
 
     job: Mapped[JobRow] = relationship(back_populates="interruptions")
+
+
+class BreakerRow(Base):
+    """A tripped breaker: one failure category fired on too many nodes at once, so
+    its drains are held back until an operator resets it. The fleet's incident."""
+
+    __tablename__ = "breakers"
+    __table_args__ = (Index(None, "category", "reset_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    category: Mapped[Category] = mapped_column(StrEnumType(Category))
+    tripped_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    nodes: Mapped[list[str]] = mapped_column(JSON)  # the nodes it fired on in the window
+    why: Mapped[str] = mapped_column(Text)
+    held_back: Mapped[int] = mapped_column(Integer, default=0)  # drains held back since
+    reset_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    reset_by: Mapped[str | None] = mapped_column(String(128))

@@ -10,7 +10,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-ActionKind = Literal["drain", "requeue", "resume", "hold", "signal", "cancel", "notify"]
+ActionKind = Literal[
+    "drain", "requeue", "requeue_node", "resume", "hold", "signal", "cancel", "notify"
+]
 
 
 class ActionStatus(StrEnum):

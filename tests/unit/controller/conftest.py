@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from hpresil.adapters.slurm import Slurm
 from hpresil.config import Config, ControllerConfig, PolicyConfig
+from hpresil.config.limits import LimitsConfig
 from hpresil.controller.app import create_app
 from hpresil.controller.reconcile import Reconciler
 from hpresil.controller.remediation import Backoff, Executor
@@ -25,7 +26,8 @@ def clock() -> FakeClock:
 def cfg(db_url: str) -> Config:
     db = db_url  # every controller test runs on SQLite and on PostgreSQL
     # expedite runs on a side thread; tests that want it turn it on
-    policy = PolicyConfig(expedite_requeue=False)
+    # and the drain cap is the whole fleet: tests of the limits set their own
+    policy = PolicyConfig(expedite_requeue=False, limits=LimitsConfig(max_out_pct=100))
     return Config(controller=ControllerConfig(database=db, stale_after_s=60), policy=policy)
 
 
@@ -54,7 +56,7 @@ def executor(store: Store, slurm: Slurm, cfg: Config, clock: FakeClock) -> Execu
 
 @pytest.fixture
 def reconciler(store: Store, slurm: Slurm, cfg: Config, clock: FakeClock) -> Reconciler:
-    return Reconciler(store, slurm, cfg.controller, clock=clock)
+    return Reconciler(store, slurm, cfg.controller, clock=clock, policy=cfg.policy)
 
 
 @pytest.fixture
