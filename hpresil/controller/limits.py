@@ -124,10 +124,12 @@ def _cap(
         f"(policy.limits: max_out {limits.max_out}, max_out_pct {limits.max_out_pct:g} "
         f"of {fleet} nodes)"
     )
-    log.warning("%s: drain held back: %s", node, why)
     alert = None
-    if ledger.held_back_since(s, "capped", now - ALERT_EVERY) == 0:
+    if ledger.held_back_since(s, "capped", now - ALERT_EVERY) == 0:  # told once an hour
+        log.warning("%s: drain held back, and those after it: %s", node, why)
         alert = {"event": "drain_capped", "node": node, "why": why, "at": now.isoformat()}
+    else:
+        log.debug("%s: drain held back: %s", node, why)
     requeue_only = requeue and category in limits.never_wait
     return Allowance(False, "capped", why, requeue_only=requeue_only, alert=alert)
 

@@ -81,7 +81,8 @@ class IncidentRow(Base):
     node returns to service. At most one is open per node."""
 
     __tablename__ = "incidents"
-    __table_args__ = (Index(None, "node", "status"),)
+    # (category, detected_at): the breaker's "nodes this category hit lately"
+    __table_args__ = (Index(None, "node", "status"), Index(None, "category", "detected_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     node: Mapped[str] = mapped_column(ForeignKey("nodes.name"))

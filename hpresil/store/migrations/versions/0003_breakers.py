@@ -1,4 +1,5 @@
-"""breakers: a failure category that fired on too many nodes, its drains held back
+"""breakers: a failure category that fired on too many nodes, its drains held back;
+incidents indexed by (category, detected_at) for the breaker's count
 
 Revision ID: 0003
 Revises: 0002
@@ -34,8 +35,15 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_breakers_category_reset_at"), "breakers", ["category", "reset_at"], unique=False
     )
+    op.create_index(
+        op.f("ix_incidents_category_detected_at"),
+        "incidents",
+        ["category", "detected_at"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_incidents_category_detected_at"), table_name="incidents")
     op.drop_index(op.f("ix_breakers_category_reset_at"), table_name="breakers")
     op.drop_table("breakers")
