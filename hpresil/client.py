@@ -1,12 +1,15 @@
 """The HTTP client for the controller's API, used by the agent and the CLI.
 
 Standard library HTTP (``urllib.request``): a few small JSON calls need no HTTP
-library, and the agent stays light (see scripts/bench/agent_footprint)."""
+library, and the agent stays light (see scripts/bench/agent_footprint). The agent signs
+every request with its node's key (:meth:`ControllerClient.for_node`); the CLI sends the
+cluster token, or on a node without it, that node's key (:meth:`from_config`)."""
 
 from __future__ import annotations
 
 import http.client
 import json as _json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,8 +19,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter
 
 from hpresil import api
-from hpresil.auth import read_token
-from hpresil.config import Config
+from hpresil.auth import BearerToken, Credential, NodeKey, read_node_key, read_token
+from hpresil.config import Config, expand
 from hpresil.errors import ControllerFailed, ControllerUnavailable, RejectedByController
 from hpresil.vocab import Report
 
@@ -30,15 +33,29 @@ UNAVAILABLE = frozenset({408, 429, 502, 503, 504})
 
 
 class ControllerClient:
-    def __init__(self, base_url: str, token: str | None, timeout: float = 5.0) -> None:
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+    def __init__(self, base_url: str, credential: Credential, timeout: float = 5.0) -> None:
+        self._credential = credential
         self._base = base_url.rstrip("/")
         self._timeout = timeout
 
     @classmethod
-    def from_config(cls, cfg: Config, *, token_required: bool = True) -> ControllerClient:
-        token = read_token(Path(cfg.controller.token_file), required=token_required)
-        return cls(cfg.controller.url, token, cfg.controller.request_timeout_s)
+    def from_config(cls, cfg: Config) -> ControllerClient:
+        """With the cluster token (an operator: everything); on a node that has no token
+        file but its key (``agent.key_file``), with that key: reads and its own reports."""
+        token_file = Path(cfg.controller.token_file)
+        key_file = expand(cfg.agent.key_file, cfg.node_name())
+        if not os.path.lexists(token_file) and os.path.lexists(key_file):
+            return cls.for_node(cfg, cfg.node_name())
+        token = read_token(token_file)
+        assert token is not None  # required=True
+        return cls(cfg.controller.url, BearerToken(token), cfg.controller.request_timeout_s)
+
+    @classmethod
+    def for_node(cls, cfg: Config, node: str) -> ControllerClient:
+        """Signing every request with ``node``'s key (``agent.key_file``): the agent."""
+        key = read_node_key(expand(cfg.agent.key_file, node))
+        assert key is not None  # required=True
+        return cls(cfg.controller.url, NodeKey(node, key), cfg.controller.request_timeout_s)
 
     def close(self) -> None:
         """Nothing to release: each call opens and closes its own connection."""
@@ -92,6 +109,13 @@ class ControllerClient:
     def resume(self, node: str) -> api.ResumeAnswer:
         return self._call("POST", f"/v1/nodes/{node}/resume", api.ResumeAnswer)
 
+    def breakers(self, tripped_only: bool = False) -> list[api.BreakerView]:
+        params = {"tripped": "true"} if tripped_only else None
+        return self._call("GET", "/v1/breakers", list[api.BreakerView], params=params)
+
+    def reset_breaker(self, category: str) -> api.BreakerView:
+        return self._call("POST", f"/v1/breakers/{category}/reset", api.BreakerView)
+
     def _call(
         self,
         method: str,
@@ -102,12 +126,12 @@ class ControllerClient:
         params: dict[str, str] | None = None,
     ) -> T:
         url = self._base + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
-        headers = dict(self._headers)
-        body = None
-        if json is not None:
-            body = _json.dumps(json).encode()
-            headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(url, data=body, method=method, headers=headers)
+        body = None if json is None else _json.dumps(json).encode()
+        req = urllib.request.Request(url, data=body, method=method)
+        if body is not None:
+            req.add_header("Content-Type", "application/json")
+        auth = self._credential.authorization(method, req.selector, body or b"")
+        req.add_header("Authorization", auth)  # a node's signs the path and query as sent
         try:
             with urllib.request.urlopen(req, timeout=self._timeout) as resp:
                 data = _json.loads(resp.read() or b"null")

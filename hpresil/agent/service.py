@@ -305,7 +305,7 @@ def run_agent(cfg: Config, node: str) -> None:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     on_tick = _ping_watchdog if watchdog_interval() is not None else None
     try:
-        with ControllerClient.from_config(cfg) as client:
+        with ControllerClient.for_node(cfg, node) as client:  # signs with node's key
             agent = Agent(cfg, node, client, on_tick=on_tick)
             agent.start()
             sd_notify("READY=1")

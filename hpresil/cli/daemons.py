@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from hpresil.auth import write_token
-from hpresil.config import Config
+from hpresil.auth import NODE_NAME, node_key, read_token, write_secret, write_token
+from hpresil.config import Config, expand
 
 
 @click.command()
@@ -45,15 +47,42 @@ def openapi(cfg: Config) -> None:
 
 
 @click.command()
-@click.option("--force", is_flag=True, help="Replace an existing token.")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+@click.option("--node", help="Write this node's key (from the cluster token) instead.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Where the node's key goes ('-': print it; default: agent.key_file for NODE).",
+)
 @click.pass_obj
-def token(cfg: Config, force: bool) -> None:
-    """Create the shared bearer token file (mode 0600) agents and the CLI use."""
-    path = cfg.controller.token_file
+def token(cfg: Config, force: bool, node: str | None, out: Path | None) -> None:
+    """Create the cluster token file (mode 0600) the controller and operators use; with
+    --node, write that node's key file for its agent and Slurm hook."""
+    if node is None:
+        if out is not None:
+            raise click.UsageError("--out goes with --node")
+        path = cfg.controller.token_file
+        _refuse_overwrite(path, force)
+        write_token(path)
+        click.echo(f"wrote {path}; the controller's and operators' credential (0600)")
+        return
+    if not NODE_NAME.fullmatch(node):
+        raise click.UsageError(f"--node {node!r}: not a node name")
+    cluster_token = read_token(cfg.controller.token_file)
+    assert cluster_token is not None  # required=True
+    key = node_key(cluster_token, node)
+    if str(out) == "-":
+        click.echo(key)
+        return
+    path = out or expand(cfg.agent.key_file, node)
+    _refuse_overwrite(path, force)
+    write_secret(path, key)
+    click.echo(f"wrote {path}: {node}'s key; copy it to {node}'s agent.key_file (0600, root)")
+
+
+def _refuse_overwrite(path: Path, force: bool) -> None:
     if path.exists() and not force:
         raise click.UsageError(f"{path} exists; use --force to replace it")
-    write_token(path)
-    click.echo(f"wrote {path}; copy it to every node with the same mode (0600, root)")
 
 
 COMMANDS = [agent, controller, openapi, token]

@@ -93,6 +93,7 @@ class GpuConfig(_Section):
 class AgentConfig(_Section):
     node: str | None = None  # default: the short host name
     spool_dir: str = "/var/lib/hpresil/spool/{node}"
+    key_file: str = "/etc/hpresil/node.key"  # this node's key, 0600 ({node} expands)
     heartbeat_s: float = Field(default=10.0, gt=0)
     poll_s: float = Field(default=5.0, gt=0)  # GPU polling interval
     flush_s: float = Field(default=2.0, gt=0)  # spool delivery retry interval

@@ -1,10 +1,12 @@
 """The controller's HTTP API (see :mod:`hpresil.api` for the contract).
 
-Thin: each route checks the bearer token, calls one service (:class:`Ingest`,
-:class:`Operator`, :class:`Views`) and returns its view. Every error answers
-``{"detail": "<one line>"}``: 400 body not UTF-8, 401 bad token, 404 unknown node or incident, 409
-against hpresil's rules, 413 body over 1 MiB, 422 malformed request, 502 Slurm
-failed, 503 database busy.
+Thin: :class:`CallerGate` settles who calls (the cluster token, or a node's signed
+request: :mod:`hpresil.controller.callers`), each route calls one service
+(:class:`Ingest`, :class:`Operator`, :class:`Views`) and returns its view. Every error
+answers ``{"detail": "<one line>"}``: 400 body not UTF-8, 401 bad token or node
+signature, 403 not for a node's key, 404 unknown node or incident, 409 against
+hpresil's rules, 413 body over 1 MiB, 422 malformed request, 502 Slurm failed, 503
+database busy.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,8 +37,8 @@ from hpresil.api import (
     ReportAck,
     ResumeAnswer,
 )
-from hpresil.auth import token_matches
 from hpresil.config import Config
+from hpresil.controller.callers import CallerGate, Who, caller
 from hpresil.controller.errors import Conflict, NotFound
 from hpresil.controller.fleet import Fleet
 from hpresil.controller.ingest import Ingest
@@ -53,10 +54,10 @@ from hpresil.vocab import EARLIEST, INT32_MAX, Report
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # 1 MiB
-WRONG_TOKEN = "missing or wrong bearer token"
 _ERRORS = {  # what each /v1/ route may answer besides 200: {"detail": "<one line>"}
     400: "body could not be decoded (not UTF-8)",
-    401: "missing or wrong bearer token",
+    401: "missing or wrong bearer token, or a node's bad, stale or replayed signature",
+    403: "not for a node's key: it may read, send its own reports and drain itself",
     404: "unknown node, incident or job",
     409: "against hpresil's rules",
     413: f"request body over {MAX_BODY} bytes",
@@ -75,7 +76,6 @@ class Services:
     operator: Operator
     views: Views
     fleet: Fleet
-    token: str
     clock: Clock
     max_skew: timedelta
     skew: SkewWatch
@@ -106,37 +106,32 @@ def create_app(
         operator=Operator(store, slurm, config.policy, clock),
         views=Views(store, config.controller, clock, config.jobs),
         fleet=Fleet(store),
-        token=token,
         clock=clock,
         max_skew=timedelta(seconds=config.controller.max_clock_skew_s),
         skew=SkewWatch(config.controller.warn_clock_skew_s),
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
-    app.add_middleware(TokenGate, token=token, prefix=v1.prefix + "/")  # outermost
+    app.add_middleware(  # outermost: who calls, before the body is read where it can be
+        CallerGate,
+        token=token,
+        prefix=v1.prefix + "/",
+        max_skew_s=config.controller.max_clock_skew_s,
+        max_body=MAX_BODY,
+        clock=clock,
+    )
     _add_error_handlers(app)
     app.include_router(public)
-    app.include_router(v1, dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
+    app.include_router(v1, dependencies=[Depends(caller)], responses=ERROR_RESPONSES)
     return app
 
 
 # --- dependencies ---
-_bearer = HTTPBearer(auto_error=False, description="The shared token (`hpresil token`).")
-
-
 def services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
 
 
 Svc = Annotated[Services, Depends(services)]
-
-
-def require_token(
-    svc: Svc, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
-    if creds is None or not token_matches(creds.credentials, svc.token):
-        raise HTTPException(401, WRONG_TOKEN, headers={"WWW-Authenticate": "Bearer"})
-
 
 DbId = Annotated[int, Path(ge=1, le=INT32_MAX)]  # ids are INTEGER columns
 
@@ -152,7 +147,8 @@ def healthz() -> dict[str, bool]:
 
 
 @v1.post("/reports")
-def post_report(report: Report, svc: Svc) -> ReportAck:
+def post_report(report: Report, svc: Svc, who: Who) -> ReportAck:
+    who.refuse_other_node(report.node)
     now = svc.clock()
     _refuse_future(report, now + svc.max_skew)
     svc.skew.observe(report.node, report.sent_at, now)
@@ -165,13 +161,13 @@ def get_nodes(svc: Svc) -> list[NodeView]:
 
 
 @v1.post("/nodes/{node}/drain")
-def drain_node(node: str, body: DrainRequest, svc: Svc) -> DrainAnswer:
-    return svc.operator.drain(node, body.reason)
+def drain_node(node: str, body: DrainRequest, svc: Svc, who: Who) -> DrainAnswer:
+    return svc.operator.drain(node, body.reason, by=who.who)
 
 
 @v1.post("/nodes/{node}/resume")
-def resume_node(node: str, svc: Svc) -> ResumeAnswer:
-    return svc.operator.resume(node)
+def resume_node(node: str, svc: Svc, who: Who) -> ResumeAnswer:
+    return svc.operator.resume(node, by=who.who)
 
 
 @v1.get("/incidents")
@@ -308,41 +304,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _db_busy)
     app.add_exception_handler(DatabaseCorrupt, _db_corrupt)
     app.add_exception_handler(Exception, _bug)
-
-
-# --- authentication, before anything of the body is read ---
-class TokenGate:
-    """Answers 401 to a request under ``prefix`` without the bearer token, before its
-    body is received or parsed (the route's own token dependency runs only after
-    FastAPI has read and validated the body)."""
-
-    def __init__(self, app: ASGIApp, token: str, prefix: str) -> None:
-        self.app = app
-        self.token = token
-        self.prefix = prefix
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._guarded(scope) and not token_matches(_bearer_token(scope), self.token):
-            answer = _detail(401, WRONG_TOKEN)
-            answer.headers["WWW-Authenticate"] = "Bearer"
-            await answer(scope, _no_body, send)
-            return
-        await self.app(scope, receive, send)
-
-    def _guarded(self, scope: Scope) -> bool:
-        return scope["type"] == "http" and str(scope["path"]).startswith(self.prefix)
-
-
-async def _no_body() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-def _bearer_token(scope: Scope) -> str:
-    for key, value in scope.get("headers", ()):
-        if key == b"authorization":
-            scheme, _, credentials = value.decode("latin-1").partition(" ")
-            return credentials.strip() if scheme.lower() == "bearer" else ""
-    return ""
 
 
 # --- request size ---

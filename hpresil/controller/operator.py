@@ -3,7 +3,8 @@
 Both run against Slurm at once (the answer carries Slurm's outcome) and are
 recorded as actions. A drain opens an ``operator`` incident unless the node has an
 open one; a resume closes the node's open incidents. hpresil never resumes a node
-someone else drained.
+someone else drained. Each action's ``why`` names who asked (``by``: the API's caller,
+``operator (token)``, or ``node1 (node key)`` for a node's health hook draining itself).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Operator:
         self._cfg = cfg
         self._clock = clock
 
-    def drain(self, name: str, reason: str) -> DrainAnswer:
+    def drain(self, name: str, reason: str, *, by: str) -> DrainAnswer:
         self._known(name)
         outcome = self._slurm.drain(name, clip(f"{self._cfg.reason_prefix} operator: {reason}"))
         now = self._clock()
@@ -54,18 +55,18 @@ class Operator:
                 s,
                 kind="drain",
                 target=name,
-                why=f"operator: {reason}",
+                why=f"{by}: {reason}",
                 now=now,
                 incident=incident,
                 done=(status, outcome.value),
             )
             s.flush()
             opened = incident.id if incident else None
-        log.info("operator drain of %s (%s): %s", name, reason, outcome)
+        log.info("drain of %s by %s (%s): %s", name, by, reason, outcome)
         self._refresh(name)
         return DrainAnswer(outcome=outcome, incident=opened)
 
-    def resume(self, name: str) -> ResumeAnswer:
+    def resume(self, name: str, *, by: str) -> ResumeAnswer:
         node = self._known(name)
         outcome = self._slurm.resume(name)
         if outcome is ResumeOutcome.NOT_OURS:
@@ -81,12 +82,12 @@ class Operator:
                 s,
                 kind="resume",
                 target=name,
-                why="operator: return to service",
+                why=f"{by}: return to service",
                 now=now,
                 incident=opened[0] if opened else None,
                 done=(status, outcome.value),
             )
-        log.info("operator resume of %s: %s", name, outcome)
+        log.info("resume of %s by %s: %s", name, by, outcome)
         self._refresh(name)
         return ResumeAnswer(outcome=outcome, resolved_incidents=[i.id for i in opened])
 

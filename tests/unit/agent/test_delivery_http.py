@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from hpresil.agent.spool import Spool
+from hpresil.auth import BearerToken
 from hpresil.client import ControllerClient
 from hpresil.errors import ControllerFailed, ControllerUnavailable, RejectedByController
 from hpresil.vocab import Report
@@ -75,7 +76,7 @@ def _report(seq: int) -> Report:
 
 
 def _client(controller: StandIn) -> ControllerClient:
-    return ControllerClient(controller.url, "t0ken", timeout=5.0)
+    return ControllerClient(controller.url, BearerToken("t0ken"), timeout=5.0)
 
 
 @pytest.mark.parametrize("status", [502, 503, 504, 429, 408])

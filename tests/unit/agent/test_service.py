@@ -17,6 +17,7 @@ import pytest
 
 from hpresil.agent.inject import inject_xid
 from hpresil.agent.service import Agent, run_agent
+from hpresil.auth import node_key, write_secret
 from hpresil.checks.base import Registry
 from hpresil.checks.ecc import EccCheck
 from hpresil.checks.gpu_presence import GpuPresenceCheck
@@ -212,10 +213,8 @@ def test_a_broken_check_yields_unknown_and_the_agent_keeps_going(
 def test_run_agent_talks_to_systemd_and_stops_on_sigterm(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = _config(tmp_path)
-    token = tmp_path / "token"
-    token.write_text("t" * 32 + "\n")
-    token.chmod(0o600)
+    cfg = _config(tmp_path, key_file=str(tmp_path / "{node}.key"))
+    write_secret(tmp_path / f"{NODE}.key", node_key("t" * 32, NODE))  # the agent's credential
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))

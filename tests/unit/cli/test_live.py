@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from hpresil.auth import BearerToken
 from hpresil.cli.main import main
 from hpresil.client import ControllerClient
 from hpresil.controller.remediation import Executor
@@ -31,7 +32,7 @@ def run_json(config: Path, capsys: Capture, *args: str) -> Any:
 @pytest.fixture
 def incident(controller: str, executor: Executor, backend: FakeBackend) -> int:
     """node2 reports XID 79 on GPU 3 and the executor drains it: the incident's id."""
-    with ControllerClient(controller, TOKEN) as client:
+    with ControllerClient(controller, BearerToken(TOKEN)) as client:
         ack = client.post_report(report("node2", xid79(index=3)))
     assert executor.run_due() >= 1
     assert "DRAIN" in backend.nodes_by_name["node2"].states
@@ -109,7 +110,7 @@ def test_tables_print_text_from_slurm_verbatim_not_as_rich_markup(
     backend.set_node("node3", "IDLE", "DRAIN", reason="[ticket 7] psu [/]")
     assert run(config, capsys, "drain", "node3", "--reason", "x").startswith("node3: foreign")
     backend.add_job(11, "node2", name="[bold]train[/]")
-    with ControllerClient(controller, TOKEN) as client:
+    with ControllerClient(controller, BearerToken(TOKEN)) as client:
         (number,) = client.post_report(report("node2", xid79())).incidents
     executor.run_due()
     assert "[ticket 7] psu [/]" in run(config, capsys, "status")

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from hpresil import config as config_module
+from hpresil.auth import BearerToken
 from hpresil.burnin.gpulib import NoGpuLibrary
 from hpresil.cli.burnin import burnin, execute, exit_code
 from hpresil.client import ControllerClient
@@ -132,7 +133,7 @@ def test_an_unreachable_controller_is_noted_and_the_burn_in_goes_on(
 def test_judged_against_the_fleet_median_and_reported(
     config: Path, controller: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with ControllerClient(controller, TOKEN) as client:
+    with ControllerClient(controller, BearerToken(TOKEN)) as client:
         fleet = [
             CheckResult(
                 check="burnin_matmul",
