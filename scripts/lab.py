@@ -22,6 +22,8 @@ integration tests import it.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -170,6 +172,21 @@ class Lab:
             with os.fdopen(fd, "w") as fh:
                 fh.write(os.urandom(24).hex() + "\n")
         os.chmod(token, 0o600)
+        self._write_node_keys(token.read_text().strip())
+
+    def key_file(self, node: str) -> Path:
+        """``node``'s key (its agent and Slurm hook sign with it)."""
+        return self.root / "etc" / "keys" / f"{node}.key"
+
+    def _write_node_keys(self, cluster_token: str) -> None:
+        """Each node's key, as ``hpresil token --node`` derives it (hpresil.auth.node_key)."""
+        (self.root / "etc" / "keys").mkdir(mode=0o700, exist_ok=True)
+        for node in self.node_names:
+            message = b"hpresil-node-v1:" + node.encode()
+            key = hmac.new(cluster_token.encode(), message, hashlib.sha256).hexdigest()
+            fd = os.open(self.key_file(node), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(key + "\n")
 
     def _make_ib_trees(self) -> None:
         """One 8-port NDR InfiniBand sysfs tree per node (kept if present)."""
@@ -300,6 +317,7 @@ stale_after_s = 30.0
 
 [agent]
 spool_dir = "{r}/spool/{{node}}"
+key_file = "{r}/etc/keys/{{node}}.key"   # each node's own key (scripts/lab.py writes them)
 {intervals}cache_file = "{r}/run/{{node}}.verdict.json"
 
 [agent.kernel_log]

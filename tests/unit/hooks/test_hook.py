@@ -1,19 +1,33 @@
-"""The Slurm hook program: fail-closed only on a fresh failing verdict, else fail-open."""
+"""The Slurm hook program: fail-closed only on a fresh failing verdict, else fail-open;
+its health mode drains its own node through the controller, signed with its key."""
 
 from __future__ import annotations
 
 import http.server
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
+import httpx
 import pytest
+import uvicorn
+
+from hpresil.adapters.slurm import Slurm
+from hpresil.auth import NodeSignature, node_key, request_signature
+from hpresil.clock import utcnow
+from hpresil.config import Config, ControllerConfig
+from hpresil.controller.app import create_app
+from hpresil.store import Store
+from tests.unit.controller.fakes import FakeBackend
 
 HOOK = Path(__file__).resolve().parents[3] / "slurm-plugins" / "hpresil-hook"
+CLUSTER_TOKEN = "c" * 32
 
 
 @pytest.fixture
@@ -150,15 +164,24 @@ def _fake_scontrol(site: Path, state: str) -> dict[str, str]:
     return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
 
 
-def test_health_mode_drains_through_the_controller(site: Path) -> None:
+def _with_key(site: Path, url: str, key: str) -> None:
+    """The site's config pointing at ``url``, and n1's key file (0600) holding ``key``."""
+    key_file = site / "n1.key"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    write_config(site, f'[controller]\nurl = "{url}"\n')
+    text = (site / "hpresil.toml").read_text()
+    agent = f'[agent]\nkey_file = "{site}/{{node}}.key"\n'
+    (site / "hpresil.toml").write_text(text.replace("[agent]\n", agent, 1))
+
+
+def test_health_mode_drains_through_the_controller_signed_with_the_nodes_key(
+    site: Path,
+) -> None:
     server = http.server.HTTPServer(("127.0.0.1", 0), _Controller)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    token = site / "token"
-    token.write_text("s3cret-token-0123456789\n")
-    write_config(
-        site,
-        f'[controller]\nurl = "http://127.0.0.1:{server.server_port}"\ntoken_file = "{token}"\n',
-    )
+    key = node_key(CLUSTER_TOKEN, "n1")
+    _with_key(site, f"http://127.0.0.1:{server.server_port}", key)
     verdict(site, "fail", summary="GPU 2: 3 uncorrected ECC errors")
     try:
         done = hook(site, "health", extra_env=_fake_scontrol(site, "IDLE"))
@@ -166,8 +189,14 @@ def test_health_mode_drains_through_the_controller(site: Path) -> None:
         server.shutdown()
     assert done.returncode == 0
     path, auth, body = _Controller.seen[-1]
-    assert path == "/v1/nodes/n1/drain" and auth == "Bearer s3cret-token-0123456789"
+    assert path == "/v1/nodes/n1/drain"
     assert body == {"reason": "healthcheck: GPU 2: 3 uncorrected ECC errors"}
+    scheme, _, fields = auth.partition(" ")
+    signed = NodeSignature.parse(fields)
+    raw = json.dumps(body).encode()
+    expected = request_signature(key, "POST", path, "n1", signed.ts, signed.nonce, raw)
+    assert (scheme, signed.node, signed.sig) == ("HPRESIL-NODE", "n1", expected)
+    assert abs(signed.ts - time.time()) < 30
     assert not (site / "scontrol-writes").exists()  # no direct drain
 
 
@@ -180,7 +209,7 @@ def test_health_mode_leaves_a_drained_node_alone(site: Path) -> None:
 
 def test_a_direct_drain_clips_its_reason_like_the_controller(site: Path) -> None:
     summary = "GPU 2: " + "x" * 300
-    write_config(site, f'[controller]\ntoken_file = "{site}/no-token"\n')  # unreachable
+    write_config(site, '[controller]\nurl = "http://127.0.0.1:9"\n')  # unreachable
     verdict(site, "fail", summary=summary)
     done = hook(site, "health", extra_env=_fake_scontrol(site, "IDLE"))
     assert done.returncode == 0
@@ -192,12 +221,7 @@ def test_a_direct_drain_clips_its_reason_like_the_controller(site: Path) -> None
 def test_the_controllers_drain_request_is_clipped_to_what_it_accepts(site: Path) -> None:
     server = http.server.HTTPServer(("127.0.0.1", 0), _Controller)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    token = site / "token"
-    token.write_text("s3cret-token-0123456789\n")
-    write_config(
-        site,
-        f'[controller]\nurl = "http://127.0.0.1:{server.server_port}"\ntoken_file = "{token}"\n',
-    )
+    _with_key(site, f"http://127.0.0.1:{server.server_port}", node_key(CLUSTER_TOKEN, "n1"))
     summary = "GPU 2: " + "x" * 300
     verdict(site, "fail", summary=summary)
     try:
@@ -207,3 +231,86 @@ def test_the_controllers_drain_request_is_clipped_to_what_it_accepts(site: Path)
     assert done.returncode == 0
     _, _, body = _Controller.seen[-1]
     assert body == {"reason": f"healthcheck: {summary}"[:200]}  # DrainRequest's max_length
+
+
+def test_without_a_node_key_the_health_hook_drains_directly(site: Path) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Controller)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _with_key(site, f"http://127.0.0.1:{server.server_port}", "unused")
+    (site / "n1.key").unlink()
+    before = len(_Controller.seen)
+    verdict(site, "fail", summary="gpu lost")
+    try:
+        done = hook(site, "health", extra_env=_fake_scontrol(site, "IDLE"))
+    finally:
+        server.shutdown()
+    assert done.returncode == 0 and "no node key" in done.stderr
+    assert len(_Controller.seen) == before  # nothing sent unsigned
+    assert (
+        "state=drain reason=hpresil: healthcheck: gpu lost"
+        in (site / "scontrol-writes").read_text()
+    )
+
+
+# --- against the real controller (uvicorn, SQLite, the fake Slurm backend) ---
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend("n1", "n2")
+
+
+@pytest.fixture
+def controller(tmp_path: Path, backend: FakeBackend) -> Iterator[str]:
+    """The controller's URL (its clock the real one: the hook signs with time.time())."""
+    store = Store.open(f"sqlite:///{tmp_path}/hpresil.db")
+    store.migrate()
+    slurm = Slurm(backend, prefix="hpresil:", retries=0, backoff_s=0)
+    cfg = Config(controller=ControllerConfig(database=f"sqlite:///{tmp_path}/hpresil.db"))
+    app = create_app(store=store, slurm=slurm, config=cfg, token=CLUSTER_TOKEN, clock=utcnow)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not server.started:
+                assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.01)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(10)
+            store.close()
+
+
+def incidents(url: str) -> list[dict[str, object]]:
+    headers = {"Authorization": f"Bearer {CLUSTER_TOKEN}"}
+    found: list[dict[str, object]] = httpx.get(f"{url}/v1/incidents", headers=headers).json()
+    return found
+
+
+def test_the_hook_drains_its_own_node_through_the_controller(
+    site: Path, controller: str, backend: FakeBackend
+) -> None:
+    _with_key(site, controller, node_key(CLUSTER_TOKEN, "n1"))
+    verdict(site, "fail", summary="GPU 2: 3 uncorrected ECC errors")
+    done = hook(site, "health", extra_env=_fake_scontrol(site, "IDLE"))
+    assert done.returncode == 0 and "drained n1 through the controller" in done.stderr
+    assert "DRAIN" in backend.nodes_by_name["n1"].states
+    assert "DRAIN" not in backend.nodes_by_name["n2"].states
+    (incident,) = incidents(controller)
+    assert incident["node"] == "n1"
+    assert not (site / "scontrol-writes").exists()
+
+
+def test_a_key_that_is_not_the_nodes_is_refused_and_the_hook_drains_directly(
+    site: Path, controller: str, backend: FakeBackend
+) -> None:
+    _with_key(site, controller, node_key(CLUSTER_TOKEN, "n2"))  # n2's key on n1
+    verdict(site, "fail", summary="gpu lost")
+    done = hook(site, "health", extra_env=_fake_scontrol(site, "IDLE"))
+    assert done.returncode == 0 and "401" in done.stderr
+    assert backend.writes("state") == [] and incidents(controller) == []
+    written = (site / "scontrol-writes").read_text()
+    assert written == "update nodename=n1 state=drain reason=hpresil: healthcheck: gpu lost\n"
