@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hpresil import __version__
 from hpresil.adapters.slurm import Slurm
 from hpresil.api import (
+    BreakerView,
     BurninMedianView,
     DrainAnswer,
     DrainRequest,
@@ -38,6 +39,7 @@ from hpresil.api import (
     ResumeAnswer,
 )
 from hpresil.config import Config
+from hpresil.controller.breakers import Breakers
 from hpresil.controller.callers import CallerGate, Who, caller
 from hpresil.controller.errors import Conflict, NotFound
 from hpresil.controller.fleet import Fleet
@@ -49,7 +51,7 @@ from hpresil.controller.views import Views
 from hpresil.errors import DatabaseCorrupt, SlurmError
 from hpresil.store import Clock, Store, utcnow
 from hpresil.store.db import is_disk_full
-from hpresil.vocab import EARLIEST, INT32_MAX, Report
+from hpresil.vocab import EARLIEST, INT32_MAX, Category, Report
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class Services:
     clock: Clock
     max_skew: timedelta
     skew: SkewWatch
+    breakers: Breakers
 
 
 def create_app(
@@ -109,6 +112,7 @@ def create_app(
         clock=clock,
         max_skew=timedelta(seconds=config.controller.max_clock_skew_s),
         skew=SkewWatch(config.controller.warn_clock_skew_s),
+        breakers=Breakers(store, clock),
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     app.add_middleware(  # outermost: who calls, before the body is read where it can be
@@ -204,6 +208,16 @@ def get_burnin_median(
 @v1.get("/jobs")
 def get_jobs(svc: Svc, idle: bool = False, all: bool = False) -> list[JobView]:
     return svc.views.jobs(idle=idle, all_jobs=all)
+
+
+@v1.get("/breakers")
+def get_breakers(svc: Svc, tripped: bool = False) -> list[BreakerView]:
+    return svc.breakers.list(tripped)
+
+
+@v1.post("/breakers/{category}/reset")
+def reset_breaker(category: Category, svc: Svc, who: Who) -> BreakerView:
+    return svc.breakers.reset(category, by=who.who)
 
 
 @v1.get("/jobs/{job_id}")

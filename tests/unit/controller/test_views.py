@@ -93,5 +93,7 @@ def test_openapi_and_healthz_need_no_token(client: TestClient) -> None:
         "/v1/burnin/median",
         "/v1/jobs",
         "/v1/jobs/{job_id}",
+        "/v1/breakers",
+        "/v1/breakers/{category}/reset",
     }
     assert client.get("/v1/nodes", headers=bare).status_code == 401
