@@ -8,7 +8,6 @@ import logging
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
@@ -265,8 +264,9 @@ def test_slurm_daemons_and_the_agents_lineage_are_never_killed() -> None:
 
 
 # --- real processes ---
-IGNORES_TERM = (
-    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
+IGNORES_TERM = (  # says "ready" once SIGTERM is ignored, then waits
+    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('ready', flush=True)\ntime.sleep(60)\n"
 )
 
 
@@ -275,7 +275,7 @@ def spawn() -> Iterator[Callable[[list[str]], subprocess.Popen[bytes]]]:
     children: list[subprocess.Popen[bytes]] = []
 
     def start(argv: list[str]) -> subprocess.Popen[bytes]:
-        child = subprocess.Popen(argv)
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE)
         children.append(child)
         return child
 
@@ -311,7 +311,7 @@ def test_a_real_orphan_ignoring_sigterm_is_killed(
     spawn: Callable[[list[str]], subprocess.Popen[bytes]],
 ) -> None:
     child = spawn([sys.executable, "-c", IGNORES_TERM])
-    time.sleep(0.3)  # the handler is installed
+    assert child.stdout is not None and child.stdout.readline() == b"ready\n"  # handler set
     orphan = real(child)
     r = OrphanReaper(
         NODE, Slurm(), grace_s=0.0, term_wait_s=0.5, clock=Clock(), protected_pids=frozenset()
