@@ -1,6 +1,8 @@
 """The controller's HTTP API: request and response bodies, shared by server and clients.
 
-Routes (all under a bearer token except ``/healthz`` and ``/openapi.json``):
+Routes (all need a credential except ``/healthz`` and ``/openapi.json``: the cluster
+token as a bearer token, or a node's signed request, which may only read, send its own
+reports and drain itself; :mod:`hpresil.controller.callers`):
 
 =======  ============================  ==========================  =====================
 method   path                          body                        answer
@@ -15,6 +17,8 @@ GET      /v1/stats/mttf?by=                                        :class:`MttfV
 GET      /v1/burnin/median?model=                                  :class:`BurninMedianView`
 GET      /v1/jobs?idle=&all=                                       list[:class:`JobView`]
 GET      /v1/jobs/{job_id}                                         :class:`JobView`
+GET      /v1/breakers?tripped=                                     list[:class:`BreakerView`]
+POST     /v1/breakers/{category}/reset                             :class:`BreakerView`
 GET      /healthz                                                  ``{"ok": true}``
 =======  ============================  ==========================  =====================
 
