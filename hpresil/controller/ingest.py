@@ -147,6 +147,9 @@ class Ingest:
             if current is None:  # the job's incident records it; the node has none
                 return decision, blamed, True
         if not decision.acts:
+            if current is not None and not late and limits.only_recorded(current):
+                repo.resolve(s, current, now)  # healthy again; a later fault is a new one
+                log.info("%s: incident #%d (drain held back) resolved", node.name, current.id)
             return decision, blamed, bool(blamed)
         incident = apply(s, node.name, decision, current, now, self._cfg, self._jobs)
         return decision, [incident.id, *blamed], bool(blamed)

@@ -14,9 +14,12 @@ the incident counts itself). In order:
 
 A drain the cap held back is done later, once there is room (the reconcile pass
 calls :func:`drain_held_back`); one the breaker or shadow mode held back stays a
-record. A held-back drain is still recorded, as a skipped ``drain`` action whose outcome says
-which limit held it (``shadow``, ``breaker``, ``capped``) and whose ``why`` says how:
-the ledger shows what hpresil would have done.
+record, and its incident is resolved by the node's next report without a fault
+(:func:`only_recorded`), so that a later fault is an incident of its own.
+
+A held-back drain is still recorded, as a skipped ``drain`` action whose outcome
+says which limit held it (``shadow``, ``breaker``, ``capped``) and whose ``why`` says
+how: the ledger shows what hpresil would have done.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sqlalchemy.orm import Session
 from hpresil.config import PolicyConfig
 from hpresil.store import limits as ledger
 from hpresil.store import repo
+from hpresil.store.models import IncidentRow
 from hpresil.vocab import Category
 from hpresil.vocab.actions import ActionStatus
 
@@ -132,6 +136,13 @@ def _cap(
         log.debug("%s: drain held back: %s", node, why)
     requeue_only = requeue and category in limits.never_wait
     return Allowance(False, "capped", why, requeue_only=requeue_only, alert=alert)
+
+
+def only_recorded(incident: IncidentRow) -> bool:
+    """Whether every drain of ``incident`` was held back by shadow mode or a breaker
+    (the node was never taken out, and none will be done for it)."""
+    drains = [a for a in incident.actions if a.kind == "drain"]
+    return bool(drains) and all(a.outcome in ("shadow", "breaker") for a in drains)
 
 
 HELD_MARK = "; held back: "  # between the decision's why and what held it back

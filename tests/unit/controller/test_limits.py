@@ -183,3 +183,21 @@ def test_the_cap_allows_a_share_of_the_fleet_and_at_least_one() -> None:
     limits = LimitsConfig(max_out=50, max_out_pct=10)
     assert [limits.allowed_out(n) for n in (0, 4, 100, 1000, 20000)] == [1, 1, 10, 50, 50]
     assert LimitsConfig(max_out=0).allowed_out(1000) == 0  # 0: never drain
+
+
+@pytest.mark.policy(mode="shadow")
+def test_a_shadow_incident_ends_with_the_next_healthy_report(client: TestClient) -> None:
+    post(client, "node1", xid79())
+    post(client, "node1", result())  # the node reports healthy: the episode is over
+    post(client, "node1", xid79())  # a later fault: an incident of its own
+    found = client.get("/v1/incidents?node=node1").json()
+    assert sorted(i["status"] for i in found) == ["open", "resolved"]
+
+
+@pytest.mark.policy(limits=ONE_OUT)
+def test_a_capped_incident_stays_open_until_it_is_drained(client: TestClient) -> None:
+    post(client, "node1", xid79())
+    post(client, "node2", xid79())
+    post(client, "node2", result())  # healthy now, but the GPU fell off the bus
+    (found,) = client.get("/v1/incidents?node=node2").json()
+    assert found["status"] == "open"
