@@ -11,6 +11,11 @@ path with its query, the node, the time, a fresh nonce and the SHA-256 of the bo
 a key proves which node sent a request and a captured request cannot be sent again.
 The controller derives the key from the token when a request arrives: no key store.
 The Slurm hook (slurm-plugins/hpresil-hook) signs the same way without importing this.
+
+People prove who they are with MUNGE (``Authorization: MUNGE <credential>``): the CLI
+has munged make a credential for each request whose payload (:class:`MungePayload`)
+names the method, the path with its query and the SHA-256 of the body, so it is good
+for that request only; munged itself refuses it once used or past its TTL.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from hpresil.config import refuse_unsafe
 from hpresil.errors import ConfigError
 
 NODE_SCHEME = "HPRESIL-NODE"  # the Authorization scheme of a node's signed request
+MUNGE_SCHEME = "MUNGE"  # the Authorization scheme of a person's MUNGE credential
+MUNGE_CONTEXT = "hpresil-munge-v1"  # the first line of a MUNGE credential's payload
 NODE_KEY_CONTEXT = b"hpresil-node-v1:"
 NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # as vocab.Report.node
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -150,6 +157,30 @@ class NodeSignature:
 
     def header(self) -> str:
         return f"{NODE_SCHEME} node={self.node}, ts={self.ts}, nonce={self.nonce}, sig={self.sig}"
+
+
+@dataclass(frozen=True)
+class MungePayload:
+    """What a person's MUNGE credential carries: the one request it is good for."""
+
+    method: str
+    target: str  # the path with its query, as sent
+    body_sha256: str
+
+    @classmethod
+    def of(cls, method: str, target: str, body: bytes) -> MungePayload:
+        return cls(method.upper(), target, hashlib.sha256(body).hexdigest())
+
+    @classmethod
+    def parse(cls, text: str) -> MungePayload:
+        """The payload :meth:`text` wrote; ValueError for anything else."""
+        lines = text.split("\n")
+        if len(lines) != 4 or lines[0] != MUNGE_CONTEXT or not _HEX64.fullmatch(lines[3]):
+            raise ValueError("not an hpresil request")
+        return cls(lines[1], lines[2], lines[3])
+
+    def text(self) -> str:
+        return "\n".join((MUNGE_CONTEXT, self.method, self.target, self.body_sha256))
 
 
 class Credential(Protocol):

@@ -3,23 +3,34 @@
 Standard library HTTP (``urllib.request``): a few small JSON calls need no HTTP
 library, and the agent stays light (see scripts/bench/agent_footprint). The agent signs
 every request with its node's key (:meth:`ControllerClient.for_node`); the CLI sends the
-cluster token, or on a node without it, that node's key (:meth:`from_config`)."""
+cluster token, else that node's key, else the person running proves who they are with
+MUNGE (:meth:`from_config`)."""
 
 from __future__ import annotations
 
 import http.client
 import json as _json
-import os
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
 from hpresil import api
-from hpresil.auth import BearerToken, Credential, NodeKey, read_node_key, read_token
+from hpresil.adapters import munge
+from hpresil.auth import (
+    MUNGE_SCHEME,
+    BearerToken,
+    Credential,
+    MungePayload,
+    NodeKey,
+    read_node_key,
+    read_token,
+)
 from hpresil.config import Config, expand
 from hpresil.errors import ControllerFailed, ControllerUnavailable, RejectedByController
 from hpresil.vocab import Report
@@ -32,6 +43,20 @@ T = TypeVar("T")
 UNAVAILABLE = frozenset({408, 429, 502, 503, 504})
 
 
+@dataclass(frozen=True)
+class MungeCredential:
+    """The person running, proven by this host's munged: a fresh credential for each
+    request, good for that request only (:class:`~hpresil.auth.MungePayload`).
+    :class:`~hpresil.adapters.munge.MungeUnavailable` (one line) when munged cannot
+    make one."""
+
+    socket: str
+
+    def authorization(self, method: str, target: str, body: bytes) -> str:
+        payload = MungePayload.of(method, target, body).text()
+        return f"{MUNGE_SCHEME} {munge.encode(payload, socket=self.socket)}"
+
+
 class ControllerClient:
     def __init__(self, base_url: str, credential: Credential, timeout: float = 5.0) -> None:
         self._credential = credential
@@ -39,16 +64,26 @@ class ControllerClient:
         self._timeout = timeout
 
     @classmethod
-    def from_config(cls, cfg: Config) -> ControllerClient:
-        """With the cluster token (an operator: everything); on a node that has no token
-        file but its key (``agent.key_file``), with that key: reads and its own reports."""
+    def from_config(cls, cfg: Config, *, people: bool = True) -> ControllerClient:
+        """With the first credential this user has: the cluster token if they can read
+        it (an operator: everything); else this node's key (``agent.key_file``: reads,
+        its own reports); else, with ``people`` and ``munge`` installed, MUNGE (the
+        person running: reads, and writes if the controller counts them among its
+        operators). With none of them: why the token file cannot be read, in one line."""
+        url, timeout = cfg.controller.url, cfg.controller.request_timeout_s
         token_file = Path(cfg.controller.token_file)
-        key_file = expand(cfg.agent.key_file, cfg.node_name())
-        if not os.path.lexists(token_file) and os.path.lexists(key_file):
-            return cls.for_node(cfg, cfg.node_name())
-        token = read_token(token_file)
+        token = read_token(token_file, required=False)
+        if token is not None:
+            return cls(url, BearerToken(token), timeout)
+        node = cfg.node_name()
+        key = read_node_key(expand(cfg.agent.key_file, node), required=False)
+        if key is not None:
+            return cls(url, NodeKey(node, key), timeout)
+        if people and shutil.which("munge"):
+            return cls(url, MungeCredential(cfg.controller.munge_socket), timeout)
+        token = read_token(token_file)  # raises the one-line reason: not found, not root
         assert token is not None  # required=True
-        return cls(cfg.controller.url, BearerToken(token), cfg.controller.request_timeout_s)
+        return cls(url, BearerToken(token), timeout)
 
     @classmethod
     def for_node(cls, cfg: Config, node: str) -> ControllerClient:

@@ -161,8 +161,9 @@ def local_gpus(cfg: Config, node: str) -> list[GpuIdentity]:
 
 
 def _client(cfg: Config) -> ControllerClient | None:
+    """With the token or this node's key, never MUNGE: results are a node's reports."""
     try:
-        return ControllerClient.from_config(cfg)
+        return ControllerClient.from_config(cfg, people=False)
     except HpresilError as exc:
         _note(f"controller not configured ({exc}): no fleet median, results not reported")
         return None

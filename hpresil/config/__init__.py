@@ -73,6 +73,11 @@ class ControllerConfig(_Section):
     # how far ahead of the controller's clock an agent's sent_at/observed_at may be
     max_clock_skew_s: float = Field(default=300.0, ge=0)
     warn_clock_skew_s: float = Field(default=30.0, ge=0)  # ahead by more: a warning
+    # People prove their uid with MUNGE (the CLI runs `munge`, the controller `unmunge`,
+    # each through this host's munged): anyone may read; operators may also write
+    munge_socket: str = "/run/munge/munge.socket.2"
+    operators_group: str = "hpresil-operators"  # its members on the controller host; "": none
+    operators: tuple[str, ...] = ()  # user names; root is always an operator
 
 
 class KernelLogConfig(_Section):

@@ -1,12 +1,13 @@
 """The controller's HTTP API (see :mod:`hpresil.api` for the contract).
 
-Thin: :class:`CallerGate` settles who calls (the cluster token, or a node's signed
-request: :mod:`hpresil.controller.callers`), each route calls one service
-(:class:`Ingest`, :class:`Operator`, :class:`Views`) and returns its view. Every error
-answers ``{"detail": "<one line>"}``: 400 body not UTF-8, 401 bad token or node
-signature, 403 not for a node's key, 404 unknown node or incident, 409 against
-hpresil's rules, 413 body over 1 MiB, 422 malformed request, 502 Slurm failed, 503
-database busy.
+Thin: :class:`CallerGate` settles who calls (the cluster token, a node's signed
+request or a person's MUNGE credential: :mod:`hpresil.controller.callers`), each route
+calls one service (:class:`Ingest`, :class:`Operator`, :class:`Views`) and returns its
+view. Every error answers ``{"detail": "<one line>"}``: 400 body not UTF-8, 401 bad
+token, node signature or MUNGE credential, 403 not for a node's key or a person who is
+not an operator, 404 unknown node or incident, 409 against hpresil's rules, 413 body
+over 1 MiB, 422 malformed request, 502 Slurm failed, 503 database busy or munged not
+answering.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from hpresil.controller.fleet import Fleet
 from hpresil.controller.ingest import Ingest
 from hpresil.controller.known import KnownNodes
 from hpresil.controller.operator import Operator
+from hpresil.controller.people import People
 from hpresil.controller.skew import SkewWatch
 from hpresil.controller.views import Views
 from hpresil.errors import DatabaseCorrupt, SlurmError
@@ -58,14 +60,16 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20  # 1 MiB
 _ERRORS = {  # what each /v1/ route may answer besides 200: {"detail": "<one line>"}
     400: "body could not be decoded (not UTF-8)",
-    401: "missing or wrong bearer token, or a node's bad, stale or replayed signature",
-    403: "not for a node's key: it may read, send its own reports and drain itself",
+    401: "missing or wrong bearer token, a node's bad, stale or replayed signature, or a "
+    "MUNGE credential refused (invalid, expired, replayed) or made for another request",
+    403: "not for a node's key (it may read, send its own reports and drain itself) or a "
+    "person who is not an operator (they may read)",
     404: "unknown node, incident or job",
     409: "against hpresil's rules",
     413: f"request body over {MAX_BODY} bytes",
     422: "malformed request; the line names the field",
     502: "Slurm failed",
-    503: "database busy or unavailable; try again",
+    503: "database busy or unavailable, or the controller's munged not answering; try again",
 }
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorDetail, "description": text} for code, text in _ERRORS.items()
@@ -122,6 +126,7 @@ def create_app(
         max_skew_s=config.controller.max_clock_skew_s,
         max_body=MAX_BODY,
         clock=clock,
+        people=People.from_config(config.controller),
     )
     _add_error_handlers(app)
     app.include_router(public)

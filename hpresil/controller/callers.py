@@ -1,23 +1,32 @@
 """Who is calling the API, and what they may do: checked before any route runs.
 
-Two kinds of caller (:class:`Caller`):
+Three kinds of caller (:class:`Caller`):
 
-* ``operator``: the cluster token as a bearer token. Everything.
+* ``operator``: the cluster token as a bearer token (automation), or a person whose
+  MUNGE credential proves a uid the controller counts as an operator
+  (:mod:`hpresil.controller.people`: root, ``controller.operators``, members of
+  ``controller.operators_group``). Everything.
 * ``node``: a request signed with that node's key (:mod:`hpresil.auth`). Reads (GET),
   its own reports (``POST /v1/reports`` whose ``node`` is its own) and a drain of
   itself (``POST /v1/nodes/<itself>/drain``: the Slurm health hook); any other write
   is 403.
+* ``reader``: anyone else with a good MUNGE credential, as ``sinfo`` is. Reads; any
+  write is 403.
 
 :class:`CallerGate` (pure ASGI, outermost) settles it from the headers wherever it can,
 before a byte of the body is read: a missing or wrong token, a malformed, stale or
-forbidden node request. Only a node's signature needs the body (its SHA-256 is
-signed); that body is read up to the API's limit, then handed on to the app unchanged.
-Each node's nonces are remembered for the clock-skew window (:class:`NonceWindow`).
-The route's dependency (:func:`caller`) gives the settled :class:`Caller` to routes.
+forbidden node request, a refused MUNGE credential (decoded by this host's munged off
+the event loop), one made for another request, a reader's write. A node's signature
+and a MUNGE credential cover the body's SHA-256, so that body is read up to the API's
+limit, then handed on to the app unchanged. Each node's nonces are remembered for the
+clock-skew window (:class:`NonceWindow`); munged refuses a MUNGE credential used twice
+or past its TTL. The route's dependency (:func:`caller`) gives the settled
+:class:`Caller` to routes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import threading
 from collections import OrderedDict
@@ -29,9 +38,20 @@ from typing import Annotated, Literal
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hpresil.auth import NODE_SCHEME, NodeSignature, node_key, request_signature, token_matches
+from hpresil.adapters.munge import MungeRefused, MungeUnavailable
+from hpresil.auth import (
+    MUNGE_SCHEME,
+    NODE_SCHEME,
+    MungePayload,
+    NodeSignature,
+    node_key,
+    request_signature,
+    token_matches,
+)
+from hpresil.controller.people import People, Person
 
 WRONG_TOKEN = "missing or wrong bearer token"
 NONCES_PER_NODE = 1024  # remembered per node; the oldest beyond it raise that node's floor
@@ -42,16 +62,23 @@ _READS = frozenset({"GET", "HEAD"})
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request: ``operator`` (``name``: how they proved it, ``token``) or
-    ``node`` (``name``: the node whose key signed it)."""
+    """Who sent a request (see the module): ``name`` is ``operator`` for the token, the
+    node whose key signed it, or the person's user name; ``proof`` is how they proved
+    it."""
 
-    kind: Literal["node", "operator"]
+    kind: Literal["node", "operator", "reader"]
     name: str
+    proof: str
+
+    @classmethod
+    def person(cls, who: Person) -> Caller:
+        return cls("reader" if who.not_operator else "operator", who.name, who.proof)
 
     @property
     def who(self) -> str:
-        """How the ledger names the caller: ``operator (token)``, ``node1 (node key)``."""
-        return f"operator ({self.name})" if self.kind == "operator" else f"{self.name} (node key)"
+        """How the ledger names the caller: ``operator (token)``, ``node1 (node key)``,
+        ``alice (munge uid 1001)``."""
+        return f"{self.name} ({self.proof})"
 
     def refuse_other_node(self, node: str) -> None:
         """403 when a node's key speaks for another node (the body's ``node``)."""
@@ -59,16 +86,17 @@ class Caller:
             raise HTTPException(403, f"node: {node!r} is not {self.name!r}, whose key signed it")
 
 
-OPERATOR_TOKEN = Caller("operator", "token")
+OPERATOR_TOKEN = Caller("operator", "operator", "token")
 
 
 # --- the dependency routes use ---
 _scheme = HTTPBearer(
     auto_error=False,
     description=(
-        "The cluster token (`hpresil token`) as a bearer token (an operator), or a node's "
+        "The cluster token (`hpresil token`) as a bearer token (an operator), a node's "
         f"request signed with its key: `Authorization: {NODE_SCHEME} node=…, ts=…, "
-        "nonce=…, sig=…` (see hpresil.auth)."
+        "nonce=…, sig=…`, or a person's MUNGE credential made for the request: "
+        f"`Authorization: {MUNGE_SCHEME} <credential>` (see hpresil.auth)."
     ),
 )
 
@@ -130,9 +158,11 @@ class CallerGate:
         max_skew_s: float,
         max_body: int,
         clock: Callable[[], datetime],
+        people: People,
     ) -> None:
         self.app = app
         self.token = token
+        self.people = people
         self.prefix = prefix
         self.max_skew_s = max_skew_s
         self.max_body = max_body
@@ -148,6 +178,8 @@ class CallerGate:
             await self._pass(OPERATOR_TOKEN, scope, receive, send)
         elif scheme == NODE_SCHEME.lower():
             await self._node(credentials, scope, receive, send)
+        elif scheme == MUNGE_SCHEME.lower():
+            await self._munge(credentials, scope, receive, send)
         else:
             await _answer(scope, send, 401, WRONG_TOKEN, "Bearer")
 
@@ -185,7 +217,41 @@ class CallerGate:
         elif not self.nonces.first_use(signed.node, signed.nonce, signed.ts, now):
             await _answer(scope, send, 401, f"node key of {signed.node}: replayed request")
         else:
-            await self._pass(Caller("node", signed.node), scope, _replay(body, receive), send)
+            who = Caller("node", signed.node, "node key")
+            await self._pass(who, scope, _replay(body, receive), send)
+
+    async def _munge(self, credential: str, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            person = await run_in_threadpool(self.people.identify, credential)
+            made_for = MungePayload.parse(person.payload)
+        except MungeRefused as exc:
+            await _answer(scope, send, 401, f"MUNGE: {exc}", MUNGE_SCHEME)
+            return
+        except ValueError:
+            text = "MUNGE: the credential's payload is not an hpresil request"
+            await _answer(scope, send, 401, text, MUNGE_SCHEME)
+            return
+        except MungeUnavailable as exc:
+            await _answer(scope, send, 503, f"{exc} (the controller's munged)")
+            return
+        method, target = str(scope["method"]), _target(scope)
+        if (made_for.method, made_for.target) != (method, target):
+            made = f"{made_for.method} {made_for.target}"
+            text = f"MUNGE: credential made for {made}, not for {method} {target}"
+            await _answer(scope, send, 401, text, MUNGE_SCHEME)
+            return
+        if method not in _READS and person.not_operator:
+            text = f"{person.name} (uid {person.uid}) is not an operator: {person.not_operator}"
+            await _answer(scope, send, 403, text)
+            return
+        body = await _read_body(receive, self.max_body)
+        if body is None:
+            await _answer(scope, send, 413, f"request body over {self.max_body} bytes")
+        elif hashlib.sha256(body).hexdigest() != made_for.body_sha256:
+            text = "MUNGE: credential made for another body, not this request's"
+            await _answer(scope, send, 401, text, MUNGE_SCHEME)
+        else:
+            await self._pass(Caller.person(person), scope, _replay(body, receive), send)
 
     async def _pass(self, who: Caller, scope: Scope, receive: Receive, send: Send) -> None:
         scope["state"] = {**scope.get("state", {}), "caller": who}

@@ -265,7 +265,10 @@ def as_nobody(argv: list[str]) -> tuple[int, str]:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
-def test_drain_by_a_user_who_cannot_read_the_token_is_one_line(readable_dir: Path) -> None:
+def test_drain_by_a_user_who_cannot_read_the_token_is_one_line(
+    readable_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(readable_dir))  # nor MUNGE: no `munge` (test_munge_cli)
     token = readable_dir / "token"
     token.write_text(TOKEN + "\n")
     token.chmod(0o600)
