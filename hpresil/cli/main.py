@@ -24,6 +24,7 @@ from hpresil.cli import (
     inject,
     jobs,
     nodes,
+    policy,
     stats,
     xid,
 )
@@ -54,6 +55,7 @@ for module in (
     jobs,
     stats,
     breaker,
+    policy,
     inject,
     check,
     xid,
