@@ -1,8 +1,9 @@
 """The controller's HTTP API: request and response bodies, shared by server and clients.
 
 Routes (all need a credential except ``/healthz`` and ``/openapi.json``: the cluster
-token as a bearer token, or a node's signed request, which may only read, send its own
-reports and drain itself; :mod:`hpresil.controller.callers`):
+token as a bearer token; a node's signed request, which may only read, send its own
+reports and drain itself; or a person's MUNGE credential, which may read, and write
+when the person is an operator; :mod:`hpresil.controller.callers`):
 
 =======  ============================  ==========================  =====================
 method   path                          body                        answer
