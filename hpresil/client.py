@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json as _json
 import shutil
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,7 +33,12 @@ from hpresil.auth import (
     read_token,
 )
 from hpresil.config import Config, expand
-from hpresil.errors import ControllerFailed, ControllerUnavailable, RejectedByController
+from hpresil.errors import (
+    ConfigError,
+    ControllerFailed,
+    ControllerUnavailable,
+    RejectedByController,
+)
 from hpresil.vocab import Report
 
 T = TypeVar("T")
@@ -57,11 +63,29 @@ class MungeCredential:
         return f"{MUNGE_SCHEME} {munge.encode(payload, socket=self.socket)}"
 
 
+def tls_context(cfg: Config) -> ssl.SSLContext | None:
+    """How an https controller is verified: against ``controller.tls_ca`` (PEM), else
+    the system's trust store; None for a plain http URL."""
+    if not cfg.controller.url.startswith("https://"):
+        return None
+    try:
+        return ssl.create_default_context(cafile=cfg.controller.tls_ca or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"controller.tls_ca {cfg.controller.tls_ca}: {exc}") from None
+
+
 class ControllerClient:
-    def __init__(self, base_url: str, credential: Credential, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        credential: Credential,
+        timeout: float = 5.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._credential = credential
         self._base = base_url.rstrip("/")
         self._timeout = timeout
+        self._tls = tls  # for an https URL: verifies the controller (default: system CAs)
 
     @classmethod
     def from_config(cls, cfg: Config, *, people: bool = True) -> ControllerClient:
@@ -74,23 +98,24 @@ class ControllerClient:
         token_file = Path(cfg.controller.token_file)
         token = read_token(token_file, required=False)
         if token is not None:
-            return cls(url, BearerToken(token), timeout)
+            return cls(url, BearerToken(token), timeout, tls_context(cfg))
         node = cfg.node_name()
         key = read_node_key(expand(cfg.agent.key_file, node), required=False)
         if key is not None:
-            return cls(url, NodeKey(node, key), timeout)
+            return cls(url, NodeKey(node, key), timeout, tls_context(cfg))
         if people and shutil.which("munge"):
-            return cls(url, MungeCredential(cfg.controller.munge_socket), timeout)
+            return cls(url, MungeCredential(cfg.controller.munge_socket), timeout, tls_context(cfg))
         token = read_token(token_file)  # raises the one-line reason: not found, not root
         assert token is not None  # required=True
-        return cls(url, BearerToken(token), timeout)
+        return cls(url, BearerToken(token), timeout, tls_context(cfg))
 
     @classmethod
     def for_node(cls, cfg: Config, node: str) -> ControllerClient:
         """Signing every request with ``node``'s key (``agent.key_file``): the agent."""
         key = read_node_key(expand(cfg.agent.key_file, node))
         assert key is not None  # required=True
-        return cls(cfg.controller.url, NodeKey(node, key), cfg.controller.request_timeout_s)
+        timeout = cfg.controller.request_timeout_s
+        return cls(cfg.controller.url, NodeKey(node, key), timeout, tls_context(cfg))
 
     def close(self) -> None:
         """Nothing to release: each call opens and closes its own connection."""
@@ -168,7 +193,7 @@ class ControllerClient:
         auth = self._credential.authorization(method, req.selector, body or b"")
         req.add_header("Authorization", auth)  # a node's signs the path and query as sent
         try:
-            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self._timeout, context=self._tls) as resp:
                 data = _json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
             raise self._answer_error(exc.code, _detail(exc)) from None

@@ -78,6 +78,13 @@ class ControllerConfig(_Section):
     munge_socket: str = "/run/munge/munge.socket.2"
     operators_group: str = "hpresil-operators"  # its members on the controller host; "": none
     operators: tuple[str, ...] = ()  # user names; root is always an operator
+    # HTTPS: the controller serves TLS with this certificate and key (PEM); agents, the
+    # CLI and the hook verify it against tls_ca ("": the system's trust store). Without
+    # them it serves plain HTTP on a loopback address only, unless allow_plain_http.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    allow_plain_http: bool = False  # plain HTTP on another address (a trusted network)
 
 
 class KernelLogConfig(_Section):

@@ -26,6 +26,7 @@ from hpresil.controller.app import create_app
 from hpresil.controller.jobs.watch import JobWatch
 from hpresil.controller.reconcile import Periodic, Reconciler
 from hpresil.controller.remediation import Executor
+from hpresil.controller.tls import server_tls
 from hpresil.errors import SlurmError, SlurmParseError
 from hpresil.store import Store
 from hpresil.systemd import sd_notify, watchdog_interval
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 def run_controller(cfg: Config) -> None:
     """Run until SIGTERM or SIGINT; raise :class:`HpresilError` for a bad setup."""
+    tls = server_tls(cfg.controller)  # before anything starts: a bad setup is one line
     token = read_token(Path(cfg.controller.token_file))
     assert token is not None  # required=True
     store = Store.open(cfg.controller.database)
@@ -73,6 +75,7 @@ def run_controller(cfg: Config) -> None:
             port=cfg.controller.listen_port,
             log_config=None,
             access_log=False,
+            **tls,
         )
     )
     _stop_on_signals(server)
