@@ -106,13 +106,14 @@ def test_a_half_written_newest_checkpoint_is_skipped(clean_lab: Lab) -> None:
     job = submit_training(lab, name="it-half", fmt="hf", every=4, extra=("--half-at", "12"))
     wait_for("the job to die half way through a save", lambda: "half" in _kinds(job), 60, 0.2)
     assert ckpt_lines(job) == [4, 8]
+    # listed before the fault: the resumed job soon writes a whole checkpoint-12 of its own
+    listed: Any = hpresil_json(lab, "checkpoint", "list", str(job.ckpt_dir))
+    half = next(c for c in listed if c["path"].endswith("checkpoint-12"))
+    assert half["complete"] is False and half["reason"]
 
     result = inject_and_measure(lab, job, fault="xid79", gpu=3, timeout=90)
 
     assert result.resumed_from_step == 8
-    listed: Any = hpresil_json(lab, "checkpoint", "list", str(job.ckpt_dir))
-    half = next(c for c in listed if c["path"].endswith("checkpoint-12"))
-    assert half["complete"] is False and half["reason"]
 
 
 def test_a_requeued_jobs_old_instance_cannot_corrupt_the_new_ones_checkpoints(
