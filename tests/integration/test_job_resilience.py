@@ -181,7 +181,11 @@ def test_a_job_past_its_restart_budget_is_held_and_its_owner_told(
         return "held" in job_field(lab, job.job_id, "Reason").lower()
 
     wait_for("the job to be held", held, 60, 0.5)
-    assert job_field(lab, job.job_id, "JobState") == "PENDING"
+
+    def pending() -> bool:  # requeued held: COMPLETING while its steps are killed
+        return job_field(lab, job.job_id, "JobState") == "PENDING"
+
+    wait_for("the held job to be pending", pending, 30, 0.5)
     wait_for(
         "the webhook",
         lambda: any(e["job_id"] == job.job_id and e["event"] == "job_held" for e in webhook.events),
