@@ -6,20 +6,17 @@ points the CLI at it), so nothing here needs importing."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from hpresil.adapters.slurm import Slurm
 from hpresil.config import Config, ControllerConfig, PolicyConfig
 from hpresil.controller.app import create_app
 from hpresil.controller.remediation import Executor
 from hpresil.store import Store
+from tests.serve import served
 from tests.unit.controller.fakes import TOKEN, FakeBackend, FakeClock
 
 
@@ -82,22 +79,8 @@ def controller(
     app = create_app(
         store=store, slurm=slurm, config=cfg, token=TOKEN, clock=clock, wake=executor.wake
     )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))  # held from here on: no other test can take the port
-        port: int = sock.getsockname()[1]
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + 10
-            while not server.started:
-                assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.01)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(10)
+    with served(app) as url:
+        yield url
 
 
 @pytest.fixture

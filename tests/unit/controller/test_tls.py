@@ -4,15 +4,11 @@ loopback address only unless a site says its network is trusted."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from hpresil.adapters.slurm import Slurm
 from hpresil.client import ControllerClient
@@ -22,6 +18,7 @@ from hpresil.controller.remediation import Executor
 from hpresil.controller.tls import server_tls
 from hpresil.errors import ConfigError, ControllerUnavailable
 from hpresil.store import Store
+from tests.serve import served
 from tests.unit.controller.fakes import TOKEN, FakeClock
 
 
@@ -45,21 +42,8 @@ def https(
     cert, key = pem
     tls = server_tls(ControllerConfig(tls_cert=str(cert), tls_key=str(key)))
     app = create_app(store=store, slurm=slurm, config=cfg, token=TOKEN, clock=FakeClock())
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **tls))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + 10
-            while not server.started:
-                assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.01)
-            yield f"https://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(10)
+    with served(app, **tls) as url:
+        yield url
 
 
 def _client(tmp_path: Path, url: str, ca: str) -> ControllerClient:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -16,7 +15,6 @@ from typing import ClassVar
 
 import httpx
 import pytest
-import uvicorn
 
 from hpresil.adapters.slurm import Slurm
 from hpresil.auth import NodeSignature, node_key, request_signature
@@ -24,6 +22,7 @@ from hpresil.clock import utcnow
 from hpresil.config import Config, ControllerConfig
 from hpresil.controller.app import create_app
 from hpresil.store import Store
+from tests.serve import served
 from tests.unit.controller.fakes import FakeBackend
 
 HOOK = Path(__file__).resolve().parents[3] / "slurm-plugins" / "hpresil-hook"
@@ -266,22 +265,11 @@ def controller(tmp_path: Path, backend: FakeBackend) -> Iterator[str]:
     slurm = Slurm(backend, prefix="hpresil:", retries=0, backoff_s=0)
     cfg = Config(controller=ControllerConfig(database=f"sqlite:///{tmp_path}/hpresil.db"))
     app = create_app(store=store, slurm=slurm, config=cfg, token=CLUSTER_TOKEN, clock=utcnow)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + 10
-            while not server.started:
-                assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.01)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(10)
-            store.close()
+    try:
+        with served(app) as url:
+            yield url
+    finally:
+        store.close()
 
 
 def incidents(url: str) -> list[dict[str, object]]:
