@@ -11,7 +11,8 @@ import re
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -89,12 +90,33 @@ class FaultResult:
 BENCH_BUDGET = "budget=1000"
 
 
+def dropin_path(lab: Lab, name: str) -> Path:
+    """A configuration drop-in of the lab's (``<hpresil.toml>.d/NAME``; the folder made)."""
+    folder = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
+    folder.mkdir(exist_ok=True)
+    return folder / name
+
+
+@contextmanager
+def controller_with(lab: Lab, name: str, toml: str) -> Iterator[None]:
+    """The controller restarted with the drop-in ``name`` (``toml``), as a site would
+    configure it; restarted without it afterwards."""
+    conf = dropin_path(lab, name)
+    conf.write_text(toml)
+    lab.stop_process("controller")
+    lab.start_controller()
+    try:
+        yield
+    finally:
+        conf.unlink(missing_ok=True)
+        lab.stop_process("controller")
+        lab.start_controller()
+
+
 def allow_repeated_faults(lab: Lab) -> None:
     """A configuration drop-in that keeps blame from holding a job faulted on purpose
     (write it before the controller starts; ``lab.reset_state`` removes it)."""
-    dropin = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
-    dropin.mkdir(exist_ok=True)
-    (dropin / "50-bench-no-blame.toml").write_text("[jobs]\nblame_nodes = 1000\n")
+    dropin_path(lab, "50-bench-no-blame.toml").write_text("[jobs]\nblame_nodes = 1000\n")
 
 
 def submit_training(

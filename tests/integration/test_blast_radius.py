@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from lab import Lab
-from scenario import api_get, hpresil, incidents_after, node_state, wait_for
+from scenario import api_get, controller_with, hpresil, incidents_after, node_state, wait_for
 
 from tests.integration.faultkit import inject_xid79, quiet
 from tests.webhook import Webhook
@@ -22,18 +22,11 @@ from tests.webhook import Webhook
 def _policy(lab: Lab, toml: str) -> Iterator[Webhook]:
     """The controller with ``toml`` added and a webhook, for the block."""
     hook = Webhook()
-    dropin = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
-    dropin.mkdir(exist_ok=True)
-    conf = dropin / "50-it-limits.toml"
-    conf.write_text(f'{toml}\n[jobs]\nwebhook_url = "{hook.url}"\n')
-    lab.stop_process("controller")
-    lab.start_controller()
     try:
-        yield hook
+        text = f'{toml}\n[jobs]\nwebhook_url = "{hook.url}"\n'
+        with controller_with(lab, "50-it-limits.toml", text):
+            yield hook
     finally:
-        conf.unlink(missing_ok=True)
-        lab.stop_process("controller")
-        lab.start_controller()
         hook.close()
 
 

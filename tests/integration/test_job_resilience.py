@@ -19,6 +19,8 @@ from lab import Lab
 from scenario import (
     TrainingJob,
     api_get,
+    controller_with,
+    dropin_path,
     hpresil_json,
     inject,
     inject_and_measure,
@@ -39,18 +41,11 @@ def webhook(lab: Lab) -> Iterator[Webhook]:
     """The controller posts to a local webhook and requeues hung jobs 3 s after the
     signal (a drop-in, as a site would configure it), for this module's tests."""
     hook = Webhook()
-    dropin = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
-    dropin.mkdir(exist_ok=True)
-    conf = dropin / "50-it-jobs.toml"
-    conf.write_text(f'[jobs]\nwebhook_url = "{hook.url}"\nhang_grace_s = 3.0\n')
-    lab.stop_process("controller")
-    lab.start_controller()
     try:
-        yield hook
+        text = f'[jobs]\nwebhook_url = "{hook.url}"\nhang_grace_s = 3.0\n'
+        with controller_with(lab, "50-it-jobs.toml", text):
+            yield hook
     finally:
-        conf.unlink(missing_ok=True)
-        lab.stop_process("controller")
-        lab.start_controller()
         hook.close()
 
 
@@ -123,9 +118,7 @@ def test_a_requeued_jobs_old_instance_cannot_corrupt_the_new_ones_checkpoints(
     slurmstepd survives) keeps running and writing. The agents' orphan reaper is off
     here, so only the lease stands between them."""
     lab = clean_lab
-    dropin = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
-    dropin.mkdir(exist_ok=True)
-    no_reaper = dropin / "50-it-no-reaper.toml"
+    no_reaper = dropin_path(lab, "50-it-no-reaper.toml")
     no_reaper.write_text("[jobs]\nkill_orphans = false\n")
     for n in lab.node_names:
         lab.stop_process(f"agent.{n}")
@@ -227,8 +220,7 @@ def test_a_job_holding_idle_gpus_is_listed_and_its_owner_told(
     """The lab's GPUs (the NVML double's) idle at 0 %, as GPUs a job holds and never
     uses."""
     lab = clean_lab
-    dropin = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
-    idle_conf = dropin / "60-it-idle.toml"
+    idle_conf = dropin_path(lab, "60-it-idle.toml")
     idle_conf.write_text('[jobs.idle]\nwindow_s = 4.0\naction = "notify"\n')
     lab.stop_process("controller")
     lab.start_controller()

@@ -7,7 +7,7 @@ import urllib.request
 from typing import Any
 
 from lab import Lab
-from scenario import api_get, hpresil, node_state, wait_for
+from scenario import api_get, dropin_path, hpresil, node_state, wait_for
 
 
 def _incident_for(lab: Lab, node: str) -> dict[str, Any] | None:
@@ -22,9 +22,7 @@ def _drain_action(lab: Lab, incident_id: int) -> dict[str, Any] | None:
 
 def test_slurm_down_drain_is_retried_and_done_when_slurm_returns(clean_lab: Lab) -> None:
     lab, node = clean_lab, "node4"
-    dropin = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
-    dropin.mkdir(exist_ok=True)
-    fast = dropin / "50-fast-slurm-timeouts.toml"
+    fast = dropin_path(lab, "50-fast-slurm-timeouts.toml")
     fast.write_text("[slurm]\ntimeout_s = 2.0\nretries = 0\n")
     try:
         lab.stop_process("controller")
