@@ -95,6 +95,14 @@ class AffectedJob(_View):
     restarted_node: str | None
 
 
+class SharedRef(_View):
+    """The shared component an incident is put down to."""
+
+    id: int  # the shared incident's
+    kind: Literal["switch", "rack", "power"]
+    component: str
+
+
 class IncidentView(_View):
     id: int
     node: str
@@ -102,7 +110,8 @@ class IncidentView(_View):
     status: Literal["open", "resolved"]
     category: Category
     action: Action  # the most severe action suggested by the findings
-    hardware: bool  # counts against MTTF
+    hardware: bool  # counts against the node's MTTF
+    shared: SharedRef | None = None  # put down to a switch, rack or power domain
     summary: str
     xid: int | None
     gpu: GpuIdentity | None
@@ -113,6 +122,25 @@ class IncidentView(_View):
     findings: int  # how many results were attached
     jobs: list[AffectedJob] = []
     actions: list[ActionView] = []
+
+
+class SharedFaultView(_View):
+    """Nodes under one switch, rack or power domain failing alike at once: one
+    incident on the component; the nodes' incidents are kept under it and do not
+    count against their MTTF."""
+
+    id: int
+    kind: Literal["switch", "rack", "power"]
+    component: str
+    category: Category
+    status: Literal["open", "resolved"]
+    size: int  # nodes under the component
+    nodes: list[str]  # the nodes that failed
+    incidents: list[int]  # the node incidents under it
+    why: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    merged_into: int | None  # a larger component's shared incident took it over
 
 
 class DrainRequest(_View):

@@ -142,6 +142,10 @@ class ControllerClient:
     def incident(self, incident_id: int) -> api.IncidentView:
         return self._call("GET", f"/v1/incidents/{incident_id}", api.IncidentView)
 
+    def shared_faults(self, status: str = "all") -> list[api.SharedFaultView]:
+        params = {"status": status}
+        return self._call("GET", "/v1/shared-faults", list[api.SharedFaultView], params=params)
+
     def mttf(self, by: str = "all") -> api.MttfView:
         return self._call("GET", "/v1/stats/mttf", api.MttfView, params={"by": by})
 

@@ -165,6 +165,7 @@ class Lab:
             f"File={self.root}/dev/nvidia[0-{self.gpus - 1}]\n"
         )
         (self.root / "etc" / "cgroup.conf").write_text("CgroupPlugin=autodetect\n")
+        (self.root / "etc" / "topology.conf").write_text(self._topology_conf())
         self.hpresil_conf.write_text(self._hpresil_toml())
         token = self.root / "etc" / "token"
         if not token.exists():
@@ -290,9 +291,19 @@ HealthCheckNodeState=ANY
 RebootProgram={REPO}/scripts/lab-reboot
 ResumeTimeout=60
 GresTypes=gpu
+TopologyPlugin=topology/tree
 {nodes}
 PartitionName=gpu Nodes=node[1-{self.nodes}] Default=YES MaxTime=INFINITE State=UP
 """
+
+    def _topology_conf(self) -> str:
+        """The fabric (topology/tree): a leaf switch per two nodes, one spine above."""
+        leaves = []
+        for k, i in enumerate(range(0, self.nodes, 2), start=1):
+            names = self.node_names[i : i + 2]
+            leaves.append(f"SwitchName=leaf{k} Nodes={','.join(names)}")
+        spine = f"SwitchName=spine Switches=leaf[1-{len(leaves)}]"
+        return "# hpresil lab: written by scripts/lab.py\n" + "\n".join([*leaves, spine]) + "\n"
 
     def _hpresil_toml(self) -> str:
         r = self.root

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hpresil.api import IncidentView
+from hpresil.api import IncidentView, SharedFaultView
 from hpresil.cli.output import emit_json, json_option, table, when
 from hpresil.client import ControllerClient
 from hpresil.config import Config
@@ -20,21 +20,40 @@ from hpresil.config import Config
     show_default=True,
 )
 @click.option("--node", help="Only this node's incidents.")
+@click.option(
+    "--shared",
+    is_flag=True,
+    help="The shared incidents instead: faults put down to a switch, rack or power domain.",
+)
 @json_option
 @click.pass_obj
 def incidents(
-    cfg: Config, incident_id: int | None, status_: str, node: str | None, as_json: bool
+    cfg: Config,
+    incident_id: int | None,
+    status_: str,
+    node: str | None,
+    shared: bool,
+    as_json: bool,
 ) -> None:
-    """List incidents, or show one (INCIDENT_ID) with its jobs and actions."""
+    """List incidents, or show one (INCIDENT_ID) with its jobs and actions.
+
+    A node incident put down to a shared component (several nodes under one switch,
+    rack or power domain failing alike at once) names it under "shared"; it does not
+    count against the node's MTTF. ``--shared`` lists those components' incidents."""
     with ControllerClient.from_config(cfg) as client:
+        if shared:
+            found = client.shared_faults(status_)
+            emit_json(found) if as_json else _shared_table(found)
+            return
         if incident_id is not None:
             one = client.incident(incident_id)
             emit_json(one) if as_json else _show(one)
             return
         rows = client.incidents(status_, node)
-    if as_json:
-        emit_json(rows)
-        return
+    emit_json(rows) if as_json else _table(rows)
+
+
+def _table(rows: list[IncidentView]) -> None:
     table(
         "incidents",
         [
@@ -49,6 +68,7 @@ def incidents(
             "drained",
             "resolved",
             "jobs",
+            "shared",
         ],
         [
             [
@@ -63,8 +83,30 @@ def incidents(
                 when(i.drained_at),
                 when(i.resolved_at),
                 str(len(i.jobs)),
+                "-" if i.shared is None else f"{i.shared.kind} {i.shared.component}",
             ]
             for i in rows
+        ],
+    )
+
+
+def _shared_table(rows: list[SharedFaultView]) -> None:
+    table(
+        "shared incidents",
+        ["id", "component", "status", "category", "nodes", "of", "opened", "resolved", "why"],
+        [
+            [
+                f"#{f.id}",
+                f"{f.kind} {f.component}",
+                f.status if f.merged_into is None else f"merged into #{f.merged_into}",
+                f.category.value,
+                ",".join(f.nodes),
+                str(f.size),
+                when(f.opened_at),
+                when(f.resolved_at),
+                f.why,
+            ]
+            for f in rows
         ],
     )
 
@@ -76,6 +118,11 @@ def _show(i: IncidentView) -> None:
     click.echo(f"incident #{i.id} on {i.node}: {i.status}, {i.category.value}, {i.action.value}")
     click.echo(f"  {i.summary}")
     click.echo(f"  gpu: {gpu}   xid: {'-' if i.xid is None else i.xid}   findings: {i.findings}")
+    if i.shared is not None:
+        click.echo(
+            f"  shared: {i.shared.kind} {i.shared.component} (shared incident #{i.shared.id}; "
+            "not counted against the node's MTTF)"
+        )
     click.echo(
         f"  observed {when(i.observed_at)}  detected {when(i.detected_at)}  "
         f"drained {when(i.drained_at)}  resolved {when(i.resolved_at)}"

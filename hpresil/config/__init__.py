@@ -48,6 +48,7 @@ from hpresil.config.host import (
     ServicesConfig,
 )
 from hpresil.config.limits import LimitsConfig
+from hpresil.config.topology import TopologyConfig
 from hpresil.config.xid import XidPolicyConfig
 from hpresil.errors import ConfigError
 
@@ -207,6 +208,7 @@ class Config(_Section):
     xid: XidPolicyConfig = XidPolicyConfig()  # [xid.overrides.<N>] site overrides
     dcgm: DcgmConfig = DcgmConfig()
     burnin: BurninConfig = BurninConfig()
+    topology: TopologyConfig = TopologyConfig()  # switches, racks, power domains
     source: Path | None = None  # the file this was read from (set by load)
 
     def node_name(self, override: str | None = None) -> str:

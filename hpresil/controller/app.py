@@ -38,6 +38,7 @@ from hpresil.api import (
     NodeView,
     ReportAck,
     ResumeAnswer,
+    SharedFaultView,
 )
 from hpresil.config import Config
 from hpresil.controller.breakers import Breakers
@@ -49,6 +50,7 @@ from hpresil.controller.known import KnownNodes
 from hpresil.controller.operator import Operator
 from hpresil.controller.people import People
 from hpresil.controller.skew import SkewWatch
+from hpresil.controller.topology import Fabric
 from hpresil.controller.views import Views
 from hpresil.errors import DatabaseCorrupt, SlurmError
 from hpresil.store import Clock, Store, utcnow
@@ -96,9 +98,12 @@ def create_app(
     token: str,
     clock: Clock = utcnow,
     wake: Callable[[], None] = lambda: None,
+    fabric: Fabric | None = None,
 ) -> FastAPI:
     """The API over an open, migrated ``store``. ``wake`` nudges the remediation
-    executor when a report queues an action."""
+    executor when a report queues an action; ``fabric``, the components nodes share
+    (default: the configured racks and power domains only; the controller's service
+    passes one that also reads Slurm's switches)."""
     app = FastAPI(title="hpresil", version=__version__, summary="GPU cluster resiliency")
     app.state.services = Services(
         ingest=Ingest(
@@ -109,6 +114,7 @@ def create_app(
             config.jobs,
             fresh_s=config.controller.stale_after_s,
             known=KnownNodes(slurm, store),
+            fabric=fabric or Fabric(config.topology, config.slurm),
         ),
         operator=Operator(store, slurm, config.policy, clock),
         views=Views(store, config.controller, clock, config.jobs),
@@ -189,6 +195,18 @@ def get_incidents(
 @v1.get("/incidents/{incident_id}")
 def get_incident(incident_id: DbId, svc: Svc) -> IncidentView:
     return svc.views.incident(incident_id)
+
+
+@v1.get("/shared-faults")
+def get_shared_faults(
+    svc: Svc, status: Literal["open", "resolved", "all"] = "all"
+) -> list[SharedFaultView]:
+    return svc.views.shared_faults(status)
+
+
+@v1.get("/shared-faults/{fault_id}")
+def get_shared_fault(fault_id: DbId, svc: Svc) -> SharedFaultView:
+    return svc.views.shared_fault(fault_id)
 
 
 @v1.get("/stats/mttf")

@@ -36,11 +36,12 @@ from sqlalchemy.orm import Session
 
 from hpresil.api import ReportAck
 from hpresil.config import JobsConfig, PolicyConfig
-from hpresil.controller import limits, policy
+from hpresil.controller import limits, policy, shared
 from hpresil.controller.identity import set_identity
 from hpresil.controller.jobs import blame, ledger
 from hpresil.controller.known import KnownNodes, check_name
 from hpresil.controller.policy import Decision, OpenIncident
+from hpresil.controller.topology import Fabric
 from hpresil.store import Clock, Store, repo
 from hpresil.store.models import IncidentRow, JobRow, NodeRow
 from hpresil.vocab import CheckResult, Report, Status
@@ -88,6 +89,7 @@ class Ingest:
         fresh_s: float = 60.0,
         max_results: int = MAX_RESULTS_PER_NODE,
         known: KnownNodes | None = None,
+        fabric: Fabric | None = None,
     ) -> None:
         self._store = store
         self._cfg = cfg
@@ -97,6 +99,7 @@ class Ingest:
         self._wake = wake
         self._max_results = max_results
         self._known = known  # None: any name that can be a Slurm node's
+        self._fabric = fabric  # None: no component is shared
         # one report at a time: one open incident per node, and one ledger row per job
         # (a job's nodes report at once); kept short: the report is encoded before it
         self._lock = threading.Lock()
@@ -151,7 +154,7 @@ class Ingest:
                 repo.resolve(s, current, now)  # healthy again; a later fault is a new one
                 log.info("%s: incident #%d (drain held back) resolved", node.name, current.id)
             return decision, blamed, bool(blamed)
-        incident = apply(s, node.name, decision, current, now, self._cfg, self._jobs)
+        incident = apply(s, node.name, decision, current, now, self._cfg, self._jobs, self._fabric)
         return decision, [incident.id, *blamed], bool(blamed)
 
     def _culprits(
@@ -256,15 +259,25 @@ def apply(
     now: datetime,
     cfg: PolicyConfig,
     jobs: JobsConfig,
+    fabric: Fabric | None = None,
 ) -> IncidentRow:
-    """Open or update the incident and queue the drain the decision asks for, as far
-    as the limits allow (:mod:`hpresil.controller.limits`)."""
+    """Open or update the incident, put a new one down to a shared component if one
+    explains it (:mod:`hpresil.controller.shared`), and queue the drain the decision
+    asks for, as far as the limits allow (:mod:`hpresil.controller.limits`)."""
     incident = current or repo.new_incident(s, node, now)
     if decision.identity is not None:
         set_identity(incident, decision.identity)
     incident.findings += decision.findings
     incident.action = decision.action
     s.flush()
+    if current is None and fabric is not None:
+        found = shared.attribute(s, incident, fabric.current, fabric.cfg, now)
+        if found is not None and found.opened and jobs.webhook_url:
+            alert = found.alert(now)
+            why = policy.clip(f"shared_fault: {found.row.why}", 500)
+            repo.add_action(
+                s, kind="notify", target=node, why=why, now=now, incident=incident, payload=alert
+            )
     if decision.drain:
         _drain(s, incident, decision, now, cfg, jobs)
     log.info("%s: incident #%d: %s", node, incident.id, decision.why)

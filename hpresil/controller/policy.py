@@ -174,14 +174,22 @@ def explain(primary: IncidentIdentity, count: int, action: Action, consequence: 
 
 
 def drain_reason(
-    prefix: str, incident: int, category: Category, xid: int | None, gpu: int | None
+    prefix: str,
+    incident: int,
+    category: Category,
+    xid: int | None,
+    gpu: int | None,
+    shared: str | None = None,
 ) -> str:
-    """``hpresil: #12 gpu_lost_pcie xid 79 gpu 3``: short, and ours by its prefix."""
+    """``hpresil: #12 gpu_lost_pcie xid 79 gpu 3``: short, and ours by its prefix;
+    ``shared``, the component the fault is put down to: ``... ib_network switch leaf1``."""
     parts = [prefix, f"#{incident}", category.value]
     if xid is not None:
         parts.append(f"xid {xid}")
     if gpu is not None:
         parts.append(f"gpu {gpu}")
+    if shared is not None:
+        parts.append(shared)
     return clip(" ".join(parts))
 
 

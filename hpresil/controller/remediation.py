@@ -179,8 +179,14 @@ class Executor:
         prefix, incident = self._cfg.reason_prefix, row.incident
         if incident is None:
             return clip(f"{prefix} {row.why}")
+        common = incident.shared
         return drain_reason(
-            prefix, incident.id, incident.category, incident.xid, incident.gpu_index
+            prefix,
+            incident.id,
+            incident.category,
+            incident.xid,
+            incident.gpu_index,
+            None if common is None else f"{common.kind} {common.component}",
         )
 
     def _run(self, task: _Task) -> None:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -27,6 +28,7 @@ from hpresil.controller.jobs.watch import JobWatch
 from hpresil.controller.reconcile import Periodic, Reconciler
 from hpresil.controller.remediation import Executor
 from hpresil.controller.tls import server_tls
+from hpresil.controller.topology import Fabric
 from hpresil.errors import SlurmError, SlurmParseError
 from hpresil.store import Store
 from hpresil.systemd import sd_notify, watchdog_interval
@@ -43,6 +45,9 @@ def run_controller(cfg: Config) -> None:
     store.migrate()
     slurm = Slurm.from_config(cfg.slurm, cfg.policy.reason_prefix)
     executor = Executor(store, slurm, cfg.policy, jobs=cfg.jobs, clock=utcnow)
+    # the racks' host lists are checked here; Slurm's switches are read by the
+    # reconcile loop (at once, then every topology.refresh_s), never in a report's way
+    fabric = Fabric(cfg.topology, cfg.slurm)
     reconciler = Reconciler(
         store, slurm, cfg.controller, clock=utcnow, wake=executor.wake, policy=cfg.policy
     )
@@ -57,6 +62,7 @@ def run_controller(cfg: Config) -> None:
 
     def reconcile() -> None:
         """Both passes read one job listing: one squeue per interval, not two."""
+        fabric.refresh(force=False)
         try:
             jobs = slurm.jobs(active_only=False)
         except (SlurmError, SlurmParseError) as exc:
@@ -67,17 +73,10 @@ def run_controller(cfg: Config) -> None:
         watch.run_once(jobs)
 
     loop = Periodic(cfg.controller.reconcile_interval_s, reconcile, "hpresil-reconcile")
-    app = create_app(store=store, slurm=slurm, config=cfg, token=token, wake=executor.wake)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=cfg.controller.listen_host,
-            port=cfg.controller.listen_port,
-            log_config=None,
-            access_log=False,
-            **tls,
-        )
+    app = create_app(
+        store=store, slurm=slurm, config=cfg, token=token, wake=executor.wake, fabric=fabric
     )
+    server = _server(app, cfg, tls)
     _stop_on_signals(server)
     notifier = Notifier(server, lambda: executor.alive and loop.alive)
     executor.start()
@@ -92,6 +91,19 @@ def run_controller(cfg: Config) -> None:
         executor.stop()
         store.close()
         log.info("controller stopped")
+
+
+def _server(app: Any, cfg: Config, tls: dict[str, Any]) -> uvicorn.Server:
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=cfg.controller.listen_host,
+            port=cfg.controller.listen_port,
+            log_config=None,
+            access_log=False,
+            **tls,
+        )
+    )
 
 
 def _stop_on_signals(server: uvicorn.Server) -> None:

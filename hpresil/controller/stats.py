@@ -5,7 +5,9 @@
   (each incident's ``drained_at`` to ``resolved_at``, or to ``now`` while open,
   whatever the category; overlapping downtime counts once).
 * A *failure* is a hardware incident (``Category.is_hardware``) detected in the
-  window. MTTF = exposure / failures, ``None`` without failures. Estimates are
+  window, neither a job's nor put down to a shared component (a switch, rack or
+  power domain: :mod:`hpresil.controller.shared`); the downtime still counts.
+  MTTF = exposure / failures, ``None`` without failures. Estimates are
   censored: nodes that never failed still add their exposure.
 * A *repair* is an incident that was drained and resolved (resolved in the
   window); MTTR is the mean of ``resolved_at - drained_at``.
@@ -42,10 +44,11 @@ class IncidentSpan:
     drained_at: datetime | None = None
     resolved_at: datetime | None = None
     job: bool = False  # a job's incident (a hang, a fault blamed on the job): never the node's
+    shared: bool = False  # put down to a switch, rack or power domain: not the node's either
 
     @property
     def hardware(self) -> bool:
-        return self.category.is_hardware and not self.job
+        return self.category.is_hardware and not self.job and not self.shared
 
 
 @dataclass(frozen=True)

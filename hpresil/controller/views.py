@@ -13,13 +13,16 @@ from hpresil.api import (
     JobView,
     MttfView,
     NodeView,
+    SharedFaultView,
+    SharedRef,
 )
 from hpresil.config import ControllerConfig, JobsConfig
 from hpresil.controller import stats
 from hpresil.controller.errors import NotFound
 from hpresil.controller.jobs.views import job_view
 from hpresil.store import Clock, Store, jobrepo, repo
-from hpresil.store.models import ActionRow, IncidentJobRow, IncidentRow, NodeRow
+from hpresil.store import shared as shared_ledger
+from hpresil.store.models import ActionRow, IncidentJobRow, IncidentRow, NodeRow, SharedFaultRow
 from hpresil.store.repo import StatusFilter
 from hpresil.vocab import GpuIdentity, Health, Status
 
@@ -70,6 +73,17 @@ class Views:
             if row is None:
                 raise NotFound(f"no incident #{incident_id}")
             return incident_view(row)
+
+    def shared_faults(self, status: StatusFilter = "all") -> list[SharedFaultView]:
+        with self._store.read() as s:
+            return [shared_fault_view(r) for r in shared_ledger.faults(s, status)]
+
+    def shared_fault(self, fault_id: int) -> SharedFaultView:
+        with self._store.read() as s:
+            row = s.get(SharedFaultRow, fault_id)
+            if row is None:
+                raise NotFound(f"no shared incident #{fault_id}")
+            return shared_fault_view(row)
 
     def mttf(self, by: stats.By = "all", since: datetime | None = None) -> MttfView:
         with self._store.read() as s:
@@ -129,7 +143,8 @@ def incident_view(row: IncidentRow) -> IncidentView:
         status=row.status,
         category=row.category,
         action=row.action,
-        hardware=row.hardware,
+        hardware=row.hardware and row.shared_id is None,
+        shared=shared_ref(row.shared),
         summary=row.summary,
         xid=row.xid,
         gpu=_gpu(row),
@@ -140,6 +155,29 @@ def incident_view(row: IncidentRow) -> IncidentView:
         findings=row.findings,
         jobs=[affected_job_view(j) for j in row.jobs],
         actions=[action_view(a) for a in row.actions],
+    )
+
+
+def shared_ref(row: SharedFaultRow | None) -> SharedRef | None:
+    if row is None:
+        return None
+    return SharedRef(id=row.id, kind=row.kind, component=row.component)
+
+
+def shared_fault_view(row: SharedFaultRow) -> SharedFaultView:
+    return SharedFaultView(
+        id=row.id,
+        kind=row.kind,
+        component=row.component,
+        category=row.category,
+        status="open" if row.resolved_at is None else "resolved",
+        size=row.size,
+        nodes=list(row.nodes),
+        incidents=[i.id for i in row.incidents],
+        why=row.why,
+        opened_at=row.opened_at,
+        resolved_at=row.resolved_at,
+        merged_into=row.merged_into,
     )
 
 
@@ -177,4 +215,5 @@ def _span(row: IncidentRow) -> stats.IncidentSpan:
         drained_at=row.drained_at,
         resolved_at=row.resolved_at,
         job=row.job_id is not None,
+        shared=row.shared_id is not None,
     )

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hpresil.store.models import ActionRow, BreakerRow, IncidentRow, NodeRow
+from hpresil.store.models import ActionRow, BreakerRow, IncidentRow, NodeRow, SharedFaultRow
 from hpresil.vocab import Category
 from hpresil.vocab.actions import ActionStatus
 
@@ -36,9 +36,12 @@ def nodes_out(s: Session) -> set[str]:
 
 
 def nodes_hit(s: Session, category: Category, since: datetime) -> set[str]:
-    """Nodes with an incident of ``category`` detected since ``since``."""
+    """Nodes with an incident of ``category`` detected since ``since``; the nodes
+    whose incidents are put down to one shared component count once, as it
+    (``"switch leaf1"``): one switch failing is one thing gone wrong, not many."""
     query = (
-        select(IncidentRow.node)
+        select(IncidentRow.node, SharedFaultRow.kind, SharedFaultRow.component)
+        .outerjoin(SharedFaultRow, IncidentRow.shared_id == SharedFaultRow.id)
         .where(
             IncidentRow.category == category,
             IncidentRow.job_id.is_(None),
@@ -46,7 +49,10 @@ def nodes_hit(s: Session, category: Category, since: datetime) -> set[str]:
         )
         .distinct()
     )
-    return set(s.scalars(query))
+    return {
+        node if kind is None else f"{kind} {component}"
+        for node, kind, component in s.execute(query)
+    }
 
 
 def fleet_size(s: Session) -> int:

@@ -105,6 +105,9 @@ class IncidentRow(Base):
     # a job's incident (a hang, or a fault blamed on the job): never the node's open
     # incident, never drains it, never counts against its MTTF
     job_id: Mapped[int | None] = mapped_column(Integer)
+    # the shared component (switch, rack, power domain) this fault is put down to: the
+    # node is still drained, but the failure is not the node's (not in its MTTF)
+    shared_id: Mapped[int | None] = mapped_column(ForeignKey("shared_faults.id"), index=True)
 
     jobs: Mapped[list[IncidentJobRow]] = relationship(
         back_populates="incident", order_by="IncidentJobRow.id"
@@ -112,6 +115,7 @@ class IncidentRow(Base):
     actions: Mapped[list[ActionRow]] = relationship(
         back_populates="incident", order_by="ActionRow.id"
     )
+    shared: Mapped[SharedFaultRow | None] = relationship(back_populates="incidents")
 
 
 class IncidentJobRow(Base):
@@ -253,3 +257,27 @@ class BreakerRow(Base):
     held_back: Mapped[int] = mapped_column(Integer, default=0)  # drains held back since
     reset_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     reset_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class SharedFaultRow(Base):
+    """Nodes under one component (a switch, a rack, a power domain) failing alike at
+    once: one incident on the component, the nodes' incidents under it. Resolved when
+    the last of them is, or when a larger component's takes its nodes over."""
+
+    __tablename__ = "shared_faults"
+    __table_args__ = (Index(None, "component", "category", "resolved_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # switch, rack, power
+    component: Mapped[str] = mapped_column(String(128))
+    category: Mapped[Category] = mapped_column(StrEnumType(Category))
+    size: Mapped[int] = mapped_column(Integer)  # nodes under the component
+    nodes: Mapped[list[str]] = mapped_column(JSON)  # the nodes that failed, sorted
+    why: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    merged_into: Mapped[int | None] = mapped_column(Integer)  # a larger component's, later
+
+    incidents: Mapped[list[IncidentRow]] = relationship(
+        back_populates="shared", order_by="IncidentRow.id"
+    )

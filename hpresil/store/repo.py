@@ -12,6 +12,7 @@ from typing import Any, Literal, cast
 from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from hpresil.store import shared
 from hpresil.store.models import (
     OPEN,
     RESOLVED,
@@ -149,7 +150,11 @@ def incidents(
     """Incidents, oldest first; ``details`` loads their jobs and actions too."""
     query = select(IncidentRow)
     if details:
-        query = query.options(selectinload(IncidentRow.jobs), selectinload(IncidentRow.actions))
+        query = query.options(
+            selectinload(IncidentRow.jobs),
+            selectinload(IncidentRow.actions),
+            selectinload(IncidentRow.shared),
+        )
     if status != "all":
         query = query.where(IncidentRow.status == status)
     if node is not None:
@@ -161,7 +166,11 @@ def incident(s: Session, incident_id: int) -> IncidentRow | None:
     return s.get(
         IncidentRow,
         incident_id,
-        options=[selectinload(IncidentRow.jobs), selectinload(IncidentRow.actions)],
+        options=[
+            selectinload(IncidentRow.jobs),
+            selectinload(IncidentRow.actions),
+            selectinload(IncidentRow.shared),
+        ],
     )
 
 
@@ -214,6 +223,8 @@ def resolve(s: Session, row: IncidentRow, now: datetime) -> None:
         action.status = ActionStatus.SKIPPED
         action.error = "incident resolved before the action ran"
         action.done_at = now
+    if row.shared is not None:
+        shared.close_if_done(s, row.shared, now)  # the component's, once its last node's is
 
 
 def awaiting_restart(s: Session, since: datetime) -> Sequence[IncidentJobRow]:

@@ -89,6 +89,8 @@ def test_openapi_and_healthz_need_no_token(client: TestClient) -> None:
         "/v1/nodes/{node}/resume",
         "/v1/incidents",
         "/v1/incidents/{incident_id}",
+        "/v1/shared-faults",
+        "/v1/shared-faults/{fault_id}",
         "/v1/stats/mttf",
         "/v1/burnin/median",
         "/v1/jobs",

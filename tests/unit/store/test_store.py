@@ -45,7 +45,7 @@ def test_the_migration_builds_exactly_the_models(any_store: Store) -> None:
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0003"
+        assert context.get_current_revision() == "0004"
     assert set(inspect(store.engine).get_table_names()) == {
         "alembic_version",
         "nodes",
@@ -56,6 +56,7 @@ def test_the_migration_builds_exactly_the_models(any_store: Store) -> None:
         "jobs",
         "job_interruptions",
         "breakers",
+        "shared_faults",
     }
 
 
