@@ -271,17 +271,34 @@ def apply(
     incident.action = decision.action
     s.flush()
     if current is None and fabric is not None:
-        found = shared.attribute(s, incident, fabric.current, fabric.cfg, now)
-        if found is not None and found.opened and jobs.webhook_url:
-            alert = found.alert(now)
-            why = policy.clip(f"shared_fault: {found.row.why}", 500)
-            repo.add_action(
-                s, kind="notify", target=node, why=why, now=now, incident=incident, payload=alert
-            )
+        _attribute(s, incident, fabric, now, jobs)
     if decision.drain:
         _drain(s, incident, decision, now, cfg, jobs)
     log.info("%s: incident #%d: %s", node, incident.id, decision.why)
     return incident
+
+
+def _attribute(
+    s: Session, incident: IncidentRow, fabric: Fabric, now: datetime, jobs: JobsConfig
+) -> None:
+    """Put a new incident down to a shared component if one explains it; a webhook
+    event when that opens a shared incident (none while the category's breaker is
+    tripped: a misfire everywhere would open one per switch)."""
+    found = shared.attribute(s, incident, fabric.current, fabric.cfg, now)
+    if found is None or not found.opened or not jobs.webhook_url:
+        return
+    if limits.breaker_tripped(s, incident.category):
+        return
+    why = policy.clip(f"shared_fault: {found.row.why}", 500)
+    repo.add_action(
+        s,
+        kind="notify",
+        target=incident.node,
+        why=why,
+        now=now,
+        incident=incident,
+        payload=found.alert(now),
+    )
 
 
 def _drain(

@@ -7,7 +7,9 @@ the incident counts itself). In order:
 1. **shadow mode**: every drain is held back ("would drain"), nothing in Slurm;
 2. **the breaker** of the drain's category: tripped, or tripping now because the
    category hit more than ``breaker_nodes`` nodes within ``breaker_window_s``: held
-   back, one fleet alert when it trips, until an operator resets it;
+   back, one fleet alert when it trips, until an operator resets it. The nodes of one
+   shared component (:mod:`hpresil.controller.shared`) count once while it is the
+   only one (:func:`breaker_count`);
 3. **the cap**: with ``allowed_out`` nodes already out because of hpresil, held back
    (an alert when the first is held back in an hour); a fault in ``never_wait`` still
    has its jobs requeued (``requeue_node``), the node left in service.
@@ -88,7 +90,9 @@ def _breaker(
             f"(`hpresil breaker reset {category.value}` once the cause is found)"
         )
         return Allowance(False, "breaker", why)
-    hit = ledger.nodes_hit(s, category, now - timedelta(seconds=limits.breaker_window_s))
+    hit = breaker_count(
+        ledger.nodes_hit(s, category, now - timedelta(seconds=limits.breaker_window_s))
+    )
     if len(hit) <= limits.breaker_nodes:
         return None
     why = (
@@ -107,6 +111,17 @@ def _breaker(
         "at": now.isoformat(),
     }
     return Allowance(False, "breaker", f"breaker tripped: {why}", alert=alert)
+
+
+def breaker_count(hit: dict[str, str | None]) -> set[str]:
+    """What the breaker counts of the nodes ``hit``: each node, except that the nodes
+    put down to one shared component count once, as it, while it is the only one (one
+    switch dying is one thing gone wrong; several components at once, every node counts
+    again: that is the environment or the check)."""
+    components = {c for c in hit.values() if c is not None}
+    if len(components) > 1:
+        return set(hit)
+    return {node if component is None else component for node, component in hit.items()}
 
 
 def _cap(
@@ -136,6 +151,11 @@ def _cap(
         log.debug("%s: drain held back: %s", node, why)
     requeue_only = requeue and category in limits.never_wait
     return Allowance(False, "capped", why, requeue_only=requeue_only, alert=alert)
+
+
+def breaker_tripped(s: Session, category: Category) -> bool:
+    """Whether the breaker of ``category`` is tripped now (its alerts said enough)."""
+    return ledger.tripped(s, category) is not None
 
 
 def only_recorded(incident: IncidentRow) -> bool:

@@ -31,6 +31,7 @@ from hpresil.config.topology import TopologyConfig
 from hpresil.controller.topology import Component, Topology
 from hpresil.store import shared as ledger
 from hpresil.store.models import IncidentRow, SharedFaultRow
+from hpresil.vocab import Category
 
 log = logging.getLogger(__name__)
 
@@ -60,32 +61,31 @@ def attribute(
     if incident.job_id is not None or not incident.category.is_hardware:
         return None
     since = now - timedelta(seconds=cfg.window_s)
-    best: tuple[tuple[int, int], Component, list[IncidentRow]] | None = None
+    best: tuple[tuple[int, int], Component, set[str]] | None = None
     for component in topology.containing(incident.node):
         if incident.category not in cfg.categories(component.kind):
             continue
-        peers = list(ledger.failing(s, component.nodes, incident.category, since))
-        failed = {i.node for i in peers}
+        failed = ledger.failing(s, component.nodes, incident.category, since)
         if len(failed) < cfg.min_nodes or len(failed) < cfg.min_share * len(component.nodes):
             continue
         rank = (len(failed), -len(component.nodes))
         if best is None or rank > best[0]:
-            best = (rank, component, peers)
+            best = (rank, component, failed)
     if best is None:
         return None
-    _, component, peers = best
-    return _take(s, component, peers, incident, cfg, now)
+    _, component, failed = best
+    return _take(s, component, failed, incident.category, cfg, since, now)
 
 
 def _take(
     s: Session,
     component: Component,
-    peers: list[IncidentRow],
-    incident: IncidentRow,
+    failed: set[str],
+    category: Category,
     cfg: TopologyConfig,
+    since: datetime,
     now: datetime,
 ) -> Attributed:
-    category = incident.category
     open_ones = ledger.open_faults(s, category)
     row = next(
         (r for r in open_ones if (r.kind, r.component) == (component.kind, component.name)), None
@@ -93,28 +93,19 @@ def _take(
     opened = row is None
     if row is None:
         why = (
-            f"{category.value} on {len({i.node for i in peers})} of the "
-            f"{len(component.nodes)} nodes under {component.label} within {cfg.window_s:g} s"
+            f"{category.value} on {len(failed)} of the {len(component.nodes)} nodes "
+            f"under {component.label} within {cfg.window_s:g} s"
         )
         row = ledger.open_fault(
-            s,
-            component.kind,
-            component.name,
-            category,
-            [],
-            why,
-            size=len(component.nodes),
-            now=now,
+            s, component.kind, component.name, category, [], why, size=len(component.nodes), now=now
         )
         log.error("shared fault #%d: %s", row.id, why)
     for smaller in open_ones:
         if smaller.id != row.id and set(smaller.nodes) <= component.nodes:
-            for moved in list(smaller.incidents):
-                moved.shared = row
-            smaller.merged_into, smaller.resolved_at = row.id, now
+            ledger.merge(s, smaller, row, now)
             log.info("shared fault #%d merged into #%d (%s)", smaller.id, row.id, component.label)
-    for peer in peers:
-        peer.shared = row
-    row.nodes = sorted({*row.nodes, *(i.node for i in peers)})
+    ledger.attach(s, row, component.nodes, category, since)
+    if not failed <= set(row.nodes):
+        row.nodes = sorted({*row.nodes, *failed})
     s.flush()
     return Attributed(row, opened)

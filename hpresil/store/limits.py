@@ -35,10 +35,9 @@ def nodes_out(s: Session) -> set[str]:
     return set(s.scalars(query))
 
 
-def nodes_hit(s: Session, category: Category, since: datetime) -> set[str]:
-    """Nodes with an incident of ``category`` detected since ``since``; the nodes
-    whose incidents are put down to one shared component count once, as it
-    (``"switch leaf1"``): one switch failing is one thing gone wrong, not many."""
+def nodes_hit(s: Session, category: Category, since: datetime) -> dict[str, str | None]:
+    """Nodes with an incident of ``category`` detected since ``since``, each with the
+    shared component it is put down to (``"switch leaf1"``), if any."""
     query = (
         select(IncidentRow.node, SharedFaultRow.kind, SharedFaultRow.component)
         .outerjoin(SharedFaultRow, IncidentRow.shared_id == SharedFaultRow.id)
@@ -49,10 +48,11 @@ def nodes_hit(s: Session, category: Category, since: datetime) -> set[str]:
         )
         .distinct()
     )
-    return {
-        node if kind is None else f"{kind} {component}"
-        for node, kind, component in s.execute(query)
-    }
+    hit: dict[str, str | None] = {}
+    for node, kind, component in s.execute(query):
+        if hit.get(node) is None:
+            hit[node] = None if kind is None else f"{kind} {component}"
+    return hit
 
 
 def fleet_size(s: Session) -> int:

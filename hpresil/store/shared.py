@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from hpresil.store.models import IncidentRow, SharedFaultRow
@@ -16,18 +17,37 @@ from hpresil.vocab import Category
 OPEN = "open"
 
 
-def failing(
-    s: Session, nodes: Collection[str], category: Category, since: datetime
-) -> Sequence[IncidentRow]:
-    """Open node incidents of ``category`` on ``nodes`` detected since ``since``."""
-    query = select(IncidentRow).where(
+def _failing(nodes: Collection[str], category: Category, since: datetime) -> list[Any]:
+    return [
         IncidentRow.status == OPEN,
         IncidentRow.job_id.is_(None),
         IncidentRow.category == category,
         IncidentRow.detected_at >= since,
         IncidentRow.node.in_(sorted(nodes)),
-    )
-    return s.scalars(query.order_by(IncidentRow.id)).all()
+    ]
+
+
+def failing(s: Session, nodes: Collection[str], category: Category, since: datetime) -> set[str]:
+    """Nodes of ``nodes`` with an open incident of ``category`` detected since ``since``."""
+    query = select(IncidentRow.node).where(*_failing(nodes, category, since)).distinct()
+    return set(s.scalars(query))
+
+
+def attach(
+    s: Session, row: SharedFaultRow, nodes: Collection[str], category: Category, since: datetime
+) -> None:
+    """Put the incidents :func:`failing` finds on ``nodes`` under ``row``, and those of
+    the open shared incidents it takes over (one UPDATE each, no rows loaded)."""
+    others = or_(IncidentRow.shared_id.is_(None), IncidentRow.shared_id != row.id)
+    where = [*_failing(nodes, category, since), others]
+    s.execute(update(IncidentRow).where(*where).values(shared_id=row.id))
+
+
+def merge(s: Session, smaller: SharedFaultRow, into: SharedFaultRow, now: datetime) -> None:
+    """``into`` takes over ``smaller``'s incidents; ``smaller`` is resolved as merged."""
+    query = update(IncidentRow).where(IncidentRow.shared_id == smaller.id)
+    s.execute(query.values(shared_id=into.id))
+    smaller.merged_into, smaller.resolved_at = into.id, now
 
 
 def open_faults(s: Session, category: Category) -> Sequence[SharedFaultRow]:

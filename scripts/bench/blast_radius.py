@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,18 +43,33 @@ from sqlalchemy import select  # noqa: E402
 from hpresil.config import JobsConfig, PolicyConfig  # noqa: E402
 from hpresil.config.limits import LimitsConfig  # noqa: E402
 from hpresil.controller.ingest import Ingest  # noqa: E402
+from hpresil.controller.topology import Fabric  # noqa: E402
 from hpresil.store import Store, repo  # noqa: E402
-from hpresil.store.models import ActionRow, BreakerRow  # noqa: E402
+from hpresil.store.models import ActionRow, BreakerRow, IncidentRow, SharedFaultRow  # noqa: E402
+from hpresil.vocab import CheckResult  # noqa: E402
 from tests.unit.controller.fakes import report, xid79  # noqa: E402
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
-def one_run(nodes: int, limits: LimitsConfig) -> dict[str, Any]:
+def node_names(nodes: int) -> list[str]:
+    return [f"gpu{i:05d}" for i in range(nodes)]
+
+
+def one_run(
+    nodes: int,
+    limits: LimitsConfig,
+    *,
+    fault: Callable[[], CheckResult] = xid79,
+    reporting: Sequence[str] | None = None,
+    fabric: Fabric | None = None,
+) -> dict[str, Any]:
+    """``reporting`` (default: every node, in order) each send one report of ``fault``
+    to a controller that knows ``nodes`` nodes (and the shared components of ``fabric``)."""
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(f"sqlite:///{tmp}/hpresil.db")
         store.migrate()
-        names = [f"gpu{i:05d}" for i in range(nodes)]
+        names = node_names(nodes)
         with store.write() as s:  # the fleet, as reconcile records Slurm's nodes
             for name in names:
                 repo.ensure_node(s, name, T0)
@@ -65,10 +81,11 @@ def one_run(nodes: int, limits: LimitsConfig) -> dict[str, Any]:
 
         policy = PolicyConfig(expedite_requeue=False, limits=limits)
         jobs = JobsConfig(webhook_url="http://127.0.0.1:9/alerts")
-        ingest = Ingest(store, policy, clock, lambda: None, jobs)
+        ingest = Ingest(store, policy, clock, lambda: None, jobs, fabric=fabric)
+        sending = names if reporting is None else reporting
         cpu0 = time.process_time()
-        for name in names:
-            ingest(report(name, xid79()))
+        for name in sending:
+            ingest(report(name, fault()))
         cpu = time.process_time() - cpu0
         with store.read() as s:
             acts = s.scalars(select(ActionRow)).all()
@@ -76,16 +93,22 @@ def one_run(nodes: int, limits: LimitsConfig) -> dict[str, Any]:
             alerts = sum(1 for a in acts if a.kind == "notify")
             requeue_only = sum(1 for a in acts if a.kind == "requeue_node")
             breakers = len(s.scalars(select(BreakerRow)).all())
+            shared = len(s.scalars(select(SharedFaultRow)).all())
+            incidents = s.scalars(select(IncidentRow)).all()
+            failures = sum(1 for i in incidents if i.shared_id is None and i.job_id is None)
         store.close()
     return {
         "nodes": nodes,
+        "reporting": len(sending),
+        "shared_incidents": shared,
+        "node_failures_in_mttf": failures,
         "drained": drains.get("queued", 0),
         "held_back_capped": drains.get("capped", 0),
         "held_back_breaker": drains.get("breaker", 0),
         "jobs_requeued_without_drain_actions": requeue_only,
         "breakers_tripped": breakers,
         "alerts": alerts,
-        "cpu_s_per_1000_reports": round(cpu / nodes * 1000, 3),
+        "cpu_s_per_1000_reports": round(cpu / len(sending) * 1000, 3),
     }
 
 

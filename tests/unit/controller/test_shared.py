@@ -188,6 +188,17 @@ def test_the_breaker_counts_a_switch_once(client: TestClient, executor: Executor
     assert all(incident(client, n)["drained_at"] for n in ("node1", "node2"))
 
 
+@pytest.mark.policy(limits=LimitsConfig(max_out_pct=100, breaker_nodes=3))
+def test_two_components_at_once_count_every_node_again(client: TestClient) -> None:
+    for node in NODES[:3]:  # leaf1, and one node of leaf2: 2 units
+        post(client, node, ib_down())
+    assert client.get("/v1/breakers").json() == []
+    post(client, "node4", ib_down())  # leaf2 too: two switches at once is no one switch
+    (breaker,) = client.get("/v1/breakers").json()
+    assert breaker["nodes"] == list(NODES)
+    assert [f["component"] for f in shared(client)] == ["leaf2", "leaf1"]
+
+
 @pytest.mark.fabric(None)
 @pytest.mark.policy(limits=LimitsConfig(max_out_pct=100, breaker_nodes=1))
 def test_without_the_topology_the_same_faults_trip_the_breaker(client: TestClient) -> None:
@@ -225,6 +236,21 @@ def test_opening_a_shared_incident_alerts_once(client: TestClient) -> None:
     assert notes == [
         ("node2", "shared_fault: ib_network on 2 of the 2 nodes under switch leaf1 within 600 s")
     ]
+
+
+@pytest.mark.policy(limits=LimitsConfig(max_out_pct=100, breaker_nodes=1))
+def test_no_shared_alert_while_the_breaker_of_its_category_is_tripped(client: TestClient) -> None:
+    post(client, "node1", ib_down())
+    post(client, "node3", ib_down())  # two lone nodes: the breaker trips
+    post(client, "node2", ib_down())  # leaf1 now, but the breaker has said enough
+    assert [f["component"] for f in shared(client)] == ["leaf1"]
+    alerts = [
+        a["why"].split(":")[0]
+        for n in ("node1", "node2", "node3")
+        for a in incident(client, n)["actions"]
+        if a["kind"] == "notify"
+    ]
+    assert alerts == ["breaker_tripped"]
 
 
 RACKS = TopologyConfig(switches="none", racks={"r1": "node[1-2]"}, min_share=1.0)
