@@ -125,6 +125,13 @@ class History:
     stored: dict[int, IncidentRow]  # hpresil's node incidents, by id
     by_node: dict[str, list[IncidentRow]]  # the same per node, oldest first
 
+    def shared(self, stored_id: int | None) -> str | None:
+        """The component hpresil put a stored incident down to (``"switch leaf1"``):
+        the topology is not replayed, its attribution is taken as stored."""
+        row = self.stored.get(stored_id) if stored_id is not None else None
+        common = row.shared if row is not None else None
+        return None if common is None else f"{common.kind} {common.component}"
+
     @classmethod
     def of(
         cls,
@@ -327,7 +334,10 @@ class Ledger:
             return "breaker", False
         hit = self._hit[inc.category]
         start = bisect.bisect_left(hit, now - timedelta(seconds=cfg.breaker_window_s), key=_when)
-        if len({i.node for i in hit[start:]}) > cfg.breaker_nodes:
+        nodes: dict[str, str | None] = {}
+        for i in hit[start:]:
+            nodes[i.node] = nodes.get(i.node) or self.history.shared(i.stored_id)
+        if len(limits.breaker_count(nodes)) > cfg.breaker_nodes:
             self.tripped.add(inc.category)
             self.trips += 1
             return "breaker", False

@@ -81,11 +81,11 @@ def oldest_report(s: Session) -> datetime | None:
 
 
 def incidents_since(s: Session, horizon: datetime) -> Sequence[IncidentRow]:
-    """Incidents detected since ``horizon`` or still open then, with their actions,
-    oldest first."""
+    """Incidents detected since ``horizon`` or still open then, with their actions and
+    shared incidents, oldest first."""
     query = (
         select(IncidentRow)
-        .options(selectinload(IncidentRow.actions))
+        .options(selectinload(IncidentRow.actions), selectinload(IncidentRow.shared))
         .where(
             or_(
                 IncidentRow.detected_at >= horizon,

@@ -18,6 +18,7 @@ from hpresil.config.limits import LimitsConfig
 from hpresil.controller import limits, replay
 from hpresil.controller.ingest import Ingest
 from hpresil.controller.operator import Operator
+from hpresil.controller.topology import Component, Fabric
 from hpresil.store import Store, repo
 from hpresil.store.models import ReportRow
 from hpresil.vocab import Action, Category, CheckResult, Status
@@ -204,3 +205,18 @@ def test_it_starts_at_the_oldest_report_kept(store: Store) -> None:
     found = replayed(store, WIDE)
     assert found.since == T0 + timedelta(seconds=30)
     assert found.differences == [] and found.judged == 3
+
+
+def test_the_breaker_counts_a_shared_component_once_as_it_was_stored(store: Store) -> None:
+    """Two nodes under one switch losing InfiniBand: stored as one shared incident, both
+    drained under ``breaker_nodes = 1``; the replay takes the attribution as stored."""
+    cfg = WIDE.model_copy(update={"limits": LimitsConfig(max_out_pct=100, breaker_nodes=1)})
+    leaf = Fabric.fixed([Component("switch", "leaf1", frozenset({"n1", "n2"}))])
+    clock = FakeClock(T0)
+    ingest = Ingest(store, cfg, clock, lambda: None, fabric=leaf)
+    ib = result(Status.FAIL, Action.DRAIN, Category.IB_NETWORK, check="ib", index=None)
+    for second, node in ((10, "n1"), (20, "n2")):
+        clock.now = T0 + timedelta(seconds=second)
+        ingest(report(node, ib))
+    found = replayed(store, cfg)
+    assert found.differences == [] and found.drained_stored == found.drained_replayed == 2
