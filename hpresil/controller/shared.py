@@ -74,19 +74,23 @@ def attribute(
     if best is None:
         return None
     _, component, failed = best
-    return _take(s, component, failed, incident.category, cfg, since, now)
+    inner = {(c.kind, c.name) for c in topology.within(component)}
+    return _take(s, component, inner, failed, incident.category, cfg, since, now)
 
 
 def _take(
     s: Session,
     component: Component,
+    inner: set[tuple[str, str]],
     failed: set[str],
     category: Category,
     cfg: TopologyConfig,
     since: datetime,
     now: datetime,
 ) -> Attributed:
-    open_ones = ledger.open_faults(s, category)
+    """``component``'s shared incident takes the incidents of ``failed`` and the open
+    shared incidents of the components ``inner`` to it."""
+    open_ones = ledger.open_faults(s, category, inner)
     row = next(
         (r for r in open_ones if (r.kind, r.component) == (component.kind, component.name)), None
     )
@@ -101,7 +105,7 @@ def _take(
         )
         log.error("shared fault #%d: %s", row.id, why)
     for smaller in open_ones:
-        if smaller.id != row.id and set(smaller.nodes) <= component.nodes:
+        if smaller.id != row.id:
             ledger.merge(s, smaller, row, now)
             log.info("shared fault #%d merged into #%d (%s)", smaller.id, row.id, component.label)
     ledger.attach(s, row, component.nodes, category, since)

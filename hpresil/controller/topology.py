@@ -40,6 +40,7 @@ class Component:
 class Topology:
     components: tuple[Component, ...] = ()
     _by_node: Mapping[str, tuple[Component, ...]] = field(default_factory=dict, compare=False)
+    _within: dict[Component, tuple[Component, ...]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, components: Iterable[Component]) -> Topology:
@@ -53,6 +54,15 @@ class Topology:
     def containing(self, node: str) -> tuple[Component, ...]:
         """The components ``node`` is under, in the order they were named."""
         return self._by_node.get(node, ())
+
+    def within(self, outer: Component) -> tuple[Component, ...]:
+        """The components whose nodes are all under ``outer``, ``outer`` included."""
+        found = self._within.get(outer)
+        if found is None:
+            candidates = {c for node in outer.nodes for c in self.containing(node)}
+            found = tuple(c for c in candidates if c.nodes <= outer.nodes)
+            self._within[outer] = found
+        return found
 
 
 def configured(cfg: TopologyConfig) -> list[Component]:

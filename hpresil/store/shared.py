@@ -50,12 +50,18 @@ def merge(s: Session, smaller: SharedFaultRow, into: SharedFaultRow, now: dateti
     smaller.merged_into, smaller.resolved_at = into.id, now
 
 
-def open_faults(s: Session, category: Category) -> Sequence[SharedFaultRow]:
-    """Open shared incidents of ``category``, oldest first."""
+def open_faults(
+    s: Session, category: Category, components: Collection[tuple[str, str]]
+) -> Sequence[SharedFaultRow]:
+    """Open shared incidents of ``category`` on ``components`` (kind, name), oldest first."""
+    names = sorted({name for _, name in components})
     query = select(SharedFaultRow).where(
-        SharedFaultRow.category == category, SharedFaultRow.resolved_at.is_(None)
+        SharedFaultRow.category == category,
+        SharedFaultRow.resolved_at.is_(None),
+        SharedFaultRow.component.in_(names),
     )
-    return s.scalars(query.order_by(SharedFaultRow.id)).all()
+    found = s.scalars(query.order_by(SharedFaultRow.id)).all()
+    return [row for row in found if (row.kind, row.component) in components]
 
 
 def open_fault(
