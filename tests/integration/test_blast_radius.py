@@ -80,10 +80,12 @@ def test_past_the_cap_a_drain_waits_for_room(clean_lab: Lab) -> None:
         assert last["status"] == "done" and last["why"].endswith("the cap has room again")
 
 
-def test_one_category_on_too_many_nodes_trips_the_breaker(clean_lab: Lab) -> None:
+def test_one_category_on_every_node_trips_the_breaker_once(clean_lab: Lab) -> None:
+    """The same fault on 100 % of the lab's nodes: two drained, the third trips the
+    breaker, the fourth is held by it; one breaker, one alert."""
     lab = clean_lab
     nodes = ("node1", "node2", "node3")
-    before = {n: quiet(lab, n) for n in nodes}
+    before = {n: quiet(lab, n) for n in (*nodes, "node4")}
     toml = "[policy.limits]\nbreaker_nodes = 2\nbreaker_window_s = 60.0"
     _quiet_category(lab, "gpu_lost_pcie", 60.0)
     with _policy(lab, toml) as hook:
@@ -95,12 +97,20 @@ def test_one_category_on_too_many_nodes_trips_the_breaker(clean_lab: Lab) -> Non
         assert "gpu_lost_pcie on 3 nodes within 60 s" in held["why"]
         (breaker,) = json.loads(hpresil(lab, "breaker", "status", "--json"))
         assert breaker["category"] == "gpu_lost_pcie" and breaker["nodes"] == list(nodes)
+        inject_xid79(lab, "node4")
+        assert (
+            "breaker open on gpu_lost_pcie"
+            in _held_back(lab, "node4", before["node4"], "breaker")["why"]
+        )
         wait_for("the alert", lambda: hook.events, 30, 0.2)
-        assert hook.events[0]["event"] == "breaker_tripped"
-        assert hook.events[0]["nodes"] == list(nodes)
+        (alert,) = hook.events
+        assert alert["event"] == "breaker_tripped" and alert["nodes"] == list(nodes)
+        (breaker,) = json.loads(hpresil(lab, "breaker", "status", "--json"))
+        assert breaker["held_back"] == 2
         assert "breaker reset" in hpresil(lab, "breaker", "reset", "gpu_lost_pcie")
         assert json.loads(hpresil(lab, "breaker", "status", "--json")) == []
-        hpresil(lab, "drain", "node3", "--reason", "checked by hand after the breaker")
+        for node in ("node3", "node4"):
+            hpresil(lab, "drain", node, "--reason", "checked by hand after the breaker")
 
 
 def test_shadow_mode_records_the_drain_and_leaves_slurm_alone(clean_lab: Lab) -> None:
