@@ -61,35 +61,36 @@ def attribute(
     if incident.job_id is not None or not incident.category.is_hardware:
         return None
     since = now - timedelta(seconds=cfg.window_s)
-    best: tuple[tuple[int, int], Component, set[str]] | None = None
+    best: tuple[tuple[int, int], Component, dict[int, str]] | None = None
     for component in topology.containing(incident.node):
         if incident.category not in cfg.categories(component.kind):
             continue
-        failed = ledger.failing(s, component.nodes, incident.category, since)
-        if len(failed) < cfg.min_nodes or len(failed) < cfg.min_share * len(component.nodes):
+        failing = ledger.failing(s, component.nodes, incident.category, since)
+        failed = len(set(failing.values()))
+        if failed < cfg.min_nodes or failed < cfg.min_share * len(component.nodes):
             continue
-        rank = (len(failed), -len(component.nodes))
+        rank = (failed, -len(component.nodes))
         if best is None or rank > best[0]:
-            best = (rank, component, failed)
+            best = (rank, component, failing)
     if best is None:
         return None
-    _, component, failed = best
+    _, component, failing = best
     inner = {(c.kind, c.name) for c in topology.within(component)}
-    return _take(s, component, inner, failed, incident.category, cfg, since, now)
+    return _take(s, component, inner, failing, incident.category, cfg, now)
 
 
 def _take(
     s: Session,
     component: Component,
     inner: set[tuple[str, str]],
-    failed: set[str],
+    failing: dict[int, str],
     category: Category,
     cfg: TopologyConfig,
-    since: datetime,
     now: datetime,
 ) -> Attributed:
-    """``component``'s shared incident takes the incidents of ``failed`` and the open
-    shared incidents of the components ``inner`` to it."""
+    """``component``'s shared incident takes the incidents ``failing`` (id -> node) and
+    the open shared incidents of the components ``inner`` to it."""
+    failed = set(failing.values())
     open_ones = ledger.open_faults(s, category, inner)
     row = next(
         (r for r in open_ones if (r.kind, r.component) == (component.kind, component.name)), None
@@ -108,7 +109,7 @@ def _take(
         if smaller.id != row.id:
             ledger.merge(s, smaller, row, now)
             log.info("shared fault #%d merged into #%d (%s)", smaller.id, row.id, component.label)
-    ledger.attach(s, row, component.nodes, category, since)
+    ledger.attach(s, row, failing)
     if not failed <= set(row.nodes):
         row.nodes = sorted({*row.nodes, *failed})
     s.flush()

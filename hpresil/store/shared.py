@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -17,30 +16,31 @@ from hpresil.vocab import Category
 OPEN = "open"
 
 
-def _failing(nodes: Collection[str], category: Category, since: datetime) -> list[Any]:
-    return [
+def failing(
+    s: Session, nodes: Collection[str], category: Category, since: datetime
+) -> dict[int, str]:
+    """The open node incidents of ``category`` on ``nodes`` detected since ``since``:
+    id -> node. Looked up by node (a node has at most one open incident), so the cost
+    is the component's size, not the number of open incidents of the category."""
+    query = select(
+        IncidentRow.id, IncidentRow.node, IncidentRow.category, IncidentRow.detected_at
+    ).where(
+        IncidentRow.node.in_(sorted(nodes)),
         IncidentRow.status == OPEN,
         IncidentRow.job_id.is_(None),
-        IncidentRow.category == category,
-        IncidentRow.detected_at >= since,
-        IncidentRow.node.in_(sorted(nodes)),
-    ]
+    )
+    return {
+        id_: node
+        for id_, node, found, detected_at in s.execute(query)
+        if found == category and detected_at >= since
+    }
 
 
-def failing(s: Session, nodes: Collection[str], category: Category, since: datetime) -> set[str]:
-    """Nodes of ``nodes`` with an open incident of ``category`` detected since ``since``."""
-    query = select(IncidentRow.node).where(*_failing(nodes, category, since)).distinct()
-    return set(s.scalars(query))
-
-
-def attach(
-    s: Session, row: SharedFaultRow, nodes: Collection[str], category: Category, since: datetime
-) -> None:
-    """Put the incidents :func:`failing` finds on ``nodes`` under ``row``, and those of
-    the open shared incidents it takes over (one UPDATE each, no rows loaded)."""
+def attach(s: Session, row: SharedFaultRow, incidents: Collection[int]) -> None:
+    """Put ``incidents`` under ``row`` (one UPDATE, no rows loaded)."""
     others = or_(IncidentRow.shared_id.is_(None), IncidentRow.shared_id != row.id)
-    where = [*_failing(nodes, category, since), others]
-    s.execute(update(IncidentRow).where(*where).values(shared_id=row.id))
+    query = update(IncidentRow).where(IncidentRow.id.in_(sorted(incidents)), others)
+    s.execute(query.values(shared_id=row.id))
 
 
 def merge(s: Session, smaller: SharedFaultRow, into: SharedFaultRow, now: datetime) -> None:
