@@ -19,6 +19,7 @@ from hpresil.controller.policy import clip
 from hpresil.controller.reconcile import sync_node
 from hpresil.errors import SlurmError
 from hpresil.store import Clock, Store, repo
+from hpresil.store.models import NodeRow
 from hpresil.vocab import Action, Category
 from hpresil.vocab.actions import ActionStatus, DrainOutcome, ResumeOutcome
 
@@ -105,7 +106,8 @@ class Operator:
             log.warning("could not refresh %s from slurm: %s", name, exc)
             return
         with self._store.write() as s:
-            sync_node(s, node, self._slurm.owns(node), self._clock())
+            row = s.get(NodeRow, name)
+            sync_node(s, row, node, self._slurm.owns(node), self._clock())
 
 
 def _not_ours(node: SlurmNode) -> str:

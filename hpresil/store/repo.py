@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import CursorResult, delete, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from hpresil.store import shared
 from hpresil.store.models import (
@@ -33,14 +33,25 @@ StatusFilter = Literal["open", "resolved", "all"]
 def ensure_node(s: Session, name: str, now: datetime) -> NodeRow:
     """The node's row, created (first seen ``now``) if hpresil never saw it."""
     node = s.get(NodeRow, name)
-    if node is None:
-        node = NodeRow(name=name, first_seen_at=now, drained_by_hpresil=False)
-        s.add(node)
+    return add_node(s, name, now) if node is None else node
+
+
+def add_node(s: Session, name: str, now: datetime) -> NodeRow:
+    """A row for a node hpresil never saw (first seen ``now``)."""
+    node = NodeRow(name=name, first_seen_at=now, drained_by_hpresil=False)
+    s.add(node)
     return node
 
 
 def nodes(s: Session) -> Sequence[NodeRow]:
     return s.scalars(select(NodeRow)).all()
+
+
+def nodes_by_name(s: Session) -> dict[str, NodeRow]:
+    """Every node's row, in one query, without its latest results (the reconcile
+    pass: a real node's are tens of kilobytes)."""
+    query = select(NodeRow).options(defer(NodeRow.last_results))
+    return {row.name: row for row in s.scalars(query)}
 
 
 def report_seen(s: Session, report_id: str) -> bool:
