@@ -23,8 +23,8 @@ on the fleet:
 Beside them, the same number of ``genuine`` reports (node2's key, its own healthy
 report), which must all be taken. Afterwards, from the ledger and Slurm: incidents
 opened, nodes drained, node2's stored sequence number and the impostors' reports
-stored (each report's id says whose it is), all of which must be zero (or untouched). Prints the counts per attack and writes
-scripts/bench/results/impostors.json.
+stored (each report's id says whose it is), all of which must be zero (or
+untouched). Prints the counts per attack and writes scripts/bench/results/impostors.json.
 """
 
 from __future__ import annotations
