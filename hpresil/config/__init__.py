@@ -69,6 +69,10 @@ class ControllerConfig(_Section):
     token_file: Path = Path("/etc/hpresil/token")
     request_timeout_s: float = Field(default=5.0, gt=0)
     reconcile_interval_s: float = Field(default=5.0, gt=0)
+    # Replicas on one PostgreSQL: the one holding the leader lock runs the executor and
+    # the reconciler. Each checks its lock (a follower tries for it) this often: another
+    # takes over about this long after the leader is killed (hpresil.controller.leader)
+    leader_check_s: float = Field(default=2.0, gt=0)
     stale_after_s: float = Field(default=60.0, gt=0)  # no report for this long: node stale
     report_retention_days: int = Field(default=30, ge=1)
     # how far ahead of the controller's clock an agent's sent_at/observed_at may be

@@ -157,8 +157,11 @@ v1 = APIRouter(prefix="/v1")
 
 
 @public.get("/healthz")
-def healthz() -> dict[str, bool]:
-    return {"ok": True}
+def healthz(request: Request) -> dict[str, bool]:
+    """Answers while the API serves, on every replica; ``leader``: whether this one runs
+    the executor and the reconcile loop (of the controllers on one database, one does)."""
+    leads = getattr(request.app.state, "leads", None)  # set by the controller's service
+    return {"ok": True} if leads is None else {"ok": True, "leader": bool(leads())}
 
 
 @v1.post("/reports")

@@ -28,7 +28,8 @@ slurmctld" answers are such failures (:class:`~hpresil.errors.SlurmUnavailable`)
 retried drain or requeue is not applied twice: a node already drained by hpresil is
 left as is, a job no longer running is not requeued. No database transaction is held
 while Slurm is called. Pending actions are in the database, so a restarted controller
-picks them up.
+(or the replica that leads next) picks them up. Before each action the executor asks
+``leads`` (:meth:`hpresil.controller.leader.Leader.confirm`); answered no, it stops.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class Executor:
         clock: Clock = utcnow,
         backoff: Backoff = Backoff(),
         idle_s: float = 30.0,
+        leads: Callable[[], bool] = lambda: True,  # asked before each action (leader.py)
     ) -> None:
         self._store = store
         self._slurm = slurm
@@ -106,6 +108,7 @@ class Executor:
         self._clock = clock
         self._backoff = backoff
         self._idle_s = idle_s
+        self._leads = leads
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,6 +149,9 @@ class Executor:
         done = 0
         try:
             while not self._stop.is_set() and (task := self._claim()) is not None:
+                if not self._leads():  # another replica leads: it runs the action
+                    self._stop.set()
+                    break
                 self._run(task)
                 done += 1
         finally:

@@ -1,7 +1,10 @@
 """``hpresil controller``: the long-running service.
 
-Migrates the database, starts the remediation executor and the reconcile loop,
-then serves the API with uvicorn until SIGTERM or SIGINT, and stops the threads.
+Migrates the database, serves the API with uvicorn until SIGTERM or SIGINT, and, while
+it leads (:mod:`hpresil.controller.leader`: one replica among those sharing the
+database), runs the remediation executor and the reconcile loop (:class:`Duties`).
+A follower serves the API and takes reports; the actions they queue wait in the
+database for the leader, which a NOTIFY wakes at once (PostgreSQL).
 Under systemd (``Type=notify``) it sends ``READY=1`` once listening and
 ``WATCHDOG=1`` every half ``WATCHDOG_USEC`` while its threads are alive.
 """
@@ -25,12 +28,14 @@ from hpresil.clock import utcnow
 from hpresil.config import Config
 from hpresil.controller.app import create_app
 from hpresil.controller.jobs.watch import JobWatch
+from hpresil.controller.leader import Leader
 from hpresil.controller.reconcile import Periodic, Reconciler
 from hpresil.controller.remediation import Executor
 from hpresil.controller.tls import server_tls
 from hpresil.controller.topology import Fabric
 from hpresil.errors import SlurmError, SlurmParseError
 from hpresil.store import Store
+from hpresil.store.leader_lock import leader_lock, nudge
 from hpresil.systemd import sd_notify, watchdog_interval
 
 log = logging.getLogger(__name__)
@@ -44,53 +49,104 @@ def run_controller(cfg: Config) -> None:
     store = Store.open(cfg.controller.database)
     store.migrate()
     slurm = Slurm.from_config(cfg.slurm, cfg.policy.reason_prefix)
-    executor = Executor(store, slurm, cfg.policy, jobs=cfg.jobs, clock=utcnow)
     # the racks' host lists are checked here; Slurm's switches are read by the
     # reconcile loop (at once, then every topology.refresh_s), never in a report's way
     fabric = Fabric(cfg.topology, cfg.slurm)
-    reconciler = Reconciler(
-        store, slurm, cfg.controller, clock=utcnow, wake=executor.wake, policy=cfg.policy
-    )
-    watch = JobWatch(
-        store,
-        slurm,
-        cfg.jobs,
-        clock=utcnow,
-        wake=executor.wake,
-        fresh_s=cfg.controller.stale_after_s,
-    )
-
-    def reconcile() -> None:
-        """Both passes read one job listing: one squeue per interval, not two."""
-        fabric.refresh(force=False)
-        try:
-            jobs = slurm.jobs(active_only=False)
-        except (SlurmError, SlurmParseError) as exc:
-            log.warning("reconcile: slurm did not list its jobs: %s", exc)
-            reconciler.run_once()  # nodes and pruning still; the job watch waits
-            return
-        reconciler.run_once(jobs)
-        watch.run_once(jobs)
-
-    loop = Periodic(cfg.controller.reconcile_interval_s, reconcile, "hpresil-reconcile")
+    duties = Duties(cfg, store, slurm, fabric, leads=lambda: leader.confirm())
+    lock = leader_lock(store, notified=duties.wake_here)
+    leader = Leader(lock, duties, cfg.controller.leader_check_s)
     app = create_app(
-        store=store, slurm=slurm, config=cfg, token=token, wake=executor.wake, fabric=fabric
+        store=store, slurm=slurm, config=cfg, token=token, wake=duties.wake, fabric=fabric
     )
+    app.state.leads = lambda: leader.leading  # GET /healthz says it
     server = _server(app, cfg, tls)
     _stop_on_signals(server)
-    notifier = Notifier(server, lambda: executor.alive and loop.alive)
-    executor.start()
-    loop.start()
+    notifier = Notifier(server, lambda: leader.alive)
+    leader.start()
     notifier.start()
     try:
         server.run()
     finally:
         sd_notify("STOPPING=1")
         notifier.stop()
-        loop.stop()
-        executor.stop()
+        leader.stop()  # the duties first, then the lock
         store.close()
         log.info("controller stopped")
+
+
+class Duties:
+    """What only the leader runs, started afresh each time it leads: the remediation
+    executor and the reconcile loop, whose pass lists Slurm's jobs once for the
+    reconciler and the job watch. Both ask ``leads`` before they act."""
+
+    def __init__(
+        self, cfg: Config, store: Store, slurm: Slurm, fabric: Fabric, leads: Callable[[], bool]
+    ) -> None:
+        self._cfg = cfg
+        self._store = store
+        self._slurm = slurm
+        self._fabric = fabric
+        self._leads = leads
+        self._executor: Executor | None = None
+        self._loop: Periodic | None = None
+        self._reconciler = Reconciler(
+            store, slurm, cfg.controller, clock=utcnow, wake=self.wake_here, policy=cfg.policy
+        )
+        self._watch = JobWatch(
+            store,
+            slurm,
+            cfg.jobs,
+            clock=utcnow,
+            wake=self.wake_here,
+            fresh_s=cfg.controller.stale_after_s,
+        )
+
+    def start(self) -> None:
+        cfg = self._cfg
+        self._executor = Executor(
+            self._store, self._slurm, cfg.policy, jobs=cfg.jobs, clock=utcnow, leads=self._leads
+        )
+        interval = cfg.controller.reconcile_interval_s
+        self._loop = Periodic(interval, self._reconcile, "hpresil-reconcile")
+        self._executor.start()
+        self._loop.start()
+
+    def stop(self) -> None:
+        for part in (self._loop, self._executor):
+            if part is not None:
+                part.stop()
+
+    @property
+    def stopped(self) -> bool:
+        return not any(p is not None and p.alive for p in (self._loop, self._executor))
+
+    @property
+    def alive(self) -> bool:
+        return all(p is not None and p.alive for p in (self._loop, self._executor))
+
+    def wake(self) -> None:
+        """The API queued an action: this replica's executor runs it, or the leader's."""
+        if self._executor is not None and self._executor.alive:
+            self._executor.wake()
+        else:
+            nudge(self._store)
+
+    def wake_here(self) -> None:
+        if self._executor is not None:
+            self._executor.wake()
+
+    def _reconcile(self) -> None:
+        if not self._leads():
+            return
+        self._fabric.refresh(force=False)
+        try:
+            jobs = self._slurm.jobs(active_only=False)
+        except (SlurmError, SlurmParseError) as exc:
+            log.warning("reconcile: slurm did not list its jobs: %s", exc)
+            self._reconciler.run_once()  # nodes and pruning still; the job watch waits
+            return
+        self._reconciler.run_once(jobs)
+        self._watch.run_once(jobs)
 
 
 def _server(app: Any, cfg: Config, tls: dict[str, Any]) -> uvicorn.Server:

@@ -109,7 +109,7 @@ retries = 0
     try:
         assert notify_socket.recv(64) == b"READY=1", log.read_text()
         base = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{base}/healthz").json() == {"ok": True}
+        assert httpx.get(f"{base}/healthz").json() == {"ok": True, "leader": True}
         nodes = httpx.get(f"{base}/v1/nodes", headers={"Authorization": f"Bearer {token}"})
         assert nodes.status_code == 200 and nodes.json() == []  # Slurm unreachable: none yet
         proc.send_signal(signal.SIGTERM)
