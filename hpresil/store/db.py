@@ -28,7 +28,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,6 +50,7 @@ _CORRUPT_TEXT = ("database disk image is malformed", "file is not a database")
 _SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
 _PG_DISK_FULL = "53100"  # disk_full
 _SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside the database
+MIGRATING = 0x6870_7265_7369_6C01  # advisory lock held while migrating (PostgreSQL)
 
 
 class Store:
@@ -79,12 +80,15 @@ class Store:
             yield session
 
     def migrate(self) -> None:
-        """Check that the database is sound, then bring the schema to the newest revision."""
+        """Check that the database is sound, then bring the schema to the newest revision
+        (on PostgreSQL one controller at a time: replicas may start together)."""
         self.check()
         with (
             _one_line(self.engine.url.render_as_string()),
             self.engine.execution_options(**{_WRITE: True}).begin() as conn,
         ):
+            if conn.dialect.name == "postgresql":  # replicas starting at once: one by one
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATING})
             command.upgrade(alembic_config(conn), "head")
 
     def close(self) -> None:

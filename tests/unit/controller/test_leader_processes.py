@@ -1,5 +1,5 @@
-"""Leaders in processes of their own: paused with SIGSTOP, killed with SIGKILL, and two
-real controllers on one database (SQLite and PostgreSQL)."""
+"""Leaders in processes of their own: paused with SIGSTOP, killed with SIGKILL, two real
+controllers on one database (SQLite and PostgreSQL), and replicas migrating at once."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from hpresil.auth import write_token
 from hpresil.store import Store
+from hpresil.store.db import MIGRATING
 from tests.unit.controller.contender import CHECK_S, Contender, contender, until
 
 __all__ = ["contender"]  # the fixture
@@ -140,3 +142,26 @@ def test_two_controllers_on_one_database_one_leads_then_the_other(
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_replicas_starting_together_migrate_one_by_one(db_url: str) -> None:
+    """Held here, the migration lock keeps two starting controllers waiting on it (an
+    empty database); let go, each migrates in turn and none fails on the other's tables."""
+    engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
+    waiting = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND classid = :high AND objid = :low"
+    )
+    key = {"high": MIGRATING >> 32, "low": MIGRATING & 0xFFFF_FFFF}
+    code = f"from hpresil.store import Store; Store.open({db_url!r}).migrate()"
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATING})
+        starting = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+        try:
+            assert until(lambda: conn.execute(waiting, key).scalar() == 2, limit_s=30.0)
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATING})
+            codes = [proc.wait(60) for proc in starting]
+    engine.dispose()
+    assert codes == [0, 0]
