@@ -69,7 +69,7 @@ def test_malformed_report_is_refused_and_controller_keeps_running(clean_lab: Lab
             detail = json.loads(err.read())["detail"]
             assert isinstance(detail, str) and "\n" not in detail
     with urllib.request.urlopen(f"{url}/healthz", timeout=5) as resp:
-        assert json.loads(resp.read()) == {"ok": True}
+        assert json.loads(resp.read()) == {"ok": True, "leader": True}  # alone, it leads
     assert _open_incidents(lab, "node1") == []
 
 

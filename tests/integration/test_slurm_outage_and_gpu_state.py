@@ -41,7 +41,7 @@ def test_slurm_down_drain_is_retried_and_done_when_slurm_returns(clean_lab: Lab)
         assert action is not None and "timed out" in (action["error"] or "")
         url = f"http://127.0.0.1:{lab.controller_port}/healthz"
         with urllib.request.urlopen(url, timeout=5) as resp:  # the daemon stayed up
-            assert json.loads(resp.read()) == {"ok": True}
+            assert json.loads(resp.read()) == {"ok": True, "leader": True}
 
         lab.up()  # slurmctld back, state recovered from its save location
         wait_for("the retried drain", lambda: "DRAIN" in node_state(lab, node)[0], 60, 0.5)
