@@ -13,11 +13,15 @@
   window); MTTR is the mean of ``resolved_at - drained_at``.
 * ``by="category"``: every row has the whole fleet's exposure, and the failures
   and repairs of its category.
+
+The controller gets the same figures from the database's aggregates
+(:mod:`hpresil.controller.mttf`), which build their rows with :func:`view`; this
+module stays the definition (tests compare the two over random ledgers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -52,12 +56,32 @@ class IncidentSpan:
 
 
 @dataclass(frozen=True)
-class _Window:
+class Window:
     start: datetime
     end: datetime
 
+    @classmethod
+    def until(cls, now: datetime, since: datetime | None = None) -> Window:
+        return cls(since or _EPOCH, now)
+
     def holds(self, t: datetime | None) -> bool:
         return t is not None and self.start <= t <= self.end
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A row's failures and repairs, the repairs' hours summed."""
+
+    failures: int = 0
+    repairs: int = 0
+    repair_h: float = 0.0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            self.failures + other.failures,
+            self.repairs + other.repairs,
+            self.repair_h + other.repair_h,
+        )
 
 
 def mttf(
@@ -68,33 +92,66 @@ def mttf(
     by: By = "all",
     since: datetime | None = None,
 ) -> MttfView:
-    window = _Window(since or _EPOCH, now)
+    window = Window.until(now, since)
     per_node = _group(incidents, lambda i: i.node)
     exposure = {n.name: exposure_h(n, per_node.get(n.name, []), window) for n in nodes}
-    total = _row("all", len(nodes), sum(exposure.values()), incidents, window)
+    keyed: dict[str, list[IncidentSpan]] = {}
     if by == "node":
-        rows = [
-            _row(name, 1, exposure[name], per_node.get(name, []), window)
-            for name in sorted(exposure)
-        ]
+        keyed = {name: per_node.get(name, []) for name in exposure}
     elif by == "category":
-        per_category = _group(_in(incidents, window), lambda i: i.category.value)
-        rows = [
-            _row(key, len(nodes), total.exposure_h, per_category[key], window)
-            for key in sorted(per_category)
-        ]
+        keyed = _group(_in(incidents, window), lambda i: i.category.value)
+    tallies = {key: tally(group, window) for key, group in keyed.items()}
+    return view(exposure, tallies, tally(incidents, window), by=by, window=window, since=since)
+
+
+def view(
+    exposure: Mapping[str, float],
+    tallies: Mapping[str, Tally],
+    total: Tally,
+    *,
+    by: By,
+    window: Window,
+    since: datetime | None,
+) -> MttfView:
+    """The view from each node's exposure (hours) and the tally of each row's key (a
+    node, a category; none for ``by="all"``) and of the whole ledger."""
+    fleet = sum(exposure.values())
+    all_row = _row("all", len(exposure), fleet, total)
+    if by == "node":
+        rows = [_row(n, 1, exposure[n], tallies.get(n, Tally())) for n in sorted(exposure)]
+    elif by == "category":
+        rows = [_row(k, len(exposure), fleet, tallies[k]) for k in sorted(tallies)]
     else:
-        rows = [total]
-    return MttfView(by=by, since=since, until=now, rows=rows, total=total)
+        rows = [all_row]
+    return MttfView(by=by, since=since, until=window.end, rows=rows, total=all_row)
 
 
-def exposure_h(node: NodeSpan, incidents: Iterable[IncidentSpan], window: _Window) -> float:
+def exposure_h(node: NodeSpan, incidents: Iterable[IncidentSpan], window: Window) -> float:
     """Hours ``node`` was in service inside ``window``."""
-    lo, hi = max(node.first_seen_at, window.start), window.end
+    down = [(i.drained_at, i.resolved_at) for i in incidents if i.drained_at is not None]
+    return spans_exposure_h(node.first_seen_at, down, window)
+
+
+def spans_exposure_h(
+    first_seen_at: datetime, down: Iterable[tuple[datetime, datetime | None]], window: Window
+) -> float:
+    """Hours in service inside ``window`` of a node first seen ``first_seen_at`` and
+    out of service over ``down`` (drained, resolved or still out)."""
+    lo, hi = max(first_seen_at, window.start), window.end
     if hi <= lo:
         return 0.0
-    down = [(i.drained_at, i.resolved_at or hi) for i in incidents if i.drained_at is not None]
-    return ((hi - lo).total_seconds() - _covered(down, lo, hi)) / _HOUR
+    spans = [(drained, resolved or hi) for drained, resolved in down]
+    return ((hi - lo).total_seconds() - _covered(spans, lo, hi)) / _HOUR
+
+
+def summed_exposure_h(first_seen_at: datetime, down_s: float, window: Window) -> float:
+    """Hours in service inside ``window`` of a node first seen ``first_seen_at`` and
+    out of service ``down_s`` seconds of it (already clipped to the window, overlaps
+    counted once)."""
+    lo, hi = max(first_seen_at, window.start), window.end
+    if hi <= lo:
+        return 0.0
+    return ((hi - lo).total_seconds() - down_s) / _HOUR
 
 
 def _covered(spans: Iterable[tuple[datetime, datetime]], lo: datetime, hi: datetime) -> float:
@@ -109,23 +166,28 @@ def _covered(spans: Iterable[tuple[datetime, datetime]], lo: datetime, hi: datet
     return total
 
 
-def _row(
-    key: str, nodes: int, exposure: float, incidents: Sequence[IncidentSpan], window: _Window
-) -> MttfRow:
+def tally(incidents: Iterable[IncidentSpan], window: Window) -> Tally:
+    """Hardware failures detected in ``window``; repairs (drain to return to service)
+    resolved in it."""
+    incidents = list(incidents)
     failures = sum(1 for i in incidents if i.hardware and window.holds(i.detected_at))
     repairs = _repairs_h(incidents, window)
+    return Tally(failures, len(repairs), sum(repairs))
+
+
+def _row(key: str, nodes: int, exposure: float, tally: Tally) -> MttfRow:
     return MttfRow(
         key=key,
         nodes=nodes,
         exposure_h=exposure,
-        failures=failures,
-        mttf_h=exposure / failures if failures else None,
-        repairs=len(repairs),
-        mttr_h=sum(repairs) / len(repairs) if repairs else None,
+        failures=tally.failures,
+        mttf_h=exposure / tally.failures if tally.failures else None,
+        repairs=tally.repairs,
+        mttr_h=tally.repair_h / tally.repairs if tally.repairs else None,
     )
 
 
-def _repairs_h(incidents: Iterable[IncidentSpan], window: _Window) -> list[float]:
+def _repairs_h(incidents: Iterable[IncidentSpan], window: Window) -> list[float]:
     """Hours from drain to return to service, for incidents resolved in ``window``."""
     return [
         (i.resolved_at - i.drained_at).total_seconds() / _HOUR
@@ -134,7 +196,7 @@ def _repairs_h(incidents: Iterable[IncidentSpan], window: _Window) -> list[float
     ]
 
 
-def _in(incidents: Iterable[IncidentSpan], window: _Window) -> list[IncidentSpan]:
+def _in(incidents: Iterable[IncidentSpan], window: Window) -> list[IncidentSpan]:
     """Incidents detected or repaired inside ``window``."""
     return [i for i in incidents if window.holds(i.detected_at) or _repairs_h([i], window)]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from datetime import datetime
 
 from hpresil.api import (
@@ -17,7 +16,7 @@ from hpresil.api import (
     SharedRef,
 )
 from hpresil.config import ControllerConfig, JobsConfig
-from hpresil.controller import stats
+from hpresil.controller import mttf, stats
 from hpresil.controller.errors import NotFound
 from hpresil.controller.jobs.views import job_view
 from hpresil.store import Clock, Store, jobrepo, repo
@@ -86,19 +85,8 @@ class Views:
             return shared_fault_view(row)
 
     def mttf(self, by: stats.By = "all", since: datetime | None = None) -> MttfView:
-        with self._store.read() as s:
-            rows = counted(repo.nodes(s))
-            nodes = [stats.NodeSpan(r.name, r.first_seen_at) for r in rows]
-            names = {r.name for r in rows}
-            incidents = [_span(i) for i in repo.incidents(s, details=False) if i.node in names]
-        return stats.mttf(nodes, incidents, now=self._clock(), by=by, since=since)
-
-
-def counted(rows: Sequence[NodeRow]) -> list[NodeRow]:
-    """The nodes MTTF counts: once Slurm has listed any, only those it listed (a
-    node stored from reports alone, before names were checked, is no node)."""
-    listed = [r for r in rows if r.slurm_seen_at is not None]
-    return listed if listed else list(rows)
+        """Summed by the database (:mod:`hpresil.controller.mttf`)."""
+        return mttf.from_ledger(self._store, now=self._clock(), by=by, since=since)
 
 
 def node_view(
@@ -204,16 +192,4 @@ def _gpu(row: IncidentRow) -> GpuIdentity | None:
         serial=row.gpu_serial,
         pci_bus_id=row.gpu_pci,
         name=row.gpu_name,
-    )
-
-
-def _span(row: IncidentRow) -> stats.IncidentSpan:
-    return stats.IncidentSpan(
-        node=row.node,
-        category=row.category,
-        detected_at=row.detected_at,
-        drained_at=row.drained_at,
-        resolved_at=row.resolved_at,
-        job=row.job_id is not None,
-        shared=row.shared_id is not None,
     )

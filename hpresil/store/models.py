@@ -81,8 +81,31 @@ class IncidentRow(Base):
     node returns to service. At most one is open per node."""
 
     __tablename__ = "incidents"
-    # (category, detected_at): the breaker's "nodes this category hit lately"
-    __table_args__ = (Index(None, "node", "status"), Index(None, "category", "detected_at"))
+    # by_category also answers the breaker's "nodes this category hit lately"; the two
+    # hold every column the ledger's aggregates read (hpresil.store.reliability)
+    __table_args__ = (
+        Index(None, "node", "status"),
+        Index(
+            "ix_incidents_by_node",
+            "node",
+            "drained_at",
+            "resolved_at",
+            "detected_at",
+            "category",
+            "job_id",
+            "shared_id",
+        ),
+        Index(
+            "ix_incidents_by_category",
+            "category",
+            "detected_at",
+            "job_id",
+            "shared_id",
+            "drained_at",
+            "resolved_at",
+            "node",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     node: Mapped[str] = mapped_column(ForeignKey("nodes.name"))
