@@ -60,6 +60,30 @@ class ReportAck(_View):
     incidents: list[int] = []  # incidents this report opened or added to
 
 
+MAX_NODES = 100_000  # a page, or a host list, names at most this many nodes
+
+
+class NodeFilter(BaseModel):
+    """``GET /v1/nodes``'s query: which nodes, and which page of them. Nodes come in
+    natural order (``node2`` before ``node10``); when more follow than ``limit``, the
+    header ``X-Next-After`` names the last one given, and ``after=<it>`` asks for the
+    next page."""
+
+    nodes: str | None = Field(
+        None, max_length=4096, description="only these: a Slurm host list, gpu[001-128],login1"
+    )
+    state: str | None = Field(
+        None, max_length=64, description="only those whose Slurm state contains it: drain, idle"
+    )
+    unhealthy: bool = Field(False, description="only those whose health is not ok")
+    limit: int | None = Field(
+        None, ge=1, le=MAX_NODES, description="at most this many; more: header X-Next-After"
+    )
+    after: str | None = Field(
+        None, max_length=128, description="the page after this node (node2 before node10)"
+    )
+
+
 class NodeView(_View):
     name: str
     slurm_state: str | None  # as scontrol prints it, e.g. "MIXED+DRAIN"; None if unknown

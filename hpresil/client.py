@@ -132,8 +132,23 @@ class ControllerClient:
         return self._call("POST", "/v1/reports", api.ReportAck, json=body)
 
     # --- CLI ---
-    def nodes(self) -> list[api.NodeView]:
-        return self._call("GET", "/v1/nodes", list[api.NodeView])
+    def nodes(
+        self,
+        hosts: str | None = None,
+        *,
+        state: str | None = None,
+        unhealthy: bool = False,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[api.NodeView]:
+        """Nodes in natural order: all, or those of the Slurm host list ``hosts``, whose
+        Slurm state contains ``state``, ``unhealthy`` ones; at most ``limit``, from the
+        one ``after`` the given name (a full page: ask again after its last)."""
+        wanted = {"nodes": hosts, "state": state, "limit": limit, "after": after}
+        params = {k: str(v) for k, v in wanted.items() if v is not None}
+        if unhealthy:
+            params["unhealthy"] = "true"
+        return self._call("GET", "/v1/nodes", list[api.NodeView], params=params or None)
 
     def incidents(self, status: str = "all", node: str | None = None) -> list[api.IncidentView]:
         params = {"status": status, **({"node": node} if node else {})}

@@ -35,12 +35,14 @@ from hpresil.api import (
     IncidentView,
     JobView,
     MttfView,
+    NodeFilter,
     NodeView,
     ReportAck,
     ResumeAnswer,
     SharedFaultView,
 )
 from hpresil.config import Config
+from hpresil.controller import node_list
 from hpresil.controller.breakers import Breakers
 from hpresil.controller.callers import CallerGate, Who, caller
 from hpresil.controller.errors import Conflict, NotFound
@@ -173,9 +175,14 @@ def post_report(report: Report, svc: Svc, who: Who) -> ReportAck:
     return svc.ingest(report)
 
 
-@v1.get("/nodes")
-def get_nodes(svc: Svc) -> list[NodeView]:
-    return svc.views.nodes()
+@v1.get("/nodes", response_model=list[NodeView], responses=node_list.PAGED)
+def get_nodes(svc: Svc, asked: Annotated[NodeFilter, Query()]) -> Response:
+    try:
+        found = svc.views.nodes(node_list.NodeQuery.asked(asked))
+    except node_list.BadHostList as exc:
+        _refuse(("query", "nodes"), str(exc))
+    body = node_list.NODE_LIST.dump_json(found.nodes)
+    return Response(body, media_type="application/json", headers=found.headers())
 
 
 @v1.post("/nodes/{node}/drain")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from hpresil.api import (
@@ -11,19 +10,19 @@ from hpresil.api import (
     IncidentView,
     JobView,
     MttfView,
-    NodeView,
     SharedFaultView,
     SharedRef,
 )
 from hpresil.config import ControllerConfig, JobsConfig
-from hpresil.controller import mttf, stats
+from hpresil.controller import mttf, node_list, stats
 from hpresil.controller.errors import NotFound
 from hpresil.controller.jobs.views import job_view
+from hpresil.controller.node_list import NodePage, NodeQuery
 from hpresil.store import Clock, Store, jobrepo, repo
 from hpresil.store import shared as shared_ledger
-from hpresil.store.models import ActionRow, IncidentJobRow, IncidentRow, NodeRow, SharedFaultRow
+from hpresil.store.models import ActionRow, IncidentJobRow, IncidentRow, SharedFaultRow
 from hpresil.store.repo import StatusFilter
-from hpresil.vocab import GpuIdentity, Health, Status
+from hpresil.vocab import GpuIdentity
 
 
 class Views:
@@ -53,12 +52,11 @@ class Views:
                 raise NotFound(f"hpresil has not seen job {job_id}")
             return job_view(rows[-1], now, self._jobs)
 
-    def nodes(self) -> list[NodeView]:
+    def nodes(self, query: NodeQuery | None = None) -> NodePage:
+        """The nodes ``query`` asks for (all by default), in natural order."""
         with self._store.read() as s:
-            rows, opened = repo.nodes(s), repo.open_incidents(s)
-        now = self._clock()
-        ordered = sorted(rows, key=lambda r: natural_key(r.name))
-        return [node_view(r, opened.get(r.name), now, self._cfg.stale_after_s) for r in ordered]
+            now = self._clock()
+            return node_list.page(s, query or NodeQuery(), now, self._cfg.stale_after_s)
 
     def incidents(
         self, status: StatusFilter = "all", node: str | None = None
@@ -87,40 +85,6 @@ class Views:
     def mttf(self, by: stats.By = "all", since: datetime | None = None) -> MttfView:
         """Summed by the database (:mod:`hpresil.controller.mttf`)."""
         return mttf.from_ledger(self._store, now=self._clock(), by=by, since=since)
-
-
-def node_view(
-    row: NodeRow, incident: IncidentRow | None, now: datetime, stale_after_s: float
-) -> NodeView:
-    age = (now - row.last_report_at).total_seconds() if row.last_report_at else None
-    return NodeView(
-        name=row.name,
-        slurm_state=row.slurm_state,
-        slurm_reason=row.slurm_reason,
-        drained_by_hpresil=row.drained_by_hpresil,
-        health=health(row, incident, age, stale_after_s),
-        open_incident=incident.id if incident else None,
-        last_report_at=row.last_report_at,
-        last_report_age_s=age,
-        gpus=row.gpus,
-    )
-
-
-def health(
-    row: NodeRow, incident: IncidentRow | None, age_s: float | None, stale_after_s: float
-) -> Health:
-    """FAIL with an open hardware incident; else UNKNOWN if it never reported, STALE
-    if its last report is too old, else the worst of its latest results."""
-    if incident is not None and incident.hardware:
-        return Health.FAIL
-    if age_s is None:
-        return Health.UNKNOWN
-    if age_s > stale_after_s:
-        return Health.STALE
-    statuses = {r.get("status") for r in row.last_results or []}
-    if Status.FAIL.value in statuses:
-        return Health.FAIL
-    return Health.WARN if Status.WARN.value in statuses else Health.OK
 
 
 def incident_view(row: IncidentRow) -> IncidentView:
@@ -176,11 +140,6 @@ def affected_job_view(row: IncidentJobRow) -> AffectedJob:
 
 def action_view(row: ActionRow) -> ActionView:
     return ActionView.model_validate(row, from_attributes=True)
-
-
-def natural_key(name: str) -> list[tuple[int, int | str]]:
-    """``node2`` before ``node10``."""
-    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
 
 
 def _gpu(row: IncidentRow) -> GpuIdentity | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from hpresil import __version__
-from hpresil.controller.views import natural_key
+from hpresil.controller.node_list import natural_key
 from hpresil.vocab import Action, Category, CheckResult, Status
 from tests.unit.controller.fakes import FakeBackend, FakeClock, report, result, xid79
 
