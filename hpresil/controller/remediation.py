@@ -192,7 +192,7 @@ class Executor:
             incident.category,
             incident.xid,
             incident.gpu_index,
-            None if common is None else f"{common.kind} {common.component}",
+            None if common is None else common.label,
         )
 
     def _run(self, task: _Task) -> None:

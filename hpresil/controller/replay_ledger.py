@@ -130,7 +130,7 @@ class History:
         the topology is not replayed, its attribution is taken as stored."""
         row = self.stored.get(stored_id) if stored_id is not None else None
         common = row.shared if row is not None else None
-        return None if common is None else f"{common.kind} {common.component}"
+        return None if common is None else common.label
 
     @classmethod
     def of(

@@ -102,7 +102,7 @@ def _take(
             f"under {component.label} within {cfg.window_s:g} s"
         )
         row = ledger.open_fault(
-            s, component.kind, component.name, category, [], why, size=len(component.nodes), now=now
+            s, component.kind, component.name, category, why, size=len(component.nodes), now=now
         )
         log.error("shared fault #%d: %s", row.id, why)
     for smaller in open_ones:

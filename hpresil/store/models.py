@@ -304,3 +304,8 @@ class SharedFaultRow(Base):
     incidents: Mapped[list[IncidentRow]] = relationship(
         back_populates="shared", order_by="IncidentRow.id"
     )
+
+    @property
+    def label(self) -> str:
+        """``switch leaf1``: how drain reasons and the breaker name the component."""
+        return f"{self.kind} {self.component}"

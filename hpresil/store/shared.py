@@ -69,18 +69,18 @@ def open_fault(
     kind: str,
     component: str,
     category: Category,
-    nodes: list[str],
     why: str,
     *,
     size: int,
     now: datetime,
 ) -> SharedFaultRow:
+    """A new shared incident on ``component``, its nodes still to be attached."""
     row = SharedFaultRow(
         kind=kind,
         component=component,
         category=category,
         size=size,
-        nodes=nodes,
+        nodes=[],
         why=why,
         opened_at=now,
     )
