@@ -6,8 +6,8 @@ calls one service (:class:`Ingest`, :class:`Operator`, :class:`Views`) and retur
 view. Every error answers ``{"detail": "<one line>"}``: 400 body not UTF-8, 401 bad
 token, node signature or MUNGE credential, 403 not for a node's key or a person who is
 not an operator, 404 unknown node or incident, 409 against hpresil's rules, 413 body
-over 1 MiB, 422 malformed request, 502 Slurm failed, 503 database busy or munged not
-answering.
+over 1 MiB, 422 malformed request, 502 Slurm failed, 503 database busy or unavailable
+or munged not answering (the database's errors: :mod:`hpresil.controller.errors`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hpresil import __version__
@@ -45,7 +44,7 @@ from hpresil.config import Config
 from hpresil.controller import node_list
 from hpresil.controller.breakers import Breakers
 from hpresil.controller.callers import CallerGate, Who, caller
-from hpresil.controller.errors import Conflict, NotFound
+from hpresil.controller.errors import Conflict, NotFound, add_database_handlers, check_database
 from hpresil.controller.fleet import Fleet
 from hpresil.controller.ingest import Ingest
 from hpresil.controller.known import KnownNodes
@@ -54,9 +53,8 @@ from hpresil.controller.people import People
 from hpresil.controller.skew import SkewWatch
 from hpresil.controller.topology import Fabric
 from hpresil.controller.views import Views
-from hpresil.errors import DatabaseCorrupt, SlurmError
+from hpresil.errors import SlurmError
 from hpresil.store import Clock, Store, utcnow
-from hpresil.store.db import is_disk_full
 from hpresil.vocab import EARLIEST, INT32_MAX, Category, Report
 
 log = logging.getLogger(__name__)
@@ -90,6 +88,7 @@ class Services:
     max_skew: timedelta
     skew: SkewWatch
     breakers: Breakers
+    store: Store
 
 
 def create_app(
@@ -125,6 +124,7 @@ def create_app(
         max_skew=timedelta(seconds=config.controller.max_clock_skew_s),
         skew=SkewWatch(config.controller.warn_clock_skew_s),
         breakers=Breakers(store, clock),
+        store=store,
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     app.add_middleware(  # outermost: who calls, before the body is read where it can be
@@ -163,6 +163,7 @@ def healthz(request: Request) -> dict[str, bool]:
     """Answers while the API serves, on every replica; ``leader``: whether this one runs
     the executor and the reconcile loop (of the controllers on one database, one does)."""
     leads = getattr(request.app.state, "leads", None)  # set by the controller's service
+    check_database(services(request).store)  # else 503 {"ok": false, ...}
     return {"ok": True} if leads is None else {"ok": True, "leader": bool(leads())}
 
 
@@ -325,19 +326,6 @@ async def _slurm_failed(request: Request, exc: Exception) -> JSONResponse:
     return _detail(502, f"slurm failed: {exc}")
 
 
-async def _db_busy(request: Request, exc: Exception) -> JSONResponse:
-    if is_disk_full(exc):  # agents keep their reports and send them again
-        log.error("%s %s: database disk full: %s", request.method, request.url.path, exc)
-        return _detail(503, "database disk full; try again once there is room")
-    log.warning("%s %s: database error: %s", request.method, request.url.path, exc)
-    return _detail(503, "database busy or unavailable; try again")
-
-
-async def _db_corrupt(request: Request, exc: Exception) -> JSONResponse:
-    log.critical("%s %s: %s", request.method, request.url.path, exc)
-    return _detail(500, "database corrupt; see the controller log")
-
-
 async def _bug(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return _detail(500, f"internal error ({type(exc).__name__}); see the controller log")
@@ -348,8 +336,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(SlurmError, _slurm_failed)
-    app.add_exception_handler(OperationalError, _db_busy)
-    app.add_exception_handler(DatabaseCorrupt, _db_corrupt)
+    add_database_handlers(app)
     app.add_exception_handler(Exception, _bug)
 
 

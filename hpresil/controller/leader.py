@@ -14,6 +14,11 @@ before each action (:meth:`Leader.confirm`). When the answer is no, it stops lea
 first (every later ``confirm`` is false), then stops its duties, and tries for the
 lock again only once they have ended. A leader killed with ``kill -9`` loses its
 session and the lock with it: another replica takes it within ``check_s``.
+
+The database going away (stopped, restarted, out of reach) ends the lock's session
+too: the leader steps down and its thread goes on trying every ``check_s`` (each try
+bounded by the connection's timeout), and it leads again only once it has taken the
+lock again; no error ends the thread.
 """
 
 from __future__ import annotations
@@ -128,7 +133,10 @@ class Leader:
         sock = self._lock.fileno() if self._leading else None
         if sock is not None:  # a NOTIFY, or the server closing the session
             watched.append(sock)
-        ready, _, _ = select.select(watched, [], [], self._check_s)
+        try:
+            ready, _, _ = select.select(watched, [], [], self._check_s)
+        except (OSError, ValueError):  # the lock's socket closed meanwhile (by confirm())
+            return  # news: the next step asks the lock
         if watched[0] in ready:
             with contextlib.suppress(OSError):
                 self._poke_r.recv(512)

@@ -12,6 +12,15 @@ PostgreSQL's SQLSTATE class XX raise :class:`DatabaseCorrupt`, logged loudly, wh
 lock contention stays SQLAlchemy's ``OperationalError``. A full disk
 (:func:`is_disk_full`) also stays an ``OperationalError``: nothing is damaged and the
 same write succeeds once there is room.
+
+A PostgreSQL server that goes away is waited for, never trusted blindly: every pooled
+connection is pinged before use (one the server closed is replaced), a new connection
+gives up after ``PG_CONNECT_TIMEOUT_S`` and a silent one (host down, network cut) is
+ended by TCP keepalives within seconds, not TCP's minutes. :func:`is_unavailable` tells
+such an error (the API answers 503 and agents keep their reports) from a busy one. Once
+the server could not be reached, one transaction per ``RETRY_S`` asks it again and the
+others fail at once with the same error: a silent server costs one connect timeout per
+``RETRY_S``, not one per request (each holding a thread of the API).
 """
 
 from __future__ import annotations
@@ -20,8 +29,9 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +39,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hpresil.errors import DatabaseCorrupt, HpresilError
@@ -51,14 +61,31 @@ _SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
 _PG_DISK_FULL = "53100"  # disk_full
 _SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside the database
 MIGRATING = 0x6870_7265_7369_6C01  # advisory lock held while migrating (PostgreSQL)
+# libpq's settings for every PostgreSQL connection (a URL's own query wins): under the
+# agents' request timeout (5 s) a request that cannot reach the server answers 503
+PG_CONNECT_TIMEOUT_S = 3
+PG_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 3, "keepalives_interval": 1}
+PG_CLIENT = {
+    **PG_KEEPALIVES,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # ms: data unacknowledged this long ends the connection
+    "connect_timeout": PG_CONNECT_TIMEOUT_S,
+}
+POOL_TIMEOUT_S = 5.0  # a request waits this long for a pooled connection, then 503
+RETRY_S = 1.0  # after the server could not be reached, it is asked again this often
+_LIBPQ = ("psycopg", "psycopg2")  # the drivers that take libpq's settings
+# SQLSTATE classes of a server that cannot serve any request now: connection exception,
+# operator intervention (shutting down, starting up, restarted), too many connections
+_PG_UNAVAILABLE = ("08", "57P", "53300")
 
 
 class Store:
     """The controller's database: ``write()`` and ``read()`` give a session inside
     one transaction, committed on success and rolled back on an exception."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
+        self._outage = Outage(monotonic)
         self._writer = sessionmaker(
             engine.execution_options(**{_WRITE: True}), expire_on_commit=False
         )
@@ -71,12 +98,12 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with self._corruption(), self._writer.begin() as session:
+        with self._outage.guard(), self._corruption(), self._writer.begin() as session:
             yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._corruption(), self._reader.begin() as session:
+        with self._outage.guard(), self._corruption(), self._reader.begin() as session:
             yield session
 
     def migrate(self) -> None:
@@ -93,6 +120,11 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def ping(self) -> None:
+        """Return if the database answers now; raise SQLAlchemy's error if not."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     def check(self, limit_s: float = QUICK_CHECK_S) -> None:
         """Raise :class:`DatabaseCorrupt` if SQLite's quick check finds damage within
@@ -112,7 +144,7 @@ class Store:
         except DBAPIError as exc:
             if not is_corrupt(exc):
                 raise
-            raise self._corrupt(_first_line(exc)) from exc
+            raise self._corrupt(first_line(exc)) from exc
 
     def _corrupt(self, what: str) -> DatabaseCorrupt:
         error = DatabaseCorrupt(
@@ -127,6 +159,41 @@ class Store:
         if url.get_backend_name() == "sqlite" and url.database:
             return str(Path(url.database).expanduser())
         return url.render_as_string(hide_password=True)
+
+
+class Outage:
+    """Whether the server could not be reached: while it could not, one caller per
+    ``RETRY_S`` asks it again and the others get that failure at once."""
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+        self._mutex = threading.Lock()
+        self._why: str | None = None  # the last failure's first line, while it lasts
+        self._next_try = 0.0
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        self._admit()
+        try:
+            yield
+        except DBAPIError as exc:
+            if is_unavailable(exc):
+                with self._mutex:
+                    self._why = first_line(exc)
+                    self._next_try = self._monotonic() + RETRY_S
+            raise
+        self._why = None
+
+    def _admit(self) -> None:
+        with self._mutex:
+            why, now = self._why, self._monotonic()
+            if why is None:
+                return
+            if now >= self._next_try:
+                self._next_try = now + RETRY_S  # this caller asks; the others wait for it
+                return
+        gone = ConnectionError(f"{why} (asked again within {RETRY_S:g} s)")
+        raise OperationalError(None, None, gone)
 
 
 def is_corrupt(exc: BaseException) -> bool:
@@ -154,6 +221,21 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a database error says the server cannot serve anything now (refused,
+    closed, gone silent, shutting down or starting up, out of connections): not the
+    request's fault, and the same request succeeds once the server is back. SQLite's
+    errors (locked, full) and a pool with no connection free are not of this kind."""
+    if not isinstance(exc, DBAPIError) or isinstance(exc.orig, sqlite3.Error):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(_PG_UNAVAILABLE)
+    return isinstance(exc, OperationalError)  # the driver's own: could not connect, lost
+
+
 def _quick_check(dbapi_conn: Any, limit_s: float) -> str | None:
     """The first line of ``PRAGMA quick_check``; None when given up after ``limit_s``."""
     deadline = time.monotonic() + limit_s
@@ -170,7 +252,8 @@ def _quick_check(dbapi_conn: Any, limit_s: float) -> str | None:
     return str(row[0]) if row else "no answer"
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of what the database driver said (the error, for a log line)."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     text = str(orig).strip().splitlines()
     return text[0] if text else type(orig).__name__
@@ -179,7 +262,11 @@ def _first_line(exc: BaseException) -> str:
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+        libpq = parsed.get_driver_name() in _LIBPQ
+        args = {k: v for k, v in PG_CLIENT.items() if libpq and k not in parsed.query}
+        return create_engine(
+            parsed, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT_S, connect_args=args
+        )
     if parsed.database and parsed.database != ":memory:":
         path = Path(parsed.database).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +316,7 @@ def _one_line(url: str) -> Iterator[None]:
     try:
         yield
     except (SQLAlchemyError, OSError, ImportError) as exc:  # ImportError: no driver
-        raise DatabaseError(f"database {_safe(url)}: {_first_line(exc)}") from exc
+        raise DatabaseError(f"database {_safe(url)}: {first_line(exc)}") from exc
 
 
 def _safe(url: str) -> str:

@@ -8,7 +8,10 @@ leader's host gone (the session's TCP keepalives, 3 s idle then 3 probes 1 s apa
 it). A process that is only paused (SIGSTOP) keeps its socket, so its session and the
 lock: no other process can take it meanwhile. :meth:`PgLock.holds` asks the server, on
 that same connection, whether this session still holds it (``pg_locks``); any error on
-the connection answers no and closes it. While it leads, the connection also LISTENs on
+the connection answers no and closes it, and only :meth:`PgLock.try_acquire` opens a
+new one: a leader whose session ended (the server stopped or restarted) leads again
+only once it has taken the lock again. While the server is away the same error is
+logged once, and its return once. While it leads, the connection also LISTENs on
 ``CHANNEL``: another controller that queued an action (:func:`nudge`) wakes the leader's
 executor at once.
 
@@ -33,7 +36,7 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from hpresil.errors import HpresilError
-from hpresil.store.db import Store
+from hpresil.store.db import PG_CLIENT, Store
 
 if TYPE_CHECKING:
     import psycopg
@@ -46,8 +49,6 @@ _HOLDS = (
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
     " AND pid = pg_backend_pid() AND classid = %s::oid AND objid = %s::oid AND objsubid = 1"
 )
-_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 3, "keepalives_interval": 1}
-_CLIENT = {**_KEEPALIVES, "keepalives_count": 3, "tcp_user_timeout": 10_000, "connect_timeout": 5}
 _SERVER = ("tcp_keepalives_idle = 3", "tcp_keepalives_interval = 1", "tcp_keepalives_count = 3")
 
 
@@ -96,6 +97,7 @@ class PgLock:
         self._notified = notified
         self._conn: psycopg.Connection[Any] | None = None
         self._mutex = threading.Lock()  # the leader's thread and the executor share it
+        self._failing: str | None = None  # the connection's error, told once
 
     def try_acquire(self) -> bool:
         import psycopg
@@ -142,8 +144,10 @@ class PgLock:
             return None
 
     def describe(self) -> str:
-        where = make_url(self._url).render_as_string(hide_password=True)
-        return f"advisory lock {KEY:#x} on {where}"
+        return f"advisory lock {KEY:#x} on {self._where()}"
+
+    def _where(self) -> str:
+        return make_url(self._url).render_as_string(hide_password=True)
 
     def _connection(self) -> psycopg.Connection[Any]:
         import psycopg
@@ -152,16 +156,22 @@ class PgLock:
             url = make_url(self._url).set(drivername="postgresql+psycopg")
             _, params = create_engine(url).dialect.create_connect_args(url)
             params.pop("context", None)  # SQLAlchemy's adapters: not needed here
-            conn = psycopg.connect(**{**_CLIENT, **params}, autocommit=True)
+            conn = psycopg.connect(**{**PG_CLIENT, **params}, autocommit=True)
             for setting in _SERVER:  # the server ends the session of a host gone silent
                 conn.execute(f"SET {setting}")
             conn.add_notify_handler(lambda _n: self._notified())
             self._conn = conn
+            if self._failing is not None:
+                log.info("leader lock connection: %s answers again", self._where())
+                self._failing = None
         return self._conn
 
     def _drop(self, exc: Exception | None) -> None:
         if exc is not None:
-            log.warning("leader lock connection: %s", str(exc).strip().splitlines()[0])
+            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            tell = log.warning if line != self._failing else log.debug  # each try: not news
+            tell("leader lock connection: %s", line)
+            self._failing = line
         if self._conn is not None:
             self._conn.close()  # the server releases the lock with the session
             self._conn = None
