@@ -4,7 +4,17 @@ Standard library HTTP (``urllib.request``): a few small JSON calls need no HTTP
 library, and the agent stays light (see scripts/bench/agent_footprint). The agent signs
 every request with its node's key (:meth:`ControllerClient.for_node`); the CLI sends the
 cluster token, else that node's key, else the person running proves who they are with
-MUNGE (:meth:`from_config`)."""
+MUNGE (:meth:`from_config`).
+
+Several controllers (``controller.url`` a list: replicas on one PostgreSQL, each serving
+the API): a request goes to the one that answered last (at first, the first listed);
+when that one cannot be reached (refused, reset, timed out) or answers 502, 503 or 504,
+the same request goes at once to the next, each at most once, and the client stays
+with the one that answered. Any other answer, a 4xx or another 5xx, is about the
+request, and is not tried elsewhere. The credential is made afresh for each try: a
+node's signature gets a new nonce (each replica remembers the nonces it saw in its own
+memory, not in the database) and MUNGE a new credential (munged decodes each credential
+once: replicas sharing a host, or a munged, would refuse the same one as replayed)."""
 
 from __future__ import annotations
 
@@ -15,6 +25,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +58,9 @@ T = TypeVar("T")
 # without its backend, a busy database (503), a timeout, rate limiting. Any other 5xx
 # is the controller failing on this request (ControllerFailed), a 4xx refusing it.
 UNAVAILABLE = frozenset({408, 429, 502, 503, 504})
+# Of them, those after which the same request goes on to the next controller URL: this
+# controller cannot serve now, another replica may. 408 and 429 are about this client.
+FAILOVER = frozenset({502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -65,8 +79,9 @@ class MungeCredential:
 
 def tls_context(cfg: Config) -> ssl.SSLContext | None:
     """How an https controller is verified: against ``controller.tls_ca`` (PEM), else
-    the system's trust store; None for a plain http URL."""
-    if not cfg.controller.url.startswith("https://"):
+    the system's trust store; None when every URL is plain http (an http URL among
+    https ones is sent plain: urllib uses the context for https only)."""
+    if not any(url.startswith("https://") for url in cfg.controller.urls):
         return None
     try:
         return ssl.create_default_context(cafile=cfg.controller.tls_ca or None)
@@ -74,16 +89,26 @@ def tls_context(cfg: Config) -> ssl.SSLContext | None:
         raise ConfigError(f"controller.tls_ca {cfg.controller.tls_ca}: {exc}") from None
 
 
+class _TryNext(ControllerUnavailable):
+    """This controller cannot serve the request now; the next one may."""
+
+
 class ControllerClient:
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         credential: Credential,
         timeout: float = 5.0,
         tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``base_url``: one controller, or several (replicas) tried in turn (see the
+        module). ``timeout``: for each try."""
+        urls = (base_url,) if isinstance(base_url, str) else tuple(base_url)
+        if not urls:
+            raise ConfigError("controller.url: no controller URL")
         self._credential = credential
-        self._base = base_url.rstrip("/")
+        self._bases = tuple(url.rstrip("/") for url in urls)
+        self._current = 0  # the one that answered last
         self._timeout = timeout
         self._tls = tls  # for an https URL: verifies the controller (default: system CAs)
 
@@ -94,20 +119,21 @@ class ControllerClient:
         its own reports); else, with ``people`` and ``munge`` installed, MUNGE (the
         person running: reads, and writes if the controller counts them among its
         operators). With none of them: why the token file cannot be read, in one line."""
-        url, timeout = cfg.controller.url, cfg.controller.request_timeout_s
+        urls, timeout = cfg.controller.urls, cfg.controller.request_timeout_s
         token_file = Path(cfg.controller.token_file)
         token = read_token(token_file, required=False)
         if token is not None:
-            return cls(url, BearerToken(token), timeout, tls_context(cfg))
+            return cls(urls, BearerToken(token), timeout, tls_context(cfg))
         node = cfg.node_name()
         key = read_node_key(expand(cfg.agent.key_file, node), required=False)
         if key is not None:
-            return cls(url, NodeKey(node, key), timeout, tls_context(cfg))
+            return cls(urls, NodeKey(node, key), timeout, tls_context(cfg))
         if people and shutil.which("munge"):
-            return cls(url, MungeCredential(cfg.controller.munge_socket), timeout, tls_context(cfg))
+            person = MungeCredential(cfg.controller.munge_socket)
+            return cls(urls, person, timeout, tls_context(cfg))
         token = read_token(token_file)  # raises the one-line reason: not found, not root
         assert token is not None  # required=True
-        return cls(url, BearerToken(token), timeout, tls_context(cfg))
+        return cls(urls, BearerToken(token), timeout, tls_context(cfg))
 
     @classmethod
     def for_node(cls, cfg: Config, node: str) -> ControllerClient:
@@ -115,7 +141,7 @@ class ControllerClient:
         key = read_node_key(expand(cfg.agent.key_file, node))
         assert key is not None  # required=True
         timeout = cfg.controller.request_timeout_s
-        return cls(cfg.controller.url, NodeKey(node, key), timeout, tls_context(cfg))
+        return cls(cfg.controller.urls, NodeKey(node, key), timeout, tls_context(cfg))
 
     def close(self) -> None:
         """Nothing to release: each call opens and closes its own connection."""
@@ -204,31 +230,58 @@ class ControllerClient:
         json: Any = None,
         params: dict[str, str] | None = None,
     ) -> T:
-        url = self._base + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        target = path + (f"?{urllib.parse.urlencode(params)}" if params else "")
         body = None if json is None else _json.dumps(json).encode()
-        req = urllib.request.Request(url, data=body, method=method)
+        data = self._send(method, target, body)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return kind.model_validate(data)  # type: ignore[return-value]
+        result: T = TypeAdapter(kind).validate_python(data)
+        return result
+
+    def _send(self, method: str, target: str, body: bytes | None) -> Any:
+        """The decoded answer to one request, from the controller that answered last,
+        else from the next that can serve it (each tried once); stays with the one that
+        answered. ControllerUnavailable naming every one tried when none could."""
+        n = len(self._bases)
+        failed: list[_TryNext] = []
+        for at in [(self._current + i) % n for i in range(n)]:
+            try:
+                data = self._once(self._bases[at], method, target, body)
+            except _TryNext as exc:
+                failed.append(exc)
+                continue
+            except (ControllerUnavailable, ControllerFailed, RejectedByController):
+                self._current = at  # it answered: the request was the problem
+                raise
+            self._current = at
+            return data
+        message = "; ".join(str(exc) for exc in failed)
+        raise ControllerUnavailable(message) from failed[-1].__cause__
+
+    def _once(self, base: str, method: str, target: str, body: bytes | None) -> Any:
+        """One try at the controller ``base``, with a credential made for this try."""
+        req = urllib.request.Request(base + target, data=body, method=method)
         if body is not None:
             req.add_header("Content-Type", "application/json")
         auth = self._credential.authorization(method, req.selector, body or b"")
         req.add_header("Authorization", auth)  # a node's signs the path and query as sent
         try:
             with urllib.request.urlopen(req, timeout=self._timeout, context=self._tls) as resp:
-                data = _json.loads(resp.read() or b"null")
+                return _json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise self._answer_error(exc.code, _detail(exc)) from None
+            raise self._answer_error(base, exc.code, _detail(exc)) from None
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ControllerUnavailable(f"controller {self._base} unreachable: {reason}") from exc
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
-            return kind.model_validate(data)  # type: ignore[return-value]
-        result: T = TypeAdapter(kind).validate_python(data)
-        return result
+            raise _TryNext(f"controller {base} unreachable: {reason}") from exc
 
+    @staticmethod
     def _answer_error(
-        self, status: int, detail: str
+        base: str, status: int, detail: str
     ) -> ControllerUnavailable | ControllerFailed | RejectedByController:
+        if status in FAILOVER:
+            return _TryNext(f"controller {base} answered {status}: {detail}")
         if status in UNAVAILABLE:
-            return ControllerUnavailable(f"controller {self._base} answered {status}: {detail}")
+            return ControllerUnavailable(f"controller {base} answered {status}: {detail}")
         if status >= 500:
             return ControllerFailed(status, detail)
         return RejectedByController(status, detail)

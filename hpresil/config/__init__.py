@@ -23,10 +23,11 @@ import pwd
 import socket
 import stat
 import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hpresil.config.burnin import BurninConfig
 from hpresil.config.checks import (
@@ -62,7 +63,10 @@ class _Section(BaseModel):
 
 
 class ControllerConfig(_Section):
-    url: str = "http://127.0.0.1:8787"  # where agents and the CLI reach the controller
+    # Where agents, the CLI and the Slurm hook reach the controller: one URL, or a list
+    # of the replicas' (each request goes to the one that answered last, and on to the
+    # next at once when that one is unreachable or answers 502/503/504). See ``urls``.
+    url: str | tuple[str, ...] = "http://127.0.0.1:8787"
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=8787, ge=1, le=65535)
     database: str = "sqlite:////var/lib/hpresil/hpresil.db"
@@ -90,6 +94,31 @@ class ControllerConfig(_Section):
     tls_key: str = ""
     tls_ca: str = ""
     allow_plain_http: bool = False  # plain HTTP on another address (a trusted network)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _http_urls(cls, value: object) -> object:
+        urls = [value] if isinstance(value, str) else value
+        if not isinstance(urls, list | tuple) or not urls:
+            raise ValueError("expected a URL or a non-empty list of URLs")
+        for url in urls:
+            if not isinstance(url, str) or not _is_http_url(url):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return value if isinstance(value, str) else tuple(urls)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """``url`` as a tuple: the controllers to try, in order."""
+        return (self.url,) if isinstance(self.url, str) else self.url
+
+
+def _is_http_url(url: str) -> bool:
+    """``http://`` or ``https://``, a host, and a port only if a number (1-65535)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # .port: not a number, or out of range
+        return False
 
 
 class KernelLogConfig(_Section):

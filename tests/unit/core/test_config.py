@@ -100,3 +100,41 @@ def test_module_imports_in_a_fresh_interpreter(module: str) -> None:
 
     done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_controller_url_is_one_url_or_a_list(tmp_path: Path) -> None:
+    one = write(tmp_path / "one.toml", '[controller]\nurl = "https://ctl1:8787"\n')
+    assert config.load(one).controller.urls == ("https://ctl1:8787",)
+    text = '[controller]\nurl = ["https://ctl1:8787", "http://ctl2:8787/"]\n'
+    many = write(tmp_path / "many.toml", text)
+    assert config.load(many).controller.urls == ("https://ctl1:8787", "http://ctl2:8787/")
+    assert config.parse({}).controller.urls == ("http://127.0.0.1:8787",)
+
+
+@pytest.mark.parametrize(
+    ("toml", "why"),
+    [
+        ('"ctl1:8787"', "'ctl1:8787' is not an http:// or https:// URL"),
+        ('["https://ctl1:8787", "ftp://ctl2"]', "'ftp://ctl2' is not an http:// or https://"),
+        ('["https://ctl1:8787", 8787]', "8787 is not an http:// or https:// URL"),
+        ('"http://ctl1:port"', "'http://ctl1:port' is not an http:// or https:// URL"),
+        ("[]", "expected a URL or a non-empty list of URLs"),
+    ],
+)
+def test_a_bad_controller_url_is_one_line_naming_the_key(
+    tmp_path: Path, toml: str, why: str
+) -> None:
+    p = write(tmp_path / "h.toml", f"[controller]\nurl = {toml}\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(p)
+    assert str(info.value).startswith(f"config {p}: controller.url: ")
+    assert why in str(info.value) and "\n" not in str(info.value)
+
+
+def test_tls_is_set_up_when_any_controller_url_is_https() -> None:
+    from hpresil.client import tls_context
+
+    plain = config.parse({"controller": {"url": ["http://a:1", "http://b:1"]}})
+    mixed = config.parse({"controller": {"url": ["http://a:1", "https://b:1"]}})
+    assert tls_context(plain) is None
+    assert tls_context(mixed) is not None
