@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import CursorResult, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer, selectinload
 
 from hpresil.store import shared
@@ -30,10 +32,17 @@ StatusFilter = Literal["open", "resolved", "all"]
 
 
 # --- nodes and reports ---
-def ensure_node(s: Session, name: str, now: datetime) -> NodeRow:
-    """The node's row, created (first seen ``now``) if hpresil never saw it."""
-    node = s.get(NodeRow, name)
-    return add_node(s, name, now) if node is None else node
+def ensure_node(s: Session, name: str, now: datetime, *, lock: bool = False) -> NodeRow:
+    """The node's row, created (first seen ``now``) if hpresil never saw it; ``lock``:
+    locked until commit where others write beside (PostgreSQL's ``FOR UPDATE``), and
+    made by whichever of two first reports comes first (the other waits for it)."""
+    node = s.get(NodeRow, name, with_for_update=True if lock else None)
+    if node is not None or not lock:
+        return add_node(s, name, now) if node is None else node
+    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+    new = {"name": name, "first_seen_at": now, "drained_by_hpresil": False}
+    s.execute(insert(NodeRow).values(new).on_conflict_do_nothing(index_elements=["name"]))
+    return s.get_one(NodeRow, name, with_for_update=True, populate_existing=True)
 
 
 def add_node(s: Session, name: str, now: datetime) -> NodeRow:

@@ -20,7 +20,7 @@ from hpresil.config import JobsConfig
 from hpresil.controller.jobs import actions, rules
 from hpresil.controller.policy import clip
 from hpresil.job.spec import parse_comment
-from hpresil.store import jobrepo
+from hpresil.store import jobrepo, serial
 from hpresil.store.models import ActionRow, IncidentRow, JobInterruptionRow, JobRow
 from hpresil.vocab import JobObservation
 from hpresil.vocab.actions import RequeueOutcome
@@ -37,9 +37,12 @@ def observe(
     *,
     fresh_s: float,
 ) -> list[JobRow]:
-    """Record a report's job observations from ``node``; the rows touched."""
+    """Record a report's job observations from ``node``; the rows touched (each job's
+    other nodes' reports wait meanwhile: :func:`hpresil.store.serial.jobs`)."""
+    seen_here = sorted(jobs, key=lambda j: j.job_id)
+    serial.jobs(s, (j.job_id for j in seen_here))
     rows = []
-    for seen in jobs:
+    for seen in seen_here:
         row = jobrepo.ensure_job(s, seen.job_id, now, now)
         note_observation(row, node, seen, now, cfg, fresh_s=fresh_s)
         rows.append(row)
