@@ -58,6 +58,8 @@ class ReportAck(_View):
     accepted: bool
     duplicate: bool  # the report_id was seen before: nothing new was stored
     incidents: list[int] = []  # incidents this report opened or added to
+    # the report's digest is not the state the controller holds: send the whole state
+    send_state: bool = False
 
 
 MAX_NODES = 100_000  # a page, or a host list, names at most this many nodes

@@ -12,8 +12,12 @@ is retried until acknowledged), never again; the verdict cache
 (:mod:`hpresil.agent.verdict_cache`) lists them for a while under ``recent_events``,
 apart from ``status`` (so that a Slurm hook does not drain again a node returned to
 service after, say, a GPU reset).
-A tick whose results equal the last report's sends nothing; the heartbeat (every
-``agent.heartbeat_s``) always does.
+Reports say what changed: a tick whose state (its non-event results and the GPUs,
+named by :func:`~hpresil.vocab.state_digest`) is the last report's sends nothing; the
+heartbeat (every ``agent.heartbeat_s``) always sends, but only the state's digest and
+its faults (none on a healthy node: a few hundred bytes). When the controller answers
+that it does not hold the state the digest names (``send_state``: it lost a report, or
+was restored), the next tick sends the whole state again.
 
 The kernel log is read from where the agent last stopped (:mod:`hpresil.kernlog.cursor`,
 watched by :mod:`hpresil.agent.kernlog_watch`): an XID printed while it was down is
@@ -39,7 +43,7 @@ import logging
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import partial
@@ -71,7 +75,7 @@ from hpresil.host.collector import Collector
 from hpresil.host.slurm_jobs import LocalJobs
 from hpresil.kernlog.sources import KernelLogSource
 from hpresil.systemd import sd_notify, watchdog_interval
-from hpresil.vocab import CheckResult, GpuIdentity, JobObservation, Report
+from hpresil.vocab import CheckResult, GpuIdentity, JobObservation, Report, state_digest
 from hpresil.vocab.snapshot import FactSource, Snapshot
 
 if TYPE_CHECKING:
@@ -98,7 +102,8 @@ class Agent:
         reaper: OrphanReaper | None = None,
     ) -> None:
         agent = cfg.agent
-        self.node, self._cfg, self._client, self._clock = node, agent, client, clock
+        self.node, self._cfg, self._clock = node, agent, clock
+        self._client = _Acknowledged(client, self._state_wanted)
         self._on_tick = on_tick
         self._backend, self._collector = _backend_and_collector(cfg, node, backend, jobs, clock)
         self._registry = registry if registry is not None else agent_registry(cfg)
@@ -119,7 +124,8 @@ class Agent:
         self._jobs: tuple[JobObservation, ...] = ()  # as of the latest tick
         self._local_jobs: LocalJobs | None = None
         self._jobs_error: str | None = None
-        self._last_key: frozenset[Hashable] | None = None
+        self._digest = state_digest((), ())  # of the latest tick's state
+        self._last_digest: str | None = None  # of the state last sent
         self._controller_down = False
         self._scheduler = BackgroundScheduler(timezone=UTC)
 
@@ -177,9 +183,11 @@ class Agent:
         self._tick()
 
     def heartbeat(self) -> None:
+        """The state's digest and its faults (to be judged again), nothing else."""
         with self._state_lock:
-            results, gpus = self._current, self._gpus
-        self._send(results, gpus)
+            faults = tuple(r for r in self._current if r.is_fault)
+            digest = self._digest
+        self._send(faults, (), digest, heartbeat=True)
 
     def flush(self) -> None:
         self._flush()
@@ -192,8 +200,8 @@ class Agent:
         kills = self._reaping.look(local)
         if kills:
             with self._state_lock:
-                results, gpus = self._current, self._gpus
-            self._send(results + tuple(kills), gpus)
+                results, gpus, digest = self._current, self._gpus, self._digest
+            self._send(results + tuple(kills), gpus, digest)
 
     def _tick_once(self) -> None:
         events = self._kernlog.drain()
@@ -205,8 +213,7 @@ class Agent:
         except Exception:  # a tick must never end the agent
             log.exception("tick failed; its XIDs wait for the next tick")
             self._kernlog.requeue(events)  # not spooled: judge them again next time
-            with self._state_lock:
-                self._last_key = None  # and report the state then, changed or not
+            self._state_wanted()  # and report the state then, changed or not
         if self._on_tick is not None:
             self._on_tick()
 
@@ -214,16 +221,17 @@ class Agent:
         events = tuple(r for r in results if self._is_event(r))
         state = tuple(r for r in results if not self._is_event(r))
         gpus = tuple(g.identity for g in snapshot.gpus) or snapshot.known_gpus
-        key = frozenset(_key(r) for r in state)
+        digest = state_digest(state, gpus)
         self._note_jobs_error(snapshot.fact_error(LocalJobs))
         local, jobs = snapshot.fact(LocalJobs), job_observations(snapshot)
         with self._state_lock:
-            self._current, self._gpus = state, gpus
+            self._current, self._gpus, self._digest = state, gpus, digest
             self._local_jobs, self._jobs = local, jobs
-            changed = key != self._last_key
-            self._last_key = key
+            changed = digest != self._last_digest
+            # the state once more at the next tick after events: it supersedes theirs
+            self._last_digest = None if events else digest
         if events or changed:
-            self._send(state + events, gpus)
+            self._send(state + events, gpus, digest)
         self._cache.update(snapshot.taken_at, state, events, changed=changed)
         if self._reaping.due(local):
             self._now_pool.request(self.reap)
@@ -240,7 +248,19 @@ class Agent:
             log.info("Slurm jobs on this node observed again")
         self._jobs_error = error
 
-    def _send(self, results: Sequence[CheckResult], gpus: Sequence[GpuIdentity]) -> None:
+    def _state_wanted(self) -> None:
+        """Send the whole state with the next tick, changed or not."""
+        with self._state_lock:
+            self._last_digest = None
+
+    def _send(
+        self,
+        results: Sequence[CheckResult],
+        gpus: Sequence[GpuIdentity],
+        digest: str,
+        *,
+        heartbeat: bool = False,
+    ) -> None:
         with self._state_lock:
             jobs = self._jobs
         report = Report(
@@ -252,6 +272,8 @@ class Agent:
             gpus=tuple(gpus),
             results=tuple(results),
             jobs=jobs,
+            digest=digest,
+            heartbeat=heartbeat,
         )
         self.spool.put(report)
         self._now_pool.request(self._flush)
@@ -287,8 +309,19 @@ def _backend_and_collector(
     return gpu, Collector(node, gpu, cfg.agent.gpu.expected_count, clock, sources=sources)
 
 
-def _key(r: CheckResult) -> Hashable:
-    return (r.check, r.status, r.action, r.category, r.gpu.index if r.gpu else None, r.summary)
+class _Acknowledged:
+    """The agent's sink: delivers through ``client``, and calls ``wanted`` when an
+    acknowledgement asks for the whole state."""
+
+    def __init__(self, client: ReportSink, wanted: Callable[[], None]) -> None:
+        self._client, self._wanted = client, wanted
+
+    def post_report(self, report: Report) -> object:
+        ack = self._client.post_report(report)
+        if getattr(ack, "send_state", False) is True:
+            log.info("the controller asks for this node's state: sent with the next tick")
+            self._wanted()
+        return ack
 
 
 # --- the process ---

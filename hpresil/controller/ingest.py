@@ -1,33 +1,40 @@
-"""Taking in an agent's report: store it once, update its node, apply the policy.
+"""Taking in an agent's report: update its node, store what changed, apply the policy.
 
-Everything happens in one transaction; a report_id seen before changes nothing
-(agents retry until acknowledged). Drains are queued as action rows and the
-remediation executor is woken at once.
+Everything happens in one transaction; a report seen before changes nothing (agents
+retry until acknowledged): one stored under its ``report_id``, or one of the ``seq``
+its node reported last. Drains are queued as action rows and the remediation
+executor is woken at once.
 
-A node keeps the latest report's view of each check: a report that carries a check
-replaces every stored result of that check (a per-GPU FAIL the check no longer
-reports goes), checks it does not carry keep theirs. Order is arrival order, never
-the agent's ``observed_at`` (an agent clock in the year 9999 must not pin a
-result). At most ``max_results`` results are kept per node, faults and then the
-report's own first; the rest is dropped with a warning. Stored results are kept as
-stored, never validated again.
+A state report's results are merged into the node's (:mod:`hpresil.controller.node_state`:
+a check it carries replaces that check's stored results), and the report is stored
+with the results that changed: one that changed nothing leaves no row. A heartbeat
+(``Report.heartbeat``) carries only the faults of the agent's state, judged again as
+the state report's were, and the state's digest: one the controller does not hold asks
+for the state (``send_state``). A heartbeat with no faults from a node with no open
+incident takes the short way (:mod:`hpresil.controller.heartbeat`). Order is arrival
+order, never the agent's ``observed_at`` (an agent clock in the year 9999 must not pin
+a result). Stored results are kept as stored, never validated again.
 
 A *late* report (an agent spool report whose ``seq`` is below one this node already
 delivered: the spool puts off a report the controller failed on and delivers the
-ones behind it) is stored and its faults are judged (a fault seen once is acted on
-once), but it does not replace the node's newer results, lower ``last_seq`` or
+ones behind it) is stored whole and its faults are judged (a fault seen once is acted
+on once), but it does not replace the node's newer results, lower ``last_seq`` or
 overwrite the job ledger with older progress. ``seq`` 0 is not the spool's (burn-in
 results from the CLI) and is never late.
 
-The report is encoded before the lock; under it, only the database work.
+The report is encoded before the lock; under it, only the database work. On
+PostgreSQL there is no lock in the process: reports are taken on as many threads as
+the server gives them, and wait for each other in the database only where they meet
+(:mod:`hpresil.store.serial`: a node's row, a job's rows, the fleet's decisions).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,30 +43,22 @@ from sqlalchemy.orm import Session
 
 from hpresil.api import ReportAck
 from hpresil.config import JobsConfig, PolicyConfig
-from hpresil.controller import limits, policy, shared
+from hpresil.controller import heartbeat, limits, policy, shared
 from hpresil.controller.identity import set_identity
 from hpresil.controller.jobs import blame, ledger
 from hpresil.controller.known import KnownNodes, check_name
+from hpresil.controller.node_state import ResultKey, is_late, note_state, noted
 from hpresil.controller.policy import Decision, OpenIncident
 from hpresil.controller.topology import Fabric
-from hpresil.store import Clock, Store, repo
+from hpresil.store import Clock, Store, repo, serial
 from hpresil.store.models import IncidentRow, JobRow, NodeRow
-from hpresil.vocab import CheckResult, Report, Status
+from hpresil.vocab import CheckResult, Report
 from hpresil.vocab.actions import ActionStatus
 
 log = logging.getLogger(__name__)
 
-DUPLICATE = ReportAck(accepted=True, duplicate=True)
+DUPLICATE = heartbeat.DUPLICATE
 MAX_RESULTS_PER_NODE = 1024  # 8 GPUs x some 40 checks is 320
-RETENTION_PRIORITY = {Status.FAIL.value: 0, Status.WARN.value: 1, Status.UNKNOWN.value: 2}
-"""Which stored results a node over MAX_RESULTS_PER_NODE keeps first: lower first, any
-other status 3. A retention priority, not the severity order (:attr:`Status.rank`, in
-which UNKNOWN is worse than WARN: a doubt about a node weighs more than a warning when
-judging it). What is kept is what an operator reads next: a WARN is something the
-check found on the node, an UNKNOWN only says a check could not run, so under the cap
-the WARN is kept first."""
-
-ResultKey = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -75,6 +74,14 @@ class Incoming:
         body = report.model_dump(mode="json")
         results = {_key(r): d for r, d in zip(report.results, body["results"], strict=True)}
         return cls(report, body, results)
+
+
+@dataclass(frozen=True)
+class Taken:
+    decision: Decision
+    incidents: list[int] = field(default_factory=list)  # opened or added to
+    acted: bool = False  # an action was queued apart from the decision's drain
+    send_state: bool = False  # the controller does not hold the state the digest names
 
 
 class Ingest:
@@ -94,15 +101,18 @@ class Ingest:
         self._store = store
         self._cfg = cfg
         self._jobs = jobs or JobsConfig()
-        self._fresh_s = fresh_s  # a node's job usage older than this is not current
+        self._fresh = fresh_s  # a node's job usage older than this is not current
         self._clock = clock
         self._wake = wake
         self._max_results = max_results
         self._known = known  # None: any name that can be a Slurm node's
         self._fabric = fabric  # None: no component is shared
-        # one report at a time: one open incident per node, and one ledger row per job
-        # (a job's nodes report at once); kept short: the report is encoded before it
-        self._lock = threading.Lock()
+        # SQLite: one report at a time (the database writes one transaction at a time
+        # anyway). PostgreSQL: as many as the threads, serialised in the database where
+        # they meet (hpresil.store.serial), across replicas too
+        self._lock: AbstractContextManager[object] = (
+            nullcontext() if store.engine.dialect.name == "postgresql" else threading.Lock()
+        )
 
     def __call__(self, report: Report) -> ReportAck:
         """Take ``report`` in; :class:`NotFound` for a node Slurm does not know."""
@@ -113,31 +123,78 @@ class Ingest:
         incoming = Incoming.of(report)
         try:
             with self._lock, self._store.write() as s:
-                if repo.report_seen(s, report.report_id):
+                if heartbeat.quiet(report):
+                    ack = heartbeat.take(s, report, self._clock(), self._jobs, fresh_s=self._fresh)
+                    if ack is not None:
+                        return ack
+                elif repo.report_seen(s, report.report_id):
                     return DUPLICATE
-                decision, incidents, acted = self._take(s, incoming)
+                taken = self._take(s, incoming)
         except IntegrityError as exc:
             if "report_id" not in str(exc.orig):  # only a racing duplicate is expected
                 raise
             log.info("report %s was stored meanwhile: duplicate", report.report_id)
             return DUPLICATE
-        if decision.drain or acted:
+        if taken is None:
+            return DUPLICATE
+        if taken.decision.drain or taken.acted:
             self._wake()
-        return ReportAck(accepted=True, duplicate=False, incidents=incidents)
+        return ReportAck(
+            accepted=True, duplicate=False, incidents=taken.incidents, send_state=taken.send_state
+        )
 
-    def _take(self, s: Session, incoming: Incoming) -> tuple[Decision, list[int], bool]:
+    def _take(self, s: Session, incoming: Incoming) -> Taken | None:
+        """Take the report in; None when its node's last ``seq`` was it."""
         now, report = self._clock(), incoming.report
-        node = repo.ensure_node(s, report.node, now)
-        s.flush()  # the report's foreign key needs the node row
-        repo.add_report(s, report, now, body=incoming.body)
-        late = is_late(node, report)
+        node = repo.ensure_node(s, report.node, now, lock=True)  # its reports in turn
+        if 0 < report.seq == (node.last_seq or 0):
+            return None
+        late = is_late(node, report.seq)
         if late:
             log.info("%s: report seq %d after seq %d: late", node.name, report.seq, node.last_seq)
             node.last_report_at = now
             here: Sequence[JobRow] = ()
+            self._store_report(s, incoming, incoming.body["results"], now)
         else:
-            note_report(node, incoming, now, self._max_results)
-            here = ledger.observe(s, node.name, report.jobs, now, self._jobs, fresh_s=self._fresh_s)
+            self._note(s, node, incoming, now)
+            here = ledger.observe(s, node.name, report.jobs, now, self._jobs, fresh_s=self._fresh)
+        taken = self._judge(s, node, report, here, late, now)
+        if report.heartbeat and not late and report.digest != node.state_digest:
+            return replace(taken, send_state=True)
+        return taken
+
+    def _note(self, s: Session, node: NodeRow, incoming: Incoming, now: datetime) -> None:
+        """A report in order: the node's state (a state report's), and what changed."""
+        report = incoming.report
+        noted(node, report.seq, len(report.gpus), now)
+        if report.heartbeat:
+            return  # its results are faults of the state the digest names, judged only
+        changed = note_state(node, incoming.results, self._max_results)
+        if report.digest is not None:
+            node.state_digest = report.digest
+        if changed:
+            self._store_report(s, incoming, changed, now)
+
+    @staticmethod
+    def _store_report(
+        s: Session, incoming: Incoming, results: list[dict[str, Any]], now: datetime
+    ) -> None:
+        if not results:
+            return
+        s.flush()  # the report's foreign key needs the node row
+        body = {**incoming.body, "results": results}
+        repo.add_report(s, incoming.report, now, body=body)
+
+    def _judge(
+        self,
+        s: Session,
+        node: NodeRow,
+        report: Report,
+        here: Sequence[JobRow],
+        late: bool,
+        now: datetime,
+    ) -> Taken:
+        """Apply the policy to the report's faults."""
         current = repo.open_incident(s, node.name)
         summary = _summary(s, current) if current else None
         earlier = self._earlier(s, report, current, now)
@@ -148,14 +205,14 @@ class Ingest:
             log.info("%s: not drained: %s", node.name, "; ".join(c.why for c in culprits))
             decision = replace(decision, drain=False, requeue=False)
             if current is None:  # the job's incident records it; the node has none
-                return decision, blamed, True
+                return Taken(decision, blamed, True)
         if not decision.acts:
             if current is not None and not late and limits.only_recorded(current):
                 repo.resolve(s, current, now)  # healthy again; a later fault is a new one
                 log.info("%s: incident #%d (drain held back) resolved", node.name, current.id)
-            return decision, blamed, bool(blamed)
+            return Taken(decision, blamed, bool(blamed))
         incident = apply(s, node.name, decision, current, now, self._cfg, self._jobs, self._fabric)
-        return decision, [incident.id, *blamed], bool(blamed)
+        return Taken(decision, [incident.id, *blamed], bool(blamed))
 
     def _culprits(
         self,
@@ -196,61 +253,6 @@ class Ingest:
         return counts
 
 
-def is_late(node: NodeRow, report: Report) -> bool:
-    """Whether ``report`` comes from the agent's spool behind one already taken in."""
-    return 0 < report.seq < (node.last_seq or 0)
-
-
-def note_report(node: NodeRow, incoming: Incoming, now: datetime, max_results: int) -> None:
-    report = incoming.report
-    node.last_report_at = now
-    node.last_seq = report.seq
-    if report.gpus:
-        node.gpus = len(report.gpus)
-    if incoming.results:
-        merged, dropped = merge_results(node.last_results or [], incoming.results, max_results)
-        node.last_results = merged
-        if dropped:
-            log.warning(
-                "%s: %d result(s) not kept: over the limit of %d per node",
-                node.name,
-                dropped,
-                max_results,
-            )
-
-
-def merge_results(
-    stored: Iterable[Any], new: Mapping[ResultKey, dict[str, Any]], limit: int
-) -> tuple[list[dict[str, Any]], int]:
-    """The stored results with every check in ``new`` replaced by its results there;
-    at most ``limit`` of them (faults first, then ``new``'s), and how many went."""
-    checks = {check for check, _ in new}
-    keyed = ((_stored_key(d), d) for d in stored if isinstance(d, dict))
-    old = {k: d for k, d in keyed if k is not None and k[0] not in checks}
-    ranked = sorted([*_ranked(new, 0), *_ranked(old, 1)])
-    kept = {key: result for *_, key, result in ranked[:limit]}
-    return [kept[k] for k in sorted(kept)], len(ranked) - len(kept)
-
-
-def _ranked(
-    results: Mapping[ResultKey, dict[str, Any]], age: int
-) -> Iterable[tuple[int, int, ResultKey, dict[str, Any]]]:
-    """Sort keys: faults first, then the newer report's, then by (check, GPU)."""
-    for key, result in results.items():
-        status = result.get("status")
-        priority = RETENTION_PRIORITY.get(status, 3) if isinstance(status, str) else 3
-        yield (priority, age, key, result)
-
-
-def _stored_key(stored: dict[str, Any]) -> ResultKey | None:
-    """The (check, GPU index) of a stored result, or None for one unreadable."""
-    check, gpu = stored.get("check"), stored.get("gpu")
-    index = gpu.get("index") if isinstance(gpu, dict) else -1
-    if not isinstance(check, str) or not isinstance(index, int):
-        return None
-    return (check, index)
-
-
 def apply(
     s: Session,
     node: str,
@@ -264,6 +266,7 @@ def apply(
     """Open or update the incident, put a new one down to a shared component if one
     explains it (:mod:`hpresil.controller.shared`), and queue the drain the decision
     asks for, as far as the limits allow (:mod:`hpresil.controller.limits`)."""
+    serial.decisions(s)  # the cap, the breakers, shared components: one report at a time
     incident = current or repo.new_incident(s, node, now)
     if decision.identity is not None:
         set_identity(incident, decision.identity)

@@ -4,11 +4,11 @@ state, only the unhealthy), in natural order, a page at a time.
 A node's health: FAIL with an open hardware incident; else UNKNOWN if it never
 reported, STALE if its last report is older than ``stale_after_s``; else the worst of
 its latest results (FAIL, WARN, otherwise OK). Those are weighed cheapest first, and
-only the nodes the first three leave open have their results read, for the page
-only. A node whose stored results hold neither ``"fail"`` nor ``"warn"`` is OK without
-parsing them (a status is a JSON string, and the store's JSON spells strings plainly);
-the others are parsed. Listing every node still reads every node's results: some
-40 KB of JSON each on nodes of 8 GPUs (scripts/bench/ledger_scale).
+the worst status is stored beside the results (``nodes.worst``, kept by the ingest).
+Only a node stored before that column has its results read (for the page only): one
+whose results hold neither ``"fail"`` nor ``"warn"`` is OK without parsing them (a
+status is a JSON string, and the store's JSON spells strings plainly); the others are
+parsed.
 
 A host list is counted before it is expanded (the grammar of
 :mod:`hpresil.adapters.slurm.hostlist`): ``a[1-1000][1-1000]`` is refused, not built.
@@ -29,10 +29,11 @@ from sqlalchemy.orm import Session
 
 from hpresil.adapters.slurm.hostlist import expand
 from hpresil.api import MAX_NODES, NodeFilter, NodeView
+from hpresil.controller.node_state import listed_health
 from hpresil.errors import SlurmParseError
 from hpresil.store import nodelist
 from hpresil.store.nodelist import NodeBrief, OpenIncident
-from hpresil.vocab import Health, Status
+from hpresil.vocab import Health
 
 NEXT_AFTER = "X-Next-After"  # more follow: the next page starts after this node
 PAGED: dict[int | str, dict[str, Any]] = {
@@ -42,6 +43,7 @@ NODE_LIST: TypeAdapter[list[NodeView]] = TypeAdapter(list[NodeView])
 SCAN = 1000  # nodes judged at a time while looking for unhealthy ones
 _RANGES = re.compile(r"^([^\[]*)\[([^\]]+)\](.*)$")
 _WORRYING = ('"fail"', '"warn"')
+_WORST = {h.value for h in (Health.OK, Health.WARN, Health.FAIL)}
 
 
 class BadHostList(ValueError):
@@ -109,7 +111,7 @@ def judged(s: Session, names: Sequence[str], now: datetime, stale_after_s: float
     rows = nodelist.briefs(s, names)
     opened = nodelist.open_incidents(s, names)
     ages = {n: _age(rows[n], now) for n in names if n in rows}
-    decided = {n: _decided(opened.get(n), ages[n], stale_after_s) for n in ages}
+    decided = {n: _decided(opened.get(n), ages[n], stale_after_s, rows[n].worst) for n in ages}
     left = [n for n, health in decided.items() if health is None]
     texts = nodelist.results_text(s, left) if left else {}
     out = []
@@ -126,10 +128,7 @@ def results_health(text: str | None) -> Health:
     if text is None or not any(word in text for word in _WORRYING):
         return Health.OK
     results: Any = json.loads(text)
-    statuses = {r.get("status") for r in results if isinstance(r, dict)} if results else set()
-    if Status.FAIL.value in statuses:
-        return Health.FAIL
-    return Health.WARN if Status.WARN.value in statuses else Health.OK
+    return listed_health(r.get("status") for r in results or () if isinstance(r, dict))
 
 
 def order(names: Sequence[str]) -> list[str]:
@@ -145,14 +144,19 @@ def natural_key(name: str) -> list[tuple[int, int | str]]:
     return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
 
 
-def _decided(incident: OpenIncident | None, age_s: float | None, stale_s: float) -> Health | None:
-    """Health without the node's results: FAIL with an open hardware incident, UNKNOWN
-    if it never reported, STALE if its last report is too old; None: they decide."""
+def _decided(
+    incident: OpenIncident | None, age_s: float | None, stale_s: float, worst: str | None
+) -> Health | None:
+    """Health without parsing the node's results: FAIL with an open hardware incident,
+    UNKNOWN if it never reported, STALE if its last report is too old, else the worst
+    of its results as stored beside them; None: only its results can tell."""
     if incident is not None and incident.hardware:
         return Health.FAIL
     if age_s is None:
         return Health.UNKNOWN
-    return Health.STALE if age_s > stale_s else None
+    if age_s > stale_s:
+        return Health.STALE
+    return Health(worst) if worst in _WORST else None
 
 
 def _view(

@@ -56,6 +56,10 @@ class NodeRow(Base):
     gpus: Mapped[int | None] = mapped_column(Integer)
     # latest result per (check, gpu), as the agent sent them
     last_results: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # the worst status among them ("fail", "warn", "ok"; None: not worked out yet), and
+    # the digest of the agent's state they stand for (vocab.state_digest)
+    worst: Mapped[str | None] = mapped_column(String(16))
+    state_digest: Mapped[str | None] = mapped_column(String(64))
     slurm_state: Mapped[str | None] = mapped_column(String(64))
     slurm_reason: Mapped[str | None] = mapped_column(Text)
     drained_by_hpresil: Mapped[bool] = mapped_column(default=False)
@@ -63,7 +67,9 @@ class NodeRow(Base):
 
 
 class ReportRow(Base):
-    """One agent report, kept for ``controller.report_retention_days``."""
+    """An agent report that changed something, kept for
+    ``controller.report_retention_days``: its body holds the results that changed
+    (all of a late one's). Heartbeats and reports that changed nothing leave no row."""
 
     __tablename__ = "reports"
 

@@ -2,8 +2,9 @@
 nodes asked for.
 
 A node's ``last_results`` (some 40 KB of JSON on a node of 8 GPUs: every check on
-every GPU) is what made a listing of the fleet slow. It is read only by
-:func:`results_text`, as the stored text, for the nodes whose health it decides.
+every GPU) is what made a listing of the fleet slow. The listing reads the worst
+status kept beside them (``worst``); :func:`results_text` reads them, as the stored
+text, only for nodes whose worst status was never worked out (stored before it was).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class NodeBrief(NamedTuple):
     drained_by_hpresil: bool
     last_report_at: datetime | None
     gpus: int | None
+    worst: str | None  # of its latest results, as the node list weighs them
 
 
 class OpenIncident(NamedTuple):
@@ -58,6 +60,7 @@ def briefs(s: Session, nodes: Sequence[str]) -> dict[str, NodeBrief]:
         NodeRow.drained_by_hpresil,
         NodeRow.last_report_at,
         NodeRow.gpus,
+        NodeRow.worst,
     )
     out = {}
     for chunk in _chunks(nodes):

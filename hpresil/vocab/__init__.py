@@ -7,12 +7,14 @@ that the same definition validates a report on the wire and types it in code.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 
 class Status(StrEnum):
@@ -252,10 +254,18 @@ class JobObservation(_Record):
 
 
 class Report(_Record):
-    """What an agent sends: a heartbeat when ``results`` is empty.
+    """What an agent sends: its state when it changed, else a heartbeat.
 
     ``report_id`` is unique per report and makes delivery idempotent: the agent
-    retries until acknowledged and the controller ignores an id it has seen.
+    retries until acknowledged and the controller ignores an id it has seen (and a
+    ``seq`` it has taken already).
+
+    ``digest`` names the agent's state as of this report (its results and GPUs: a
+    SHA-256, :func:`state_digest`). A state report (``heartbeat`` false) carries every
+    current result; a ``heartbeat`` carries only the state's faults (none on a healthy
+    node), to be judged again, and the digest: when it is not the one the controller
+    holds, the acknowledgement asks for the state (``send_state``). Without a digest
+    (older agents, the CLI's burn-in) a report is a state report of what it carries.
     """
 
     report_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
@@ -266,3 +276,22 @@ class Report(_Record):
     gpus: tuple[GpuIdentity, ...] = ()
     results: tuple[CheckResult, ...] = ()
     jobs: tuple[JobObservation, ...] = ()  # Slurm jobs running here (absent: not observed)
+    digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    heartbeat: bool = False  # results are the state's faults only; the state is ``digest``'s
+
+    @model_validator(mode="after")
+    def _heartbeat_has_digest(self) -> Report:
+        if self.heartbeat and self.digest is None:
+            raise ValueError("digest: a heartbeat names the state it stands for")
+        return self
+
+
+def state_digest(results: Iterable[CheckResult], gpus: Iterable[GpuIdentity]) -> str:
+    """The SHA-256 naming an agent's state: what each result says (not when), and the
+    GPUs. Equal states have equal digests, whatever the order."""
+    lines = sorted(
+        json.dumps(r.model_dump(mode="json", exclude={"observed_at", "evidence"}), sort_keys=True)
+        for r in results
+    )
+    lines += sorted(g.model_dump_json() for g in gpus)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()

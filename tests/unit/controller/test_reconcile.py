@@ -14,7 +14,8 @@ from hpresil.controller.reconcile import Periodic, Reconciler
 from hpresil.controller.remediation import Executor
 from hpresil.store import Store
 from hpresil.store.models import NodeRow, ReportRow
-from tests.unit.controller.fakes import FakeBackend, FakeClock, report, xid79
+from hpresil.vocab import Status
+from tests.unit.controller.fakes import FakeBackend, FakeClock, report, result, xid79
 
 
 def fault(client: TestClient, executor: Executor, node: str) -> None:
@@ -132,9 +133,10 @@ def test_a_new_job_reusing_the_id_after_a_state_wipe_is_not_a_restart(
 def test_old_reports_are_pruned(
     client: TestClient, reconciler: Reconciler, store: Store, clock: FakeClock
 ) -> None:
-    client.post("/v1/reports", json=report("node1").model_dump(mode="json"))
+    old, new = report("node1", result(Status.OK)), report("node1", result(Status.WARN))
+    client.post("/v1/reports", json=old.model_dump(mode="json"))
     clock.advance(timedelta(days=29).total_seconds())
-    client.post("/v1/reports", json=report("node1").model_dump(mode="json"))
+    client.post("/v1/reports", json=new.model_dump(mode="json"))  # a change: stored
     clock.advance(timedelta(days=2).total_seconds())
     reconciler.run_once()
     with store.read() as s:
