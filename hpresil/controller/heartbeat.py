@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from hpresil.api import ReportAck
@@ -32,19 +32,34 @@ def take(
     s: Session, report: Report, now: datetime, jobs: JobsConfig, *, fresh_s: float
 ) -> ReportAck | None:
     """Take a :func:`quiet` heartbeat in; None: it needs the whole way."""
-    n, i = NodeRow.__table__.c, IncidentRow.__table__.c
-    opened = exists().where(i.node == n.name, i.status == OPEN)
-    query = select(n.last_seq, n.state_digest, opened.label("opened")).where(n.name == report.node)
-    row = s.execute(query.with_for_update(of=NodeRow.__table__)).first()  # its reports in turn
+    row = s.execute(_READ, {"node": report.node}).first()
     if row is None or row.opened:
         return None
     last = row.last_seq or 0
     if report.seq == last:
         return DUPLICATE
     late = report.seq < last
-    seen = {"last_report_at": now} if late else {"last_report_at": now, "last_seq": report.seq}
-    s.execute(update(NodeRow).where(n.name == report.node).values(seen))
+    seq = last if late else report.seq
+    s.execute(_SEEN, {"node": report.node, "at": now, "seq": seq})
     if report.jobs and not late:
         ledger.observe(s, report.node, report.jobs, now, jobs, fresh_s=fresh_s)
     asks = not late and report.digest != row.state_digest
     return ReportAck(accepted=True, duplicate=False, send_state=asks)
+
+
+# built once: a heartbeat's two statements are the controller's most frequent
+_N, _I = NodeRow.__table__.c, IncidentRow.__table__.c
+_READ = (
+    select(
+        _N.last_seq,
+        _N.state_digest,
+        exists().where(_I.node == _N.name, _I.status == OPEN).label("opened"),
+    )
+    .where(_N.name == bindparam("node"))
+    .with_for_update(of=NodeRow.__table__)  # its reports in turn (PostgreSQL)
+)
+_SEEN = (
+    update(NodeRow)
+    .where(_N.name == bindparam("node"))
+    .values(last_report_at=bindparam("at"), last_seq=bindparam("seq"))
+)

@@ -18,6 +18,8 @@ from hpresil.adapters.slurm import parse
 from hpresil.adapters.slurm.model import SlurmJob, SlurmNode
 from hpresil.errors import SlurmError, SlurmUnavailable
 
+_NOT_FOUND = " not found"  # scontrol show node: "Node gpu9 not found", exit code 1
+
 
 class CliBackend:
     def __init__(
@@ -29,6 +31,17 @@ class CliBackend:
 
     def nodes(self) -> list[SlurmNode]:
         return parse.nodes(self._read("sinfo", "-N", "--json"))
+
+    def node(self, name: str) -> SlurmNode | None:
+        """One node alone (``sinfo --json`` lists every node whatever ``--nodes``
+        says: some 26 MB at 20,000 nodes); None when Slurm has no such node."""
+        try:
+            done = self._call("scontrol", "show", "node", "-o", name)
+        except SlurmError as exc:
+            if _NOT_FOUND in (exc.stderr or "") + (exc.stdout or ""):
+                return None
+            raise
+        return parse.node_line(done.stdout, name)
 
     def jobs(self) -> list[SlurmJob]:
         return parse.jobs(self._read("squeue", "--json"))

@@ -12,6 +12,7 @@ Jobs: ``job_state`` a string (22.05) or a list (newer); times an epoch (22.05) o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +74,43 @@ def jobs(data: dict[str, Any]) -> list[SlurmJob]:
         return [_job(j) for j in data["jobs"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise SlurmParseError(f"squeue: unexpected job record: {exc!r}") from None
+
+
+_NAME = re.compile(r"^NodeName=(\S+)")
+_STATE = re.compile(r"\sState=(\S+)")
+_REASON = re.compile(r"\sReason=(.*?)(?: \[([^@\]]*)@([^\]]*)\])?$")
+
+
+def node_line(text: str, name: str) -> SlurmNode | None:
+    """``name`` from ``scontrol show node -o NAME`` (one line per node; the reason
+    last, as ``Reason=<text> [<user>@<local time>]``); None when it is not there."""
+    for line in text.splitlines():
+        found = _NAME.match(line)
+        if found is None or found.group(1) != name:
+            continue
+        state = _STATE.search(line)
+        if state is None:
+            raise SlurmParseError(f"scontrol show node {name}: no State= in {line[:200]!r}")
+        reason = _REASON.search(line)
+        text_, user, when = reason.groups() if reason else (None, None, None)
+        return SlurmNode(
+            name=name,
+            states=frozenset(_states(state.group(1))),
+            reason=text_ or None,
+            reason_set_by=user or None,
+            reason_time=_local_time(when),
+        )
+    return None
+
+
+def _local_time(text: str | None) -> datetime | None:
+    """A time ``scontrol`` prints (the controller host's local time, no zone)."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError:
+        return None
 
 
 def _node_v38(n: dict[str, Any]) -> SlurmNode:

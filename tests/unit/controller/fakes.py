@@ -68,6 +68,10 @@ class FakeBackend:
         self._maybe_fail("sinfo")
         return list(self.nodes_by_name.values())
 
+    def node(self, name: str) -> SlurmNode | None:
+        self._maybe_fail("scontrol")
+        return self.nodes_by_name.get(name)
+
     def jobs(self) -> list[SlurmJob]:
         self._maybe_fail("squeue")
         return list(self.jobs_by_id.values())

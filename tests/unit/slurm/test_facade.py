@@ -30,6 +30,10 @@ class RecordingBackend:
         self._maybe_fail()
         return list(self._nodes.values())
 
+    def node(self, name: str) -> SlurmNode | None:
+        self._maybe_fail()
+        return self._nodes.get(name)
+
     def jobs(self) -> list[SlurmJob]:
         return list(self._jobs.values())
 

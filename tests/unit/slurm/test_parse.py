@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from hpresil.adapters.slurm import parse
+from hpresil.adapters.slurm.cli import CliBackend
 from hpresil.adapters.slurm.hostlist import expand
 from hpresil.errors import SlurmParseError
 
@@ -92,3 +93,33 @@ def test_job_record_missing_fields_is_a_typed_error() -> None:
 )
 def test_hostlist_expand(hostlist: str, names: list[str]) -> None:
     assert expand(hostlist) == names
+
+
+def test_one_node_from_scontrol_show_node_22_05() -> None:
+    """``scontrol show node -o`` as the lab's 22.05 printed it: a drain reads its node
+    alone, not the whole listing."""
+    text = (FIX / "scontrol-show-node-22.05.txt").read_text()
+    node1 = parse.node_line(text, "node1")
+    assert node1 is not None and node1.drained and node1.state_text == "IDLE+DRAIN"
+    assert node1.reason == "hpresil: #1 gpu_lost_pcie xid 79 gpu 3"
+    assert node1.reason_set_by == "root"
+    local = datetime.fromisoformat("2026-11-22T04:31:03").astimezone(UTC)
+    assert node1.reason_time == local
+    node3 = parse.node_line(text, "node3")
+    assert node3 is not None and node3.reason == "admin: fan"
+    node2 = parse.node_line(text, "node2")
+    assert node2 is not None and node2.state_text == "MIXED" and node2.reason is None
+    assert parse.node_line(text, "node9") is None
+
+
+def test_the_cli_reads_one_node_and_knows_when_there_is_none(tmp_path: Path) -> None:
+    fixture = FIX / "scontrol-show-node-22.05.txt"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(  # the node asked for, or scontrol's own answer for none
+        f'#!/bin/sh\ngrep "^NodeName=$4 " {fixture} && exit 0\necho "Node $4 not found"; exit 1\n'
+    )
+    scontrol.chmod(0o755)
+    cli = CliBackend(bin_dir=tmp_path, timeout=10)
+    node = cli.node("node3")
+    assert node is not None and node.drained and node.reason == "admin: fan"
+    assert cli.node("node9") is None

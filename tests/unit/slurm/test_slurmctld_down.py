@@ -44,8 +44,10 @@ def test_scontrol_without_slurmctld_exits_1(down: CliBackend) -> None:
 
 
 def test_the_facade_retries_and_raises_the_slurm_error(bin_dir: Path, down: CliBackend) -> None:
+    """A drain reads its node alone (``scontrol show node -o``; the recording is of
+    ``scontrol update``: exit 1, "Unable to contact slurm controller", as both do)."""
     slurm = Slurm(down, retries=2, backoff_s=0)
-    with pytest.raises(SlurmUnavailable):
+    with pytest.raises(SlurmError, match="Unable to contact slurm controller"):
         slurm.drain("node1", "#1 gpu_lost_pcie xid 79 gpu 3")
-    # tried three times; no scontrol on a cluster it cannot see
-    assert calls(bin_dir) == ["sinfo -N --json"] * 3
+    # tried three times; no update on a cluster it cannot see
+    assert calls(bin_dir) == ["scontrol show node -o node1"] * 3
