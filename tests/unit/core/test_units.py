@@ -41,3 +41,18 @@ def test_every_setting_is_understood(unit: str, tmp_path: Path) -> None:
     copy.write_text(text.replace("ExecStart=/usr/local/bin/hpresil ", "ExecStart=/bin/true "))
     done = analyze("verify", str(copy))
     assert (done.returncode, done.stderr) == (0, "")
+
+
+@needs_analyze
+def test_the_replica_drop_in_is_understood_and_keeps_the_score(tmp_path: Path) -> None:
+    """The controller with systemd/hpresil-controller.service.d/replica.conf: a drop-in's
+    settings are read as if they followed the unit's (systemd.unit(5))."""
+    unit = (UNITS / "hpresil-controller.service").read_text()
+    drop_in = (UNITS / "hpresil-controller.service.d" / "replica.conf").read_text()
+    merged = tmp_path / "hpresil-controller.service"
+    text = unit.replace("[Install]", drop_in + "\n[Install]")  # sections may repeat
+    merged.write_text(text.replace("ExecStart=/usr/local/bin/hpresil ", "ExecStart=/bin/true "))
+    done = analyze("verify", str(merged))
+    assert (done.returncode, done.stderr) == (0, "")
+    done = analyze("security", "--offline=yes", f"--threshold={THRESHOLD}", str(merged))
+    assert done.returncode == 0, done.stdout[-300:]
