@@ -5,10 +5,13 @@
   runs once on this machine, its GPUs eight H100 SXM read through pynvml from the NVML
   double, its InfiniBand a copy of ``tests/fixtures/sysfs/infiniband-ndr8``, munged and
   slurmd stand-ins running (``sleep`` under their names, so the services check passes
-  as on a compute node), and three of its reports are kept: a heartbeat, the report of
-  an XID 79 injected into its kernel log, and the report once ``mlx5_3``'s port went
-  down (``overlays/port-down``). Run in a process of its own (``fleet.py record OUT``):
-  the NVML double must be the first NVML loaded in a process.
+  as on a compute node), and four of its reports are kept: its first (the whole
+  state), a heartbeat (the same as the first where the agent sends its state every
+  heartbeat; a digest and no results where it sends what changed), the report of an
+  XID 79 injected into its kernel log, and the report once ``mlx5_3``'s port went down
+  (``overlays/port-down``). Run in a process of its own (``fleet.py record OUT``), on
+  the code of the side measured (``HPRESIL_FLEET_CODE``): the NVML double must be the
+  first NVML loaded in a process, and each side's agent speaks its own protocol.
 * :class:`Template`: a recorded report as bytes with slots (report id, node, seq, the
   times, each GPU's UUID and serial), rendered per node without encoding JSON again,
   byte for byte as the agent's client encodes it (``json.dumps(model_dump(mode="json"))``).
@@ -26,7 +29,8 @@
   answer within the agent's 5 s, or 408, 429, 502, 503, 504: what the agent's client
   counts as unavailable) is sent again, same id, after the agent's ``flush_s`` (2 s); a
   share of acknowledged reports is sent once more (an acknowledgement lost on the way)
-  and must be answered as a duplicate.
+  and must be answered as a duplicate. An acknowledgement asking for the node's state
+  (``send_state``) makes that node's next report its whole state (kind ``state``).
 """
 
 from __future__ import annotations
@@ -53,15 +57,16 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # tests.nvmldouble, when recording
+CODE = Path(os.environ.get("HPRESIL_FLEET_CODE") or REPO)  # the side's, when recording
+if str(CODE) not in sys.path:
+    sys.path.insert(0, str(CODE))  # hpresil and tests.nvmldouble, when recording
 
 from hpresil.auth import NodeKey, node_key  # noqa: E402
 
 RACK = 32  # nodes per rack, each rack under one leaf switch
 PATH = "/v1/reports"
 UNAVAILABLE = frozenset({408, 429, 502, 503, 504})  # hpresil.client.UNAVAILABLE
-SHAPES = ("heartbeat", "xid79", "ib_down")
+SHAPES = ("heartbeat", "xid79", "ib_down", "state")
 
 
 def node_names(nodes: int) -> list[str]:
@@ -73,6 +78,7 @@ def record_shapes(out: Path) -> None:
     """Record the three report shapes from a real agent into ``out`` (JSON)."""
     from hpresil.agent.inject import inject_xid
     from hpresil.agent.service import Agent
+    from hpresil.vocab import Report
     from tests.nvmldouble import reading
     from tests.unit.agent.fakes import FakeController
 
@@ -88,7 +94,10 @@ def record_shapes(out: Path) -> None:
                 agent = Agent(cfg, "node1", ctl)
                 agent.start()
                 try:
-                    heartbeat = ctl.wait_for(lambda r: True, 10)
+                    state = ctl.wait_for(lambda r: True, 10)
+                    heartbeat = state
+                    if "heartbeat" in Report.model_fields:  # sends what changed
+                        heartbeat = ctl.wait_for(lambda r: bool(r.heartbeat), 10)
                     inject_xid(cfg, "node1", 79, 3)
                     xid79 = ctl.wait_for(lambda r: any(x.xid == 79 for x in r.results), 5)
                     _overlay(REPO / "tests/fixtures/sysfs/overlays/port-down", ib)
@@ -99,14 +108,14 @@ def record_shapes(out: Path) -> None:
             for proc in daemons:
                 proc.kill()
                 proc.wait()
-    found = {"heartbeat": heartbeat, "xid79": xid79, "ib_down": ib_down}
+    found = {"heartbeat": heartbeat, "xid79": xid79, "ib_down": ib_down, "state": state}
     missing = [name for name, rep in found.items() if rep is None]
     if missing:
         raise SystemExit(f"fleet: the agent sent no {', '.join(missing)} report")
     shapes = {name: rep.model_dump(mode="json") for name, rep in found.items() if rep}
-    unhealthy = [r["check"] for r in shapes["heartbeat"]["results"] if r["status"] == "fail"]
+    unhealthy = [r["check"] for r in shapes["state"]["results"] if r["status"] == "fail"]
     if unhealthy:
-        raise SystemExit(f"fleet: the recorded heartbeat fails {unhealthy}: not a healthy node")
+        raise SystemExit(f"fleet: the recorded state fails {unhealthy}: not a healthy node")
     out.write_text(json.dumps(shapes))
 
 
@@ -152,11 +161,13 @@ def _fails(report: Any, check: str) -> bool:
     return any(r.check == check and r.status.value == "fail" for r in report.results)
 
 
-def load_shapes(python: str, out: Path) -> dict[str, dict[str, Any]]:
-    """Record the shapes in a fresh process (``python``) and read them."""
+def load_shapes(python: str, out: Path, code: Path = REPO) -> dict[str, dict[str, Any]]:
+    """Record the shapes of ``code``'s agent in a fresh process (``python``); read them."""
+    env = {**os.environ, "HPRESIL_FLEET_CODE": str(code), "PYTHONPATH": str(code)}
     subprocess.run(
         [python, str(Path(__file__).resolve()), "record", str(out)],
-        cwd=REPO,
+        cwd=code,
+        env=env,
         check=True,
         timeout=120,
     )
@@ -204,6 +215,11 @@ class Template:
 
 def node_names_one(node: int) -> str:
     return f"gpu{node:05d}"
+
+
+def node_number(name: str) -> int:
+    """The number of :func:`node_names_one`'s ``name``."""
+    return int(name.removeprefix("gpu"))
 
 
 def _mark_gpu(gpu: dict[str, Any]) -> None:
@@ -297,8 +313,9 @@ CAT = (  # sinfo, squeue: the listing, and a line in calls for each call
     'exec cat "${{0%/*}}/{name}.json"\n'
 )
 
-SCONTROL = r'''"""scontrol for the ingest benchmark: `show topology`; `update nodename=N state=drain
-reason=R` and `state=resume` change sinfo.json; anything else succeeds."""
+SCONTROL = r'''"""scontrol for the ingest benchmark: `show topology`, `show node -o N`;
+`update nodename=N state=drain reason=R` and `state=resume` change sinfo.json; anything
+else succeeds."""
 import fcntl, json, os, pwd, sys, time
 here = os.path.dirname(os.path.abspath(__file__))
 args = sys.argv[1:]
@@ -307,6 +324,19 @@ with open(os.path.join(here, "calls"), "a") as log:
 if args[:2] == ["show", "topology"]:
     sys.stdout.write(open(os.path.join(here, "topology.txt")).read())
     sys.exit(0)
+if args[:2] == ["show", "node"]:  # -o NAME: one line, as 22.05 prints it
+    name = args[-1]
+    for node in json.load(open(os.path.join(here, "sinfo.json")))["nodes"]:
+        if node["name"] == name:
+            flags = [f.upper() for f in node.get("state_flags") or []]
+            line = f"NodeName={name} Arch=x86_64 State={'+'.join([node['state'].upper(), *flags])}"
+            if node.get("reason"):
+                when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(node["reason_changed_at"]))
+                line += f" Reason={node['reason']} [{node['reason_set_by_user']}@{when}]"
+            print(line)
+            sys.exit(0)
+    print(f"Node {name} not found")
+    sys.exit(1)
 fields = dict(a.split("=", 1) for a in args[1:] if "=" in a)
 if args[:1] != ["update"] or "nodename" not in {k.lower() for k in fields}:
     sys.exit(0)
@@ -339,7 +369,7 @@ class Item:
     """One report of one node, from its first delivery to its acknowledgement."""
 
     node: int
-    kind: str  # heartbeat, change, burst
+    kind: str  # heartbeat, change, burst, state
     report_id: str = ""
     body: bytes = b""
     resend: bool = False  # sent again after its acknowledgement (a lost answer)
@@ -354,6 +384,8 @@ class Ledger:
     new: Counter[str] = field(default_factory=Counter)  # answered "accepted, not duplicate"
     duplicate: Counter[str] = field(default_factory=Counter)  # answered "duplicate"
     sent: set[str] = field(default_factory=set)
+    kind: dict[str, str] = field(default_factory=dict)  # report id -> kind
+    asked_state: int = 0  # acknowledgements asking for the node's state
     resent: set[str] = field(default_factory=set)  # deliberately sent again after an ack
     resent_answered_duplicate: int = 0
     resent_answered_new: int = 0
@@ -513,6 +545,7 @@ class Load:
         self._cursor = 0  # next node in heartbeat order, across phases
         self._round = 0
         self._racks_hit: set[int] = set()
+        self._wants_state: set[int] = set()  # nodes whose next report is their state
 
     @property
     def body_bytes(self) -> dict[str, int]:
@@ -521,7 +554,7 @@ class Load:
 
     @property
     def results_per_report(self) -> int:
-        return self._templates["heartbeat"].results
+        return self._templates["state"].results
 
     def run(self, name: str, seconds: float, *, paced: bool, burst: bool = True) -> Phase:
         """Send for ``seconds``: paced (each node every ``heartbeat_s``, the fleet's own
@@ -561,14 +594,24 @@ class Load:
 
     def fresh(self, item: Item) -> None:
         """Give ``item`` its report (a heartbeat may turn into a change)."""
+        if item.kind == "heartbeat" and item.node in self._wants_state:
+            item.kind = "state"
+            self._wants_state.discard(item.node)
         if item.kind == "heartbeat" and self._rng.random() < self.mix.change_rate:
             item.kind = "change"
-        shape = {"heartbeat": "heartbeat", "change": "xid79", "burst": "ib_down"}[item.kind]
+        shape = {"heartbeat": "heartbeat", "change": "xid79", "burst": "ib_down"}.get(
+            item.kind, item.kind
+        )
         self._seq[item.node] += 1
         item.report_id = uuid.uuid4().hex
+        self.ledger.kind[item.report_id] = item.kind
         item.body = self._templates[shape].render(
             item.report_id, item.node, self._seq[item.node], datetime.now(UTC)
         )
+
+    def state_wanted(self, node: int) -> None:
+        self.ledger.asked_state += 1
+        self._wants_state.add(node)
 
     def resend_wanted(self) -> bool:
         return self._rng.random() < self.mix.duplicate_rate
@@ -679,6 +722,8 @@ class _Run:
     def acknowledged(self, item: Item, ack: dict[str, Any]) -> None:
         ledger, phase = self.load.ledger, self.phase
         duplicate = bool(ack.get("duplicate"))
+        if ack.get("send_state"):
+            self.load.state_wanted(item.node)
         (ledger.duplicate if duplicate else ledger.new)[item.report_id] += 1
         if item.resend:
             if duplicate:

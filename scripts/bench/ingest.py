@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+EVENTFUL = ("change", "burst")  # kinds whose report carries an event: always stored
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
@@ -191,12 +192,15 @@ def main() -> int:
             return profile(root, shapes, mix, args)
         sides: dict[str, dict[str, Any]] = {}
         with worktree(args.baseline, root / "baseline-tree") as (base_dir, base_sha):
-            plan = [("working tree", REPO)]
-            if base_dir is not None:
-                plan.insert(0, ("baseline", base_dir))
-            for name, code in plan:
+            plan = [("working tree", REPO, shapes)]
+            if base_dir is not None:  # its agent's reports: what its controller takes
+                base_shapes = fleet.load_shapes(PYTHON, root / "base-shapes.json", base_dir)
+                plan.insert(0, ("baseline", base_dir, base_shapes))
+            for name, code, spoken in plan:
                 print(f"--- {name}: {code}", flush=True)
-                sides[name] = run_side(code, root / name.replace(" ", "-"), shapes, mix, args)
+                home = root / name.replace(" ", "-")
+                sides[name] = run_side(code, home, spoken, mix, args)
+                sides[name]["body_bytes"] = new_load("-", "-" * 32, spoken, mix, args).body_bytes
         floor = http_floor(root, shapes, mix, args) if args.floor else None
     result = summarize(sides, floor, shapes, mix, args, base_sha, tree)
     show(result)
@@ -261,8 +265,10 @@ def run_side(
     code: Path, home: Path, shapes: dict[str, Any], mix: fleet.Mix, args: argparse.Namespace
 ) -> dict[str, Any]:
     with controller(code, home, mix.nodes, args.reconcile_s) as ctl:
+        primed = prime(home / "hpresil.db", shapes)
         load = new_load(ctl.url, ctl.token, shapes, mix, args)
         phases = {}
+        before = stored_bytes(home / "hpresil.db")
         for name, seconds, paced, burst in (
             ("warm-up", args.warmup, False, False),
             ("capacity", args.seconds, False, True),
@@ -271,7 +277,11 @@ def run_side(
             phases[name] = measured(load, ctl, name, seconds, paced, burst)
             if name != "warm-up":
                 print(one_line(name, phases[name]), flush=True)
-    store = check_store(home / "hpresil.db", load.ledger)
+        grown = stored_bytes(home / "hpresil.db") - before
+    store = check_store(home / "hpresil.db", load.ledger, stores_heartbeats(shapes))
+    store["primed_nodes"] = primed
+    store["storage"] = storage(grown, phases, mix)
+    print(f"storage: {store['storage']}", flush=True)
     if args.ingest_alone:
         phases[ALONE] = ingest_alone(code, home.with_name(f"{home.name}-alone"), shapes, mix, args)
     print(
@@ -289,11 +299,12 @@ def ingest_alone(
 ) -> dict[str, Any]:
     """The capacity phase against a controller that reconciles once, at start."""
     with controller(code, home, mix.nodes, QUIET_RECONCILE_S) as ctl:
+        prime(home / "hpresil.db", shapes)
         load = new_load(ctl.url, ctl.token, shapes, mix, args)
         measured(load, ctl, "warm-up", args.warmup, False, False)
         found = measured(load, ctl, "capacity", args.seconds, False, True)
     print(one_line("alone", found), flush=True)
-    found["store"] = check_store(home / "hpresil.db", load.ledger)
+    found["store"] = check_store(home / "hpresil.db", load.ledger, stores_heartbeats(shapes))
     return found
 
 
@@ -516,16 +527,21 @@ def one_line(name: str, f: dict[str, Any]) -> str:
     return text
 
 
-def check_store(db: Path, ledger: fleet.Ledger) -> dict[str, Any]:
-    """Every acknowledged report stored once; what the faults did."""
+def check_store(db: Path, ledger: fleet.Ledger, heartbeats_stored: bool) -> dict[str, Any]:
+    """Every acknowledged report that must leave a row stored once (every report where
+    heartbeats are stored; else those carrying an event: an XID, a port down); none
+    applied twice; what the faults did."""
     with contextlib.closing(read_only(db)) as con:
         stored = Counter(rid for (rid,) in con.execute("SELECT report_id FROM reports"))
         outcome = outcomes(con)
     acknowledged = set(ledger.new) | set(ledger.duplicate)
+    kept = [r for r in acknowledged if heartbeats_stored or ledger.kind.get(r) in EVENTFUL]
     found = {
         "acknowledged": len(acknowledged),
+        "must_be_stored": len(kept),
         "stored": len(stored),
-        "lost": sum(1 for r in acknowledged if stored[r] == 0),
+        "lost": sum(1 for r in kept if stored[r] == 0),
+        "asked_for_state": ledger.asked_state,
         "stored_twice": sum(1 for c in stored.values() if c > 1),
         "answered_new_twice": sum(1 for c in ledger.new.values() if c > 1),
         "stored_never_sent": sum(1 for r in stored if r not in ledger.sent),
@@ -547,6 +563,63 @@ def check_store(db: Path, ledger: fleet.Ledger) -> dict[str, Any]:
         )
     )
     return found
+
+
+def stores_heartbeats(shapes: dict[str, Any]) -> bool:
+    """Whether this side's agent sends its whole state every heartbeat (stored whole)."""
+    return not shapes["heartbeat"].get("heartbeat", False)
+
+
+def prime(db: Path, shapes: dict[str, Any]) -> int:
+    """Where the agent sends what changed: every node's state as the controller holds it
+    once the fleet has run a while (the recorded state and its digest), so that the
+    phases measure a fleet in its steady state, not one first meeting its controller;
+    how many nodes. Nothing where heartbeats carry the state."""
+    digest = shapes["heartbeat"].get("digest")
+    if stores_heartbeats(shapes) or not digest:
+        return 0
+    state, now = fleet.Template(shapes["state"]), datetime.now(UTC)
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as con, con:
+        names = [name for (name,) in con.execute("SELECT name FROM nodes")]
+        rows = (
+            (digest, _results_of(state.render("-" * 32, fleet.node_number(name), 1, now)), name)
+            for name in names
+        )
+        done = con.executemany(
+            "UPDATE nodes SET state_digest = ?, worst = 'ok', last_results = ? WHERE name = ?",
+            rows,
+        )
+        return done.rowcount
+
+
+def _results_of(body: bytes) -> str:
+    return json.dumps(json.loads(body)["results"])
+
+
+def stored_bytes(db: Path) -> int:
+    """The ledger's size once its write-ahead log is folded in."""
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages, size, free = (
+            con.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("page_count", "page_size", "freelist_count")
+        )
+    return int((pages - free) * size)
+
+
+def storage(grown: int, phases: dict[str, Any], mix: fleet.Mix) -> dict[str, Any]:
+    """What the phases' reports added to the ledger, per report and per node-day (a
+    node sends 86,400 / heartbeat_s reports a day: 8,640; the phases' mix of changes
+    and a rack's burst included)."""
+    taken = sum(p["reports_acknowledged"] for p in phases.values())
+    per_report = grown / taken if taken else 0.0
+    per_day = 86_400 / mix.heartbeat_s
+    return {
+        "ledger_growth_bytes": grown,
+        "reports_taken": taken,
+        "bytes_per_report": round(per_report, 1),
+        "mb_per_node_day": round(per_report * per_day / 1e6, 3),
+    }
 
 
 def outcomes(con: sqlite3.Connection) -> dict[str, Any]:
@@ -622,7 +695,14 @@ def ratios(base: dict[str, Any], new: dict[str, Any]) -> dict[str, float | None]
         "capacity_ack_p99_ms": ratio("capacity", "ack_latency_ms", "p99"),
         "fleet_reports_per_s": ratio("fleet", "reports_per_s"),
         "fleet_ack_p99_ms": ratio("fleet", "ack_latency_ms", "p99"),
+        "storage_per_node_day": _ratio(
+            base["store"]["storage"]["mb_per_node_day"], new["store"]["storage"]["mb_per_node_day"]
+        ),
     }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(b / a, 4) if a and b else None
 
 
 def show(result: dict[str, Any]) -> None:
@@ -655,6 +735,9 @@ def show(result: dict[str, Any]) -> None:
     row("fleet: left waiting at the end", "fleet", "waiting_at_end")
     for key in ("lost", "stored_twice", "answered_new_twice", "resends_answered_new"):
         row(f"store: {key}", None, "store", key)
+    row("store: asked for a node's state", None, "store", "asked_for_state")
+    row("store: MB per node-day", None, "store", "storage", "mb_per_node_day")
+    row("store: bytes per report", None, "store", "storage", "bytes_per_report")
     row("store: incidents", None, "store", "incidents")
     row("store: shared faults", None, "store", "shared_faults")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
