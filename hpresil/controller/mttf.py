@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from hpresil.api import MttfView
 from hpresil.controller import stats
 from hpresil.store import Store, reliability
-from hpresil.store.reliability import Drained
+from hpresil.store.reliability import NodeSums
 
 _HOUR = 3600.0
 
@@ -33,57 +33,51 @@ def from_ledger(
     window = stats.Window.until(now, since)
     with store.read() as s:
         counted = reliability.counted_nodes(s)
-        drained = reliability.drained(s, window.start, window.end)
-        exposure = _exposure(s, counted.nodes, drained, window)
-        tallies = _tallies(s, by, window, counted.left_out)
-    if by != "category":  # each node's failures: add its repairs
-        tallies = {n: tallies.get(n, stats.Tally()) + _repairs(drained.get(n)) for n in exposure}
+        found = reliability.summed(
+            s, window.start, window.end, counted, by_category=by == "category"
+        )
+        exposure = _exposure(s, counted.nodes, found.nodes, window)
+    if by == "category":
+        tallies = {
+            key: stats.Tally(t.failures, t.repairs.number, t.repairs.seconds / _HOUR)
+            for key, t in found.categories.items()
+        }
+    else:  # each counted node's failures and repairs
+        tallies = {n: _tally(found.nodes.get(n)) for n in exposure}
     total = sum(tallies.values(), stats.Tally())
     rows = tallies if by != "all" else {}
     return stats.view(exposure, rows, total, by=by, window=window, since=since)
 
 
-def _tallies(
-    s: Session, by: stats.By, window: stats.Window, left_out: list[str]
-) -> dict[str, stats.Tally]:
-    """Each category's tally (``by="category"``), else each node's failures."""
-    start, end = window.start, window.end
-    if by != "category":
-        return {n: stats.Tally(f) for n, f in reliability.failures(s, start, end).items()}
-    found = reliability.categories(s, start, end, left_out)
-    return {
-        key: stats.Tally(t.failures, t.repairs.number, t.repairs.seconds / _HOUR)
-        for key, t in found.items()
-    }
-
-
 def _exposure(
     s: Session,
     nodes: list[tuple[str, datetime]],
-    drained: Mapping[str, Drained],
+    summed: Mapping[str, NodeSums],
     window: stats.Window,
 ) -> dict[str, float]:
     """Each node's hours in service: from the database's sum of its downtime, or from
     its intervals where that sum may not be the union."""
-    exact = {name for name, first_seen in nodes if _rejoin(drained.get(name), first_seen)}
+    exact = {name for name, first_seen in nodes if _rejoin(summed.get(name), first_seen)}
     spans = reliability.spans(s, exact) if exact else {}
     out = {}
     for name, first_seen in nodes:
         if name in exact:
             out[name] = stats.spans_exposure_h(first_seen, spans.get(name, []), window)
         else:
-            down = drained[name].down_s if name in drained else 0.0
+            down = summed[name].down_s if name in summed else 0.0
             out[name] = stats.summed_exposure_h(first_seen, down, window)
     return out
 
 
-def _rejoin(drained: Drained | None, first_seen: datetime) -> bool:
-    if drained is None:
+def _rejoin(sums: NodeSums | None, first_seen: datetime) -> bool:
+    if sums is None:
         return False
-    return not drained.exact or drained.first_drained < first_seen
+    if not sums.exact:
+        return True
+    return sums.first_drained is not None and sums.first_drained < first_seen
 
 
-def _repairs(drained: Drained | None) -> stats.Tally:
-    if drained is None:
+def _tally(sums: NodeSums | None) -> stats.Tally:
+    if sums is None:
         return stats.Tally()
-    return stats.Tally(0, drained.repairs.number, drained.repairs.seconds / _HOUR)
+    return stats.Tally(sums.failures, sums.repairs.number, sums.repairs.seconds / _HOUR)

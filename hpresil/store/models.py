@@ -88,7 +88,10 @@ class IncidentRow(Base):
 
     __tablename__ = "incidents"
     # by_category also answers the breaker's "nodes this category hit lately"; the two
-    # hold every column the ledger's aggregates read (hpresil.store.reliability)
+    # hold every column the ledger's aggregates read (hpresil.store.reliability).
+    # SQLite also has ix_incidents_ledger and ix_incidents_ledger_by_category (migration
+    # 0007): indexes on expressions (julianday()) that PostgreSQL lacks and that alembic
+    # cannot compare on SQLite, so they are not declared here
     __table_args__ = (
         Index(None, "node", "status"),
         Index(

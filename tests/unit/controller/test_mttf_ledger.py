@@ -4,8 +4,10 @@ Random ledgers with everything the definitions turn on: overlapping downtime (an
 operator's drain during a fault's), incidents still open, a job's and a shared
 component's incidents, nodes first seen late (one with a drain from before), nodes
 Slurm never listed, a repair logged before its drain, windows that cut through
-downtime. The database path (:func:`hpresil.controller.mttf.from_ledger`) and
-:func:`hpresil.controller.stats.mttf` over the same rows must give the same rows.
+downtime, one that begins before the first node (SQLite: summed from what it indexed,
+then again for the nodes with incidents not wholly in the window). The database path
+(:func:`hpresil.controller.mttf.from_ledger`) and :func:`hpresil.controller.stats.mttf`
+over the same rows must give the same rows.
 SQLite works to the millisecond, hence the tolerance (0.36 s in hours; a wrong
 interval is minutes to hours).
 """
@@ -63,6 +65,10 @@ def fleet(store: Store, seed: int) -> None:
         early.detected_at = early.drained_at = START + timedelta(hours=1)
         early.resolved_at = START + timedelta(days=40)
         s.add(early)
+        older = incident(rng, "n6")  # before any node: a window from 45 days back cuts it
+        older.detected_at = older.drained_at = START - timedelta(days=20)
+        older.status, older.resolved_at = "resolved", START - timedelta(days=10)
+        s.add(older)
 
 
 def incident(rng: random.Random, node: str) -> IncidentRow:
@@ -142,7 +148,7 @@ def same(a: MttfRow, b: MttfRow) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("by", ["all", "node", "category"])
-@pytest.mark.parametrize("days", [None, 20, 2])
+@pytest.mark.parametrize("days", [None, 45, 20, 2])
 def test_the_database_sums_what_stats_computes(
     store: Store, seed: int, by: stats.By, days: int | None
 ) -> None:
