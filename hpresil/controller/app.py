@@ -143,9 +143,13 @@ def create_app(
 
 
 # --- dependencies ---
-def services(request: Request) -> Services:
+def of_app(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
+
+
+async def services(request: Request) -> Services:  # async: no worker thread for a lookup
+    return of_app(request)
 
 
 Svc = Annotated[Services, Depends(services)]
@@ -163,7 +167,7 @@ def healthz(request: Request) -> dict[str, bool]:
     """Answers while the API serves, on every replica; ``leader``: whether this one runs
     the executor and the reconcile loop (of the controllers on one database, one does)."""
     leads = getattr(request.app.state, "leads", None)  # set by the controller's service
-    check_database(services(request).store)  # else 503 {"ok": false, ...}
+    check_database(of_app(request).store)  # else 503 {"ok": false, ...}
     return {"ok": True} if leads is None else {"ok": True, "leader": bool(leads())}
 
 

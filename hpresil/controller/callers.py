@@ -101,10 +101,11 @@ _scheme = HTTPBearer(
 )
 
 
-def caller(
+async def caller(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_scheme)]
 ) -> Caller:
-    """The caller :class:`CallerGate` settled (``_``: the scheme, for the API document)."""
+    """The caller :class:`CallerGate` settled (``_``: the scheme, for the API document);
+    async, so that FastAPI does not hand this lookup to a worker thread."""
     found = getattr(request.state, "caller", None)
     if not isinstance(found, Caller):
         raise HTTPException(401, WRONG_TOKEN, headers={"WWW-Authenticate": "Bearer"})
