@@ -20,7 +20,9 @@ GET      /v1/jobs?idle=&all=                                       list[:class:`
 GET      /v1/jobs/{job_id}                                         :class:`JobView`
 GET      /v1/breakers?tripped=                                     list[:class:`BreakerView`]
 POST     /v1/breakers/{category}/reset                             :class:`BreakerView`
-GET      /healthz                                                  ``{"ok": true}``
+GET      /healthz                                                  ``{"ok": true}`` (503 and
+                                                                   ``"ok": false`` while the
+                                                                   database is away)
 =======  ============================  ==========================  =====================
 
 Errors answer ``{"detail": "<one line>"}`` with 4xx (the request is wrong; retrying it
