@@ -191,6 +191,7 @@ class NodeSpec:
     first_seen_at: datetime
     last_report_at: datetime | None
     results: str | None
+    worst: str | None  # of the results, as the ingest keeps it beside them (nodes.worst)
     slurm_state: str
     slurm_reason: str | None
     slurm_seen_at: datetime | None
@@ -216,6 +217,7 @@ def nodes(shape: Shape, rng: random.Random) -> Iterator[NodeSpec]:
             first_seen_at=joined,
             last_report_at=last,
             results=None if last is None else texts[worst],
+            worst=None if last is None else worst,
             slurm_state=state,
             slurm_reason="hpresil: xid 79 on GPU 3" if "DRAIN" in state else None,
             slurm_seen_at=None if i % 1000 == 999 else NOW,
@@ -320,6 +322,7 @@ NODE_COLUMNS = [
     "last_seq",
     "gpus",
     "last_results",
+    "worst",
     "slurm_state",
     "slurm_reason",
     "drained_by_hpresil",
@@ -369,6 +372,7 @@ def node_row(n: NodeSpec, seq: int) -> tuple[Any, ...]:
         seq if reported else None,
         8 if reported else None,
         n.results,
+        n.worst,
         n.slurm_state,
         n.slurm_reason,
         drained,
