@@ -15,15 +15,16 @@ import re
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hpresil import config
 from hpresil.cli.output import emit_json, json_option, table, when
 from hpresil.config import Config
-from hpresil.controller import replay as engine
-from hpresil.store.history import open_read_only
+
+if TYPE_CHECKING:  # the replay and the store load when the command runs, not with the CLI
+    from hpresil.controller import replay as engine
 
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
@@ -49,6 +50,9 @@ def replay(cfg: Config, since: str, other: str | None, as_json: bool) -> None:
     """Replay the stored reports with a policy; print the drains it would have added
     or removed, the jobs it would have requeued, the nodes it would have kept in
     service."""
+    from hpresil.controller import replay as engine
+    from hpresil.store.history import open_read_only
+
     start = datetime.now(UTC) - _duration(since)
     replayed = config.load(other).policy if other else cfg.policy
     store = open_read_only(cfg.controller.database)
