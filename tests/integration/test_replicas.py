@@ -129,3 +129,28 @@ def test_one_replica_acts_and_a_killed_leader_is_replaced_without_acting_twice(
     requeues = [a for a in detail["actions"] if a["kind"] == "requeue"]
     assert [(a["target"], a["status"]) for a in requeues] == [(str(job.job_id), "done")]
     assert _health(a_port) is None
+
+
+def test_an_agent_listing_both_replicas_goes_on_when_its_own_is_killed(
+    clean_lab: Lab, replicas: int
+) -> None:
+    """node3's agent lists A, then B (a drop-in, as a site writes it); it reports to A.
+    A is killed: B leads, and the XID node3 sees next reaches B by the agent's own
+    failover and is drained once. With one URL it would wait in the spool for A."""
+    lab, a_port = clean_lab, replicas
+    drop_in = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d") / "replicas.toml"
+    drop_in.parent.mkdir(exist_ok=True)
+    urls = [f"http://127.0.0.1:{port}" for port in (a_port, lab.controller_port)]
+    drop_in.write_text(f"[controller]\nurl = {json.dumps(urls)}\n")
+    try:
+        lab.stop_process("agent.node3")
+        lab.start_agent("node3")  # reads the drop-in
+        before = quiet(lab, "node3")
+        _signal(lab, A, signal.SIGKILL)
+        wait_for("B to lead", lambda: (_health(lab.controller_port) or {}).get("leader"), 10, 0.2)
+        inject_xid79(lab, "node3")
+        drained_once(lab, "node3", before)
+    finally:
+        drop_in.unlink(missing_ok=True)
+        lab.stop_process("agent.node3")
+        lab.start_agent("node3")
