@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from hpresil.api import ReportAck
 from hpresil.config import JobsConfig
 from hpresil.controller.jobs import ledger
+from hpresil.controller.node_state import is_late, taken_already, wants_state
 from hpresil.store.models import OPEN, IncidentRow, NodeRow
 from hpresil.vocab import Report
 
@@ -35,15 +36,14 @@ def take(
     row = s.execute(_READ, {"node": report.node}).first()
     if row is None or row.opened:
         return None
-    last = row.last_seq or 0
-    if report.seq == last:
+    if taken_already(row.last_seq, report.seq):
         return DUPLICATE
-    late = report.seq < last
-    seq = last if late else report.seq
+    late = is_late(row.last_seq, report.seq)
+    seq = row.last_seq if late else report.seq
     s.execute(_SEEN, {"node": report.node, "at": now, "seq": seq})
     if report.jobs and not late:
         ledger.observe(s, report.node, report.jobs, now, jobs, fresh_s=fresh_s)
-    asks = not late and report.digest != row.state_digest
+    asks = wants_state(report, row.state_digest, late)
     return ReportAck(accepted=True, duplicate=False, send_state=asks)
 
 

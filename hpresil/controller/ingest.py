@@ -47,7 +47,14 @@ from hpresil.controller import heartbeat, limits, policy, shared
 from hpresil.controller.identity import set_identity
 from hpresil.controller.jobs import blame, ledger
 from hpresil.controller.known import KnownNodes, check_name
-from hpresil.controller.node_state import ResultKey, is_late, note_state, noted
+from hpresil.controller.node_state import (
+    ResultKey,
+    is_late,
+    note_state,
+    noted,
+    taken_already,
+    wants_state,
+)
 from hpresil.controller.policy import Decision, OpenIncident
 from hpresil.controller.topology import Fabric
 from hpresil.store import Clock, Store, repo, serial
@@ -147,9 +154,9 @@ class Ingest:
         """Take the report in; None when its node's last ``seq`` was it."""
         now, report = self._clock(), incoming.report
         node = repo.ensure_node(s, report.node, now, lock=True)  # its reports in turn
-        if 0 < report.seq == (node.last_seq or 0):
+        if taken_already(node.last_seq, report.seq):
             return None
-        late = is_late(node, report.seq)
+        late = is_late(node.last_seq, report.seq)
         if late:
             log.info("%s: report seq %d after seq %d: late", node.name, report.seq, node.last_seq)
             node.last_report_at = now
@@ -159,7 +166,7 @@ class Ingest:
             self._note(s, node, incoming, now)
             here = ledger.observe(s, node.name, report.jobs, now, self._jobs, fresh_s=self._fresh)
         taken = self._judge(s, node, report, here, late, now)
-        if report.heartbeat and not late and report.digest != node.state_digest:
+        if wants_state(report, node.state_digest, late):
             return replace(taken, send_state=True)
         return taken
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from hpresil.store.models import NodeRow
-from hpresil.vocab import Health, Status
+from hpresil.vocab import Health, Report, Status
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,23 @@ def listed_health(statuses: Iterable[object]) -> Health:
     return Health.WARN if Status.WARN.value in seen else Health.OK
 
 
-def is_late(node: NodeRow, seq: int) -> bool:
+def is_late(last_seq: int | None, seq: int) -> bool:
     """Whether a report of ``seq`` comes from the agent's spool behind one already
-    taken in (``seq`` 0 is not the spool's: the CLI's burn-in, never late)."""
-    return 0 < seq < (node.last_seq or 0)
+    taken in (``last_seq``: the node's); ``seq`` 0 is not the spool's (the CLI's
+    burn-in) and is never late."""
+    return 0 < seq < (last_seq or 0)
+
+
+def taken_already(last_seq: int | None, seq: int) -> bool:
+    """Whether a report of ``seq`` is the node's last one, sent again (its answer was
+    lost); never one of ``seq`` 0."""
+    return 0 < seq == (last_seq or 0)
+
+
+def wants_state(report: Report, held: str | None, late: bool) -> bool:
+    """Whether to ask for the agent's state: a heartbeat in order whose digest is not
+    the one the controller ``held``."""
+    return report.heartbeat and not late and report.digest != held
 
 
 def noted(node: NodeRow, seq: int, gpus: int, now: datetime) -> None:
