@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -46,10 +45,13 @@ from hpresil.controller.breakers import Breakers
 from hpresil.controller.callers import CallerGate, Who, caller
 from hpresil.controller.errors import Conflict, NotFound, add_database_handlers, check_database
 from hpresil.controller.fleet import Fleet
+from hpresil.controller.group_commit import GroupCommit
 from hpresil.controller.ingest import Ingest
 from hpresil.controller.known import KnownNodes
+from hpresil.controller.lane import HeartbeatLane
 from hpresil.controller.operator import Operator
 from hpresil.controller.people import People
+from hpresil.controller.services import Services
 from hpresil.controller.skew import SkewWatch
 from hpresil.controller.topology import Fabric
 from hpresil.controller.views import Views
@@ -78,19 +80,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@dataclass(frozen=True)
-class Services:
-    ingest: Ingest
-    operator: Operator
-    views: Views
-    fleet: Fleet
-    clock: Clock
-    max_skew: timedelta
-    skew: SkewWatch
-    breakers: Breakers
-    store: Store
-
-
 def create_app(
     *,
     store: Store,
@@ -106,17 +95,18 @@ def create_app(
     (default: the configured racks and power domains only; the controller's service
     passes one that also reads Slurm's switches)."""
     app = FastAPI(title="hpresil", version=__version__, summary="GPU cluster resiliency")
+    ingest = Ingest(
+        store,
+        config.policy,
+        clock,
+        wake,
+        config.jobs,
+        fresh_s=config.controller.stale_after_s,
+        known=KnownNodes(slurm, store),
+        fabric=fabric or Fabric(config.topology, config.slurm),
+    )
     app.state.services = Services(
-        ingest=Ingest(
-            store,
-            config.policy,
-            clock,
-            wake,
-            config.jobs,
-            fresh_s=config.controller.stale_after_s,
-            known=KnownNodes(slurm, store),
-            fabric=fabric or Fabric(config.topology, config.slurm),
-        ),
+        ingest=ingest,
         operator=Operator(store, slurm, config.policy, clock),
         views=Views(store, config.controller, clock, config.jobs),
         fleet=Fleet(store),
@@ -125,8 +115,10 @@ def create_app(
         skew=SkewWatch(config.controller.warn_clock_skew_s),
         breakers=Breakers(store, clock),
         store=store,
+        heartbeats=GroupCommit(ingest.heartbeats),
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    app.add_middleware(HeartbeatLane, services=app.state.services)  # inside the gate
     app.add_middleware(  # outermost: who calls, before the body is read where it can be
         CallerGate,
         token=token,

@@ -46,7 +46,7 @@ from hpresil.config import JobsConfig, PolicyConfig
 from hpresil.controller import heartbeat, limits, policy, shared
 from hpresil.controller.identity import set_identity
 from hpresil.controller.jobs import blame, ledger
-from hpresil.controller.known import KnownNodes, check_name
+from hpresil.controller.known import KnownNodes, check_name, name_problem
 from hpresil.controller.node_state import (
     ResultKey,
     is_late,
@@ -149,6 +149,17 @@ class Ingest:
         return ReportAck(
             accepted=True, duplicate=False, incidents=taken.incidents, send_state=taken.send_state
         )
+
+    def knows(self, node: str) -> bool:
+        """Whether ``node`` is taken without asking Slurm (the list held, or no list
+        kept): what :meth:`heartbeats` may be given."""
+        return self._known.holds(node) if self._known is not None else name_problem(node) is None
+
+    def heartbeats(self, reports: Sequence[Report]) -> list[ReportAck | None]:
+        """Take quiet heartbeats of nodes it :meth:`knows` in one transaction (a group
+        commit: :mod:`hpresil.controller.lane`); None for each that needs the whole way."""
+        with self._lock, self._store.write() as s:
+            return heartbeat.take_all(s, reports, self._clock(), self._jobs, fresh_s=self._fresh)
 
     def _take(self, s: Session, incoming: Incoming) -> Taken | None:
         """Take the report in; None when its node's last ``seq`` was it."""

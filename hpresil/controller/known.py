@@ -105,6 +105,11 @@ class KnownNodes:
             if name not in names:
                 raise NotFound(f"node: slurm has no node named {name!r}")
 
+    def holds(self, name: str) -> bool:
+        """Whether ``name`` is in the list held now (Slurm not asked, nothing waited for)."""
+        names = self._names
+        return names is not None and name in names
+
     def _refreshed(self) -> frozenset[str]:
         """The list, read again from Slurm if the last read is old enough."""
         assert self._names is not None
