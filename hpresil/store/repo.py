@@ -56,11 +56,17 @@ def nodes(s: Session) -> Sequence[NodeRow]:
     return s.scalars(select(NodeRow)).all()
 
 
-def nodes_by_name(s: Session) -> dict[str, NodeRow]:
-    """Every node's row, in one query, without its latest results (the reconcile
-    pass: a real node's are tens of kilobytes)."""
+MAX_NAMED = 1000  # nodes read by name in one query; more are read with the rest
+
+
+def nodes_by_name(s: Session, names: Sequence[str] | None = None) -> dict[str, NodeRow]:
+    """Every node's row (or those of ``names``), in one query, without its latest
+    results (the reconcile pass: a real node's are tens of kilobytes)."""
     query = select(NodeRow).options(defer(NodeRow.last_results))
-    return {row.name: row for row in s.scalars(query)}
+    wanted = None if names is None else frozenset(names)
+    if wanted is not None and len(wanted) <= MAX_NAMED:  # else every row: fewer parameters
+        query = query.where(NodeRow.name.in_(wanted))
+    return {r.name: r for r in s.scalars(query) if wanted is None or r.name in wanted}
 
 
 def report_seen(s: Session, report_id: str) -> bool:
