@@ -245,15 +245,21 @@ def _q(text: str) -> bytes:
 
 # --- Slurm, as the controller asks it ---
 def write_slurm(bin_dir: Path, names: Sequence[str], python: str) -> None:
-    """Stand-ins for Slurm 22.05's clients in ``bin_dir``, listing ``names``."""
+    """Stand-ins for Slurm 22.05's clients in ``bin_dir``, listing ``names``. The
+    listing is ``sinfo.head``, a file per node under ``nodes/`` (in name order, each
+    after the first starting with the comma before it) and ``sinfo.tail``, so that
+    ``scontrol`` reads or rewrites one node's file, as slurmctld answers for one node
+    in milliseconds (a stand-in that rewrote the 26 MB listing for each drain took a
+    CPU-second per call from the machine the controller is measured on)."""
     bin_dir.mkdir(parents=True)
     fixture = json.loads((REPO / "tests/fixtures/slurm/sinfo-22.05.json").read_text())
-    listing = {
-        "meta": fixture["meta"],
-        "errors": [],
-        "nodes": [_slurm_node(fixture["nodes"][1], name, i) for i, name in enumerate(names)],
-    }
-    (bin_dir / "sinfo.json").write_text(json.dumps(listing, indent=2))
+    head = json.dumps({"meta": fixture["meta"], "errors": []})[:-1] + ', "nodes": [\n'
+    (bin_dir / "sinfo.head").write_text(head)
+    (bin_dir / "sinfo.tail").write_text("]}\n")
+    (bin_dir / "nodes").mkdir()
+    for i, name in enumerate(names):
+        node = json.dumps(_slurm_node(fixture["nodes"][1], name, i))
+        (bin_dir / "nodes" / name).write_text(("," if i else "") + node + "\n")
     (bin_dir / "squeue.json").write_text(
         json.dumps({"meta": fixture["meta"], "errors": [], "jobs": []})
     )
@@ -262,8 +268,8 @@ def write_slurm(bin_dir: Path, names: Sequence[str], python: str) -> None:
         for i in range(0, len(names), RACK)
     ]
     (bin_dir / "topology.txt").write_text("\n".join(leaves) + "\n")
-    for name in ("sinfo", "squeue"):
-        _script(bin_dir / name, CAT.format(name=name))
+    _script(bin_dir / "sinfo", SINFO)
+    _script(bin_dir / "squeue", SQUEUE)
     _script(bin_dir / "scancel", '#!/bin/bash\necho "scancel $EPOCHREALTIME" >> "${0%/*}/calls"\n')
     _script(bin_dir / "scontrol", f"#!{python} -I\n{SCONTROL}")
 
@@ -308,14 +314,17 @@ def _script(path: Path, text: str) -> None:
     path.chmod(0o755)
 
 
-CAT = (  # sinfo, squeue: the listing, and a line in calls for each call
-    '#!/bin/bash\necho "{name} $EPOCHREALTIME" >> "${{0%/*}}/calls"\n'
-    'exec cat "${{0%/*}}/{name}.json"\n'
+SINFO = (  # the listing, whole, and a line in calls for each call
+    '#!/bin/bash\nd="${0%/*}"\necho "sinfo $EPOCHREALTIME" >> "$d/calls"\n'
+    'exec cat "$d/sinfo.head" "$d"/nodes/* "$d/sinfo.tail"\n'
+)
+SQUEUE = (
+    '#!/bin/bash\necho "squeue $EPOCHREALTIME" >> "${0%/*}/calls"\nexec cat "${0%/*}/squeue.json"\n'
 )
 
 SCONTROL = r'''"""scontrol for the ingest benchmark: `show topology`, `show node -o N`;
-`update nodename=N state=drain reason=R` and `state=resume` change sinfo.json; anything
-else succeeds."""
+`update nodename=N state=drain reason=R` and `state=resume` rewrite N's file under
+nodes/ (what sinfo lists); anything else succeeds."""
 import fcntl, json, os, pwd, sys, time
 here = os.path.dirname(os.path.abspath(__file__))
 args = sys.argv[1:]
@@ -324,42 +333,50 @@ with open(os.path.join(here, "calls"), "a") as log:
 if args[:2] == ["show", "topology"]:
     sys.stdout.write(open(os.path.join(here, "topology.txt")).read())
     sys.exit(0)
+
+
+def node_file(name):
+    """(its file, whether it starts with a comma, the node); the node None: no such."""
+    path = os.path.join(here, "nodes", os.path.basename(name))
+    if not os.path.isfile(path):
+        return path, False, None
+    text = open(path).read()
+    return path, text.startswith(","), json.loads(text.lstrip(","))
+
+
 if args[:2] == ["show", "node"]:  # -o NAME: one line, as 22.05 prints it
     name = args[-1]
-    for node in json.load(open(os.path.join(here, "sinfo.json")))["nodes"]:
-        if node["name"] == name:
-            flags = [f.upper() for f in node.get("state_flags") or []]
-            line = f"NodeName={name} Arch=x86_64 State={'+'.join([node['state'].upper(), *flags])}"
-            if node.get("reason"):
-                when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(node["reason_changed_at"]))
-                line += f" Reason={node['reason']} [{node['reason_set_by_user']}@{when}]"
-            print(line)
-            sys.exit(0)
-    print(f"Node {name} not found")
-    sys.exit(1)
+    node = node_file(name)[2]
+    if node is None:
+        print(f"Node {name} not found")
+        sys.exit(1)
+    flags = [f.upper() for f in node.get("state_flags") or []]
+    line = f"NodeName={name} Arch=x86_64 State={'+'.join([node['state'].upper(), *flags])}"
+    if node.get("reason"):
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(node["reason_changed_at"]))
+        line += f" Reason={node['reason']} [{node['reason_set_by_user']}@{when}]"
+    print(line)
+    sys.exit(0)
 fields = dict(a.split("=", 1) for a in args[1:] if "=" in a)
 if args[:1] != ["update"] or "nodename" not in {k.lower() for k in fields}:
     sys.exit(0)
 fields = {k.lower(): v for k, v in fields.items()}
-path = os.path.join(here, "sinfo.json")
-with open(path + ".lock", "w") as lock:
+with open(os.path.join(here, "nodes.lock"), "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
-    data = json.load(open(path))
-    for node in data["nodes"]:
-        if node["name"] == fields["nodename"]:
-            if fields.get("state", "").lower() == "drain":
-                node.update(state_flags=["DRAIN"], reason=fields.get("reason", ""),
-                            reason_set_by_user=pwd.getpwuid(os.getuid()).pw_name,
-                            reason_changed_at=int(time.time()))
-            elif fields.get("state", "").lower() == "resume":
-                node.update(state_flags=[], reason="", reason_set_by_user=None)
-            break
-    else:
+    path, comma, node = node_file(fields["nodename"])
+    if node is None:
         sys.stderr.write("scontrol: error: Invalid node name specified\n")
         sys.exit(1)
-    with open(path + ".new", "w") as out:
-        json.dump(data, out, indent=2)
-    os.replace(path + ".new", path)
+    if fields.get("state", "").lower() == "drain":
+        node.update(state_flags=["DRAIN"], reason=fields.get("reason", ""),
+                    reason_set_by_user=pwd.getpwuid(os.getuid()).pw_name,
+                    reason_changed_at=int(time.time()))
+    elif fields.get("state", "").lower() == "resume":
+        node.update(state_flags=[], reason="", reason_set_by_user=None)
+    new = os.path.join(here, "node.new")  # beside nodes/, not in it: sinfo's glob
+    with open(new, "w") as out:
+        out.write(("," if comma else "") + json.dumps(node) + "\n")
+    os.replace(new, path)
 '''
 
 
