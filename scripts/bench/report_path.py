@@ -9,8 +9,10 @@ so that all see the same machine noise:
 * ``ingest``: a quiet heartbeat (the state's digest, no results) through
   :class:`~hpresil.controller.ingest.Ingest` alone: the database work;
 * ``app``: another through the whole app, signed with its node's key and called
-  through ASGI (:func:`auth.call`): the authentication, FastAPI's routing and
-  dependencies, validation, the worker thread and the ingest;
+  through ASGI (:func:`auth.call`): the authentication, then the heartbeats' lane
+  (:mod:`hpresil.controller.lane`: validation, a group commit of one on a worker
+  thread, the ingest's two statements). One at a time, so no commit is shared: under
+  load the lane commits many heartbeats at once (``scripts/bench/ingest``);
 
 CPU-ms per heartbeat (this process, every thread). Then ``digest``: what the agent's
 :func:`~hpresil.vocab.state_digest` costs over 107 results and 8 GPUs (the size of the
