@@ -26,7 +26,7 @@ class Fleet:
         self, model: str, dtype: str | None = None, size: int | None = None
     ) -> BurninMedianView:
         with self._store.read() as s:
-            nodes = [(row.name, list(row.last_results or [])) for row in repo.nodes(s)]
+            nodes = [(row.node, list(row.results)) for row in repo.node_results(s)]
         return burnin_median(nodes, model, dtype, size)
 
 

@@ -54,8 +54,11 @@ class NodeRow(Base):
     last_report_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     last_seq: Mapped[int | None] = mapped_column(Integer)
     gpus: Mapped[int | None] = mapped_column(Integer)
-    # latest result per (check, gpu), as the agent sent them
-    last_results: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # latest result per (check, gpu), as the agent sent them (last_results): loaded with
+    # the node by a second query, unless a query says otherwise (the reconcile pass)
+    held: Mapped[NodeResultsRow | None] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
     # the worst status among them ("fail", "warn", "ok"; None: not worked out yet), and
     # the digest of the agent's state they stand for (vocab.state_digest)
     worst: Mapped[str | None] = mapped_column(String(16))
@@ -64,6 +67,33 @@ class NodeRow(Base):
     slurm_reason: Mapped[str | None] = mapped_column(Text)
     drained_by_hpresil: Mapped[bool] = mapped_column(default=False)
     slurm_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    @property
+    def last_results(self) -> list[dict[str, Any]] | None:
+        """The node's latest result per (check, GPU), as the agent sent them."""
+        return None if self.held is None else self.held.results
+
+    @last_results.setter
+    def last_results(self, results: list[dict[str, Any]] | None) -> None:
+        if results is None:
+            self.held = None  # its row deleted
+        elif self.held is None:
+            self.held = NodeResultsRow(results=results)
+        else:
+            self.held.results = results
+
+
+class NodeResultsRow(Base):
+    """A node's latest results, in a row of their own (migration 0008): some 40 KB of
+    JSON on a node of 8 GPUs, which every heartbeat's update of its node would rewrite
+    if they shared its row (SQLite writes a row whole)."""
+
+    __tablename__ = "node_results"
+
+    node: Mapped[str] = mapped_column(
+        ForeignKey("nodes.name", ondelete="CASCADE"), primary_key=True
+    )
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
 
 class ReportRow(Base):

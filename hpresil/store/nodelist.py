@@ -16,7 +16,7 @@ from typing import NamedTuple
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
-from hpresil.store.models import OPEN, IncidentRow, NodeRow
+from hpresil.store.models import OPEN, IncidentRow, NodeResultsRow, NodeRow
 
 CHUNK = 500  # names per IN list
 
@@ -82,10 +82,10 @@ def open_incidents(s: Session, nodes: Sequence[str]) -> dict[str, OpenIncident]:
 
 def results_text(s: Session, nodes: Sequence[str]) -> dict[str, str | None]:
     """Each node's latest results as stored: JSON text (None: never stored)."""
-    query = select(NodeRow.name, cast(NodeRow.last_results, Text))
+    query = select(NodeResultsRow.node, cast(NodeResultsRow.results, Text))
     out: dict[str, str | None] = {}
     for chunk in _chunks(nodes):
-        for name, text in s.execute(query.where(NodeRow.name.in_(chunk))):
+        for name, text in s.execute(query.where(NodeResultsRow.node.in_(chunk))):
             out[name] = text
     return out
 

@@ -12,7 +12,7 @@ from typing import Any, Literal, cast
 from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, defer, selectinload
+from sqlalchemy.orm import Session, lazyload, selectinload
 
 from hpresil.store import shared
 from hpresil.store.models import (
@@ -22,6 +22,7 @@ from hpresil.store.models import (
     IncidentJobRow,
     IncidentRow,
     IncidentStatus,
+    NodeResultsRow,
     NodeRow,
     ReportRow,
 )
@@ -56,13 +57,18 @@ def nodes(s: Session) -> Sequence[NodeRow]:
     return s.scalars(select(NodeRow)).all()
 
 
+def node_results(s: Session) -> Sequence[NodeResultsRow]:
+    """Every node's latest results (the nodes that have any)."""
+    return s.scalars(select(NodeResultsRow)).all()
+
+
 MAX_NAMED = 1000  # nodes read by name in one query; more are read with the rest
 
 
 def nodes_by_name(s: Session, names: Sequence[str] | None = None) -> dict[str, NodeRow]:
     """Every node's row (or those of ``names``), in one query, without its latest
     results (the reconcile pass: a real node's are tens of kilobytes)."""
-    query = select(NodeRow).options(defer(NodeRow.last_results))
+    query = select(NodeRow).options(lazyload(NodeRow.held))
     wanted = None if names is None else frozenset(names)
     if wanted is not None and len(wanted) <= MAX_NAMED:  # else every row: fewer parameters
         query = query.where(NodeRow.name.in_(wanted))

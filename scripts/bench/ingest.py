@@ -585,9 +585,20 @@ def prime(db: Path, shapes: dict[str, Any]) -> int:
             (digest, _results_of(state.render("-" * 32, fleet.node_number(name), 1, now)), name)
             for name in names
         )
+        columns = {column for _, column, *_ in con.execute("PRAGMA table_info(nodes)")}
+        if "last_results" in columns:  # before migration 0008: in the node's row
+            done = con.executemany(
+                "UPDATE nodes SET state_digest = ?, worst = 'ok', last_results = ? WHERE name = ?",
+                rows,
+            )
+            return done.rowcount
+        con.executemany(
+            "UPDATE nodes SET state_digest = ?, worst = 'ok' WHERE name = ?",
+            ((digest, name) for name in names),
+        )
         done = con.executemany(
-            "UPDATE nodes SET state_digest = ?, worst = 'ok', last_results = ? WHERE name = ?",
-            rows,
+            "INSERT INTO node_results (node, results) VALUES (?, ?)",
+            ((name, results) for _, results, name in rows),
         )
         return done.rowcount
 

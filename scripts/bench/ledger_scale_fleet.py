@@ -321,7 +321,6 @@ NODE_COLUMNS = [
     "last_report_at",
     "last_seq",
     "gpus",
-    "last_results",
     "worst",
     "slurm_state",
     "slurm_reason",
@@ -371,7 +370,6 @@ def node_row(n: NodeSpec, seq: int) -> tuple[Any, ...]:
         n.last_report_at,
         seq if reported else None,
         8 if reported else None,
-        n.results,
         n.worst,
         n.slurm_state,
         n.slurm_reason,
@@ -414,12 +412,13 @@ def write(engine: Engine, shape: Shape) -> None:
     rng = random.Random(shape.seed)
     fleet = list(nodes(shape, rng))
     node_rows = [node_row(n, k) for k, n in enumerate(fleet, start=1)]
+    node_rows_results = [(n.name, n.results) for n in fleet if n.results is not None]
     shared = [shared_row(k) for k in range(1, shape.shared + 1)]
     rows = (incident_row(i) for i in incidents(shape, rng, fleet))
     if make_url(str(engine.url)).get_backend_name() == "sqlite":
-        _write_sqlite(engine, node_rows, shared, rows)
+        _write_sqlite(engine, node_rows, node_rows_results, shared, rows)
     else:
-        _write_postgres(engine, node_rows, shared, rows)
+        _write_postgres(engine, node_rows, node_rows_results, shared, rows)
 
 
 def _sqlite_time(value: Any) -> Any:
@@ -429,7 +428,11 @@ def _sqlite_time(value: Any) -> Any:
 
 
 def _write_sqlite(
-    engine: Engine, node_rows: list[Any], shared: list[Any], incident_rows: Iterator[Any]
+    engine: Engine,
+    node_rows: list[Any],
+    held: list[Any],
+    shared: list[Any],
+    incident_rows: Iterator[Any],
 ) -> None:
     def insert(table: str, columns: list[str], rows: Any) -> str:
         marks = ", ".join("?" * len(columns))
@@ -441,6 +444,7 @@ def _write_sqlite(
         cur.execute("BEGIN")
         for table, columns, rows in (
             ("nodes", NODE_COLUMNS, node_rows),
+            ("node_results", ["node", "results"], held),
             ("shared_faults", SHARED_COLUMNS, shared),
             ("incidents", INCIDENT_COLUMNS, incident_rows),
         ):
@@ -452,13 +456,18 @@ def _write_sqlite(
 
 
 def _write_postgres(
-    engine: Engine, node_rows: list[Any], shared: list[Any], incident_rows: Iterator[Any]
+    engine: Engine,
+    node_rows: list[Any],
+    held: list[Any],
+    shared: list[Any],
+    incident_rows: Iterator[Any],
 ) -> None:
     conn = engine.raw_connection()
     try:
         cur = conn.cursor()
         for table, columns, rows in (
             ("nodes", NODE_COLUMNS, node_rows),
+            ("node_results", ["node", "results"], held),
             ("shared_faults", SHARED_COLUMNS, shared),
             ("incidents", INCIDENT_COLUMNS, incident_rows),
         ):

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from hpresil.agent.service import Agent
 from hpresil.api import ReportAck
@@ -19,7 +19,7 @@ from hpresil.clock import utcnow
 from hpresil.config import Config, PolicyConfig
 from hpresil.controller.ingest import Ingest
 from hpresil.store import Store
-from hpresil.store.models import NodeRow, ReportRow
+from hpresil.store.models import NodeResultsRow, NodeRow, ReportRow
 from hpresil.vocab import Report
 from tests.nvmldouble import NvmlDouble
 from tests.unit.agent.test_service import NODE, _config
@@ -109,7 +109,8 @@ def test_a_controller_that_lost_the_state_gets_it_back(
     sink.wait_for(heartbeat)
     held, _ = stored(store)
     with store.write() as s:  # restored from a backup older than the node's state
-        s.execute(update(NodeRow).values(last_results=None, state_digest=None, worst=None))
+        s.execute(delete(NodeResultsRow))
+        s.execute(update(NodeRow).values(state_digest=None, worst=None))
     sink.wait_for(lambda r, a: a.send_state)
     resent = sink.wait_for(lambda r, a: not r.heartbeat)
     assert resent.digest == first.digest and len(resent.results) == len(first.results)

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from hpresil.store import Store, repo
-from hpresil.store.models import ActionRow, IncidentRow, JobRow, NodeRow, ReportRow
+from hpresil.store.models import ActionRow, IncidentRow, JobRow, NodeResultsRow, NodeRow, ReportRow
 from hpresil.vocab import (
     Action,
     Category,
@@ -92,7 +92,8 @@ def test_a_digest_the_controller_does_not_hold_asks_for_the_state(
     first = state("node1", result(check="ecc", index=0), seq=1)
     post(client, first)
     with store.write() as s:  # restored from a backup taken before the node's state
-        s.execute(update(NodeRow).values(last_results=None, state_digest=None, worst=None))
+        s.execute(delete(NodeResultsRow))
+        s.execute(update(NodeRow).values(state_digest=None, worst=None))
     assert post(client, beat(first, 2))["send_state"] is True
     resent = state("node1", result(check="ecc", index=0), seq=3)
     assert post(client, resent)["send_state"] is False

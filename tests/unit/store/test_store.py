@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -13,12 +14,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 
 from hpresil.errors import DatabaseCorrupt
 from hpresil.store import Store, repo
-from hpresil.store.db import MIGRATIONS, DatabaseError
-from hpresil.store.models import Base, NodeRow
+from hpresil.store.db import MIGRATIONS, DatabaseError, alembic_config
+from hpresil.store.models import Base, NodeResultsRow, NodeRow
 from hpresil.store.types import UtcDateTime
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -45,10 +46,11 @@ def test_the_migration_builds_exactly_the_models(any_store: Store) -> None:
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0007"
+        assert context.get_current_revision() == "0008"
     assert set(inspect(store.engine).get_table_names()) == {
         "alembic_version",
         "nodes",
+        "node_results",
         "reports",
         "incidents",
         "incident_jobs",
@@ -193,3 +195,45 @@ def test_new_incidents_and_their_jobs_are_made_in_one_place(any_store: Store) ->
         assert (job.job_id, job.name, job.restart_count) == (7, "train", 2)
         assert job.submit_time == T0 - timedelta(hours=1)
         assert repo.open_incident(s, "n1") is first
+
+
+def test_migration_0008_moves_each_nodes_results_to_their_own_row_and_back(db_url: str) -> None:
+    """A ledger of 0007 keeps every node's results through the upgrade (and back):
+    they now live in node_results, so a heartbeat's update of its node no longer
+    rewrites them."""
+    held = [{"check": "ecc", "status": "fail", "gpu": {"index": 3}}]
+    engine = Store.open(db_url).engine
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0007")
+        conn.execute(
+            text(
+                "INSERT INTO nodes (name, first_seen_at, drained_by_hpresil, last_results) "
+                "VALUES ('gpu1', :at, false, :held), ('gpu2', :at, false, NULL)"
+            ),
+            {"at": T0.replace(tzinfo=None), "held": json.dumps(held)},
+        )
+        command.upgrade(alembic_config(conn), "head")
+        moved = conn.execute(text("SELECT node, results FROM node_results")).all()
+        assert [(n, json.loads(r) if isinstance(r, str) else r) for n, r in moved] == [
+            ("gpu1", held)
+        ]
+        assert "last_results" not in {c["name"] for c in inspect(conn).get_columns("nodes")}
+        command.downgrade(alembic_config(conn), "0007")
+        back = conn.execute(text("SELECT name, last_results FROM nodes ORDER BY name")).all()
+        assert [(n, json.loads(r) if isinstance(r, str) else r) for n, r in back] == [
+            ("gpu1", held),
+            ("gpu2", None),
+        ]
+    engine.dispose()
+
+
+def test_a_nodes_results_are_a_row_of_their_own(any_store: Store) -> None:
+    with any_store.write() as s:
+        node = repo.add_node(s, "gpu1", T0)
+        node.last_results = [{"check": "ecc", "status": "ok"}]
+    with any_store.write() as s:
+        row = s.get(NodeRow, "gpu1")
+        assert row is not None and row.last_results == [{"check": "ecc", "status": "ok"}]
+        row.last_results = None  # forgotten: its row goes
+    with any_store.read() as s:
+        assert s.scalars(select(NodeResultsRow)).all() == []
