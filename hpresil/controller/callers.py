@@ -26,6 +26,7 @@ or past its TTL. The route's dependency (:func:`caller`) gives the settled
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import threading
@@ -54,6 +55,7 @@ from hpresil.auth import (
 from hpresil.controller.people import People, Person
 
 WRONG_TOKEN = "missing or wrong bearer token"
+KEYS_HELD = 1 << 16  # nodes whose key is kept derived
 NONCES_PER_NODE = 1024  # remembered per node; the oldest beyond it raise that node's floor
 # what a node's key may write besides reading; "{self}" is the node the key belongs to
 NODE_WRITES = frozenset({("POST", "/v1/reports"), ("POST", "/v1/nodes/{self}/drain")})
@@ -169,6 +171,8 @@ class CallerGate:
         self.max_body = max_body
         self.clock = clock
         self.nonces = NonceWindow(max_skew_s)
+        # each node's key, derived once (an HMAC a request otherwise)
+        self.key_of = functools.lru_cache(maxsize=KEYS_HELD)(functools.partial(node_key, token))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope["path"]).startswith(self.prefix):
@@ -210,7 +214,7 @@ class CallerGate:
         if body is None:
             await _answer(scope, send, 413, f"request body over {self.max_body} bytes")
             return
-        key = node_key(self.token, signed.node)
+        key = self.key_of(signed.node)
         fields = (signed.node, signed.ts, signed.nonce)
         expected = request_signature(key, method, _target(scope), *fields, body)
         if not hmac.compare_digest(expected, signed.sig):
