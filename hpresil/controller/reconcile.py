@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -259,10 +260,22 @@ def _same_job(affected: IncidentJobRow, job: SlurmJob) -> bool:
 
 class Periodic:
     """Runs ``fn`` now and then every ``interval_s`` on a daemon thread; an exception
-    is logged and the next run happens as usual."""
+    is logged and the next run happens as usual. ``share``: the most of the time its
+    runs may take; after a run of T seconds it waits at least T x (1/share - 1)
+    (:func:`pause`)."""
 
-    def __init__(self, interval_s: float, fn: Callable[[], None], name: str) -> None:
+    def __init__(
+        self,
+        interval_s: float,
+        fn: Callable[[], None],
+        name: str,
+        *,
+        share: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._interval = interval_s
+        self._share = share
+        self._monotonic = monotonic
         self._fn = fn
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -281,9 +294,17 @@ class Periodic:
 
     def _loop(self) -> None:
         while True:
+            began = self._monotonic()
             try:
                 self._fn()
             except Exception:
                 log.exception("%s failed; next run in %.1f s", self._thread.name, self._interval)
-            if self._stop.wait(self._interval):
+            took = self._monotonic() - began
+            if self._stop.wait(pause(self._interval, took, self._share)):
                 return
+
+
+def pause(interval_s: float, took_s: float, share: float) -> float:
+    """How long to wait after a run of ``took_s``: ``interval_s``, or longer where the
+    runs would otherwise take more than ``share`` of the time."""
+    return max(interval_s, took_s * (1 / share - 1))

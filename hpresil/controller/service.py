@@ -107,7 +107,8 @@ class Duties:
             self._store, self._slurm, cfg.policy, jobs=cfg.jobs, clock=utcnow, leads=self._leads
         )
         interval = cfg.controller.reconcile_interval_s
-        self._loop = Periodic(interval, self._reconcile, "hpresil-reconcile")
+        share = cfg.controller.reconcile_max_share
+        self._loop = Periodic(interval, self._reconcile, "hpresil-reconcile", share=share)
         self._executor.start()
         self._loop.start()
 

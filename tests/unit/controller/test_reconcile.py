@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
-from hpresil.controller.reconcile import Periodic, Reconciler
+from hpresil.controller.reconcile import Periodic, Reconciler, pause
 from hpresil.controller.remediation import Executor
 from hpresil.store import Store
 from hpresil.store.models import NodeRow, ReportRow
@@ -245,3 +245,29 @@ def test_a_row_changed_behind_the_pass_is_put_right_though_slurm_said_nothing_ne
     with store.read() as s:
         row = s.get(NodeRow, "node1")
         assert row is not None and (row.slurm_state, row.slurm_reason) == held
+
+
+def test_passes_take_at_most_their_share_of_the_time() -> None:
+    """A pass of 2 s with a share of 0.1 waits 18 s, not the interval's 5; a quick one
+    waits the interval."""
+    now = [0.0]
+    took = iter([2.0, 0.01, 2.0])
+    waits: list[float] = []
+
+    def run() -> None:
+        now[0] += next(took, 0.0)
+
+    loop = Periodic(5.0, run, "test-share", share=0.1, monotonic=lambda: now[0])
+
+    class Stop:
+        def wait(self, seconds: float) -> bool:
+            waits.append(seconds)
+            return len(waits) == 3
+
+        def set(self) -> None:
+            pass
+
+    loop._stop = Stop()  # type: ignore[assignment]  # record the waits; stop after 3
+    loop._loop()
+    assert waits == pytest.approx([18.0, 5.0, 18.0])
+    assert pause(5.0, 0.4, 1.0) == 5.0 and pause(5.0, 1.0, 0.5) == 5.0
