@@ -21,9 +21,10 @@ from hpresil.config import Config
 from hpresil.controller.app import create_app
 from hpresil.controller.services import Services
 from hpresil.store import Store
-from hpresil.store.models import JobRow, NodeRow
+from hpresil.store.models import JobRow
 from hpresil.vocab import JobObservation, Report, state_digest
 from tests.unit.controller.fakes import TOKEN, FakeClock, report, result, xid79
+from tests.unit.controller.test_heartbeats import node as node_row
 
 NODES = ("node1", "node2", "node3")
 QUIET = {"accepted": True, "duplicate": False, "incidents": [], "send_state": False}
@@ -75,14 +76,6 @@ async def post(
         "Content-Type": "application/json",
     }
     return await http.post("/v1/reports", content=body, headers=headers)
-
-
-def node_row(store: Store, name: str) -> NodeRow:
-    with store.read() as s:
-        row = s.get(NodeRow, name)
-        assert row is not None
-        s.expunge(row)
-        return row
 
 
 async def known(http: httpx.AsyncClient, clock: FakeClock) -> None:
