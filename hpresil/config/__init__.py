@@ -73,10 +73,10 @@ class ControllerConfig(_Section):
     token_file: Path = Path("/etc/hpresil/token")
     request_timeout_s: float = Field(default=5.0, gt=0)
     reconcile_interval_s: float = Field(default=5.0, gt=0)
-    # The most of the time reconcile passes may take: after a pass of T s the next waits
-    # at least T x (1/share - 1). A pass over 20,000 nodes reads Slurm's whole listing
-    # (26 MB from sinfo --json in 22.05), so such a fleet is read about every 10 s, and
-    # slurmctld is asked for it less often too
+    # The most of a CPU reconcile passes may take: after a pass that took T CPU-seconds
+    # the next waits at least T x (1/share - 1) (waiting for Slurm does not count). A
+    # pass over 20,000 nodes reads Slurm's whole listing (26 MB from sinfo --json in
+    # 22.05), so such a fleet is read about every 10 s, and slurmctld asked less often
     reconcile_max_share: float = Field(default=0.1, gt=0, le=1)
     # Replicas on one PostgreSQL: the one holding the leader lock runs the executor and
     # the reconciler. Each checks its lock (a follower tries for it) this often: another

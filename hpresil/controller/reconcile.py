@@ -260,9 +260,10 @@ def _same_job(affected: IncidentJobRow, job: SlurmJob) -> bool:
 
 class Periodic:
     """Runs ``fn`` now and then every ``interval_s`` on a daemon thread; an exception
-    is logged and the next run happens as usual. ``share``: the most of the time its
-    runs may take; after a run of T seconds it waits at least T x (1/share - 1)
-    (:func:`pause`)."""
+    is logged and the next run happens as usual. ``share``: the most of a CPU its runs
+    may take; after a run that took T CPU-seconds (its thread's, ``cpu_time``: time it
+    waits, for Slurm or the database, does not count) it waits at least
+    T x (1/share - 1) (:func:`pause`)."""
 
     def __init__(
         self,
@@ -271,11 +272,11 @@ class Periodic:
         name: str,
         *,
         share: float = 1.0,
-        monotonic: Callable[[], float] = time.monotonic,
+        cpu_time: Callable[[], float] = time.thread_time,
     ) -> None:
         self._interval = interval_s
         self._share = share
-        self._monotonic = monotonic
+        self._cpu_time = cpu_time
         self._fn = fn
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -294,17 +295,17 @@ class Periodic:
 
     def _loop(self) -> None:
         while True:
-            began = self._monotonic()
+            began = self._cpu_time()
             try:
                 self._fn()
             except Exception:
                 log.exception("%s failed; next run in %.1f s", self._thread.name, self._interval)
-            took = self._monotonic() - began
+            took = self._cpu_time() - began
             if self._stop.wait(pause(self._interval, took, self._share)):
                 return
 
 
 def pause(interval_s: float, took_s: float, share: float) -> float:
-    """How long to wait after a run of ``took_s``: ``interval_s``, or longer where the
-    runs would otherwise take more than ``share`` of the time."""
+    """How long to wait after a run of ``took_s`` CPU-seconds: ``interval_s``, or longer
+    where the runs would otherwise take more than ``share`` of a CPU."""
     return max(interval_s, took_s * (1 / share - 1))

@@ -248,8 +248,9 @@ def test_a_row_changed_behind_the_pass_is_put_right_though_slurm_said_nothing_ne
 
 
 def test_passes_take_at_most_their_share_of_the_time() -> None:
-    """A pass of 2 s with a share of 0.1 waits 18 s, not the interval's 5; a quick one
-    waits the interval."""
+    """A pass of 2 CPU-seconds with a share of 0.1 waits 18 s, not the interval's 5; a
+    quick one waits the interval (a slow pass that only waited, for a Slurm that does
+    not answer, is a quick one: its thread's CPU time is counted, not the clock's)."""
     now = [0.0]
     took = iter([2.0, 0.01, 2.0])
     waits: list[float] = []
@@ -257,7 +258,7 @@ def test_passes_take_at_most_their_share_of_the_time() -> None:
     def run() -> None:
         now[0] += next(took, 0.0)
 
-    loop = Periodic(5.0, run, "test-share", share=0.1, monotonic=lambda: now[0])
+    loop = Periodic(5.0, run, "test-share", share=0.1, cpu_time=lambda: now[0])
 
     class Stop:
         def wait(self, seconds: float) -> bool:
@@ -271,3 +272,20 @@ def test_passes_take_at_most_their_share_of_the_time() -> None:
     loop._loop()
     assert waits == pytest.approx([18.0, 5.0, 18.0])
     assert pause(5.0, 0.4, 1.0) == 5.0 and pause(5.0, 1.0, 0.5) == 5.0
+
+
+def test_a_pass_that_waits_for_slurm_does_not_put_off_the_next() -> None:
+    waits: list[float] = []
+    loop = Periodic(0.5, lambda: time.sleep(0.2), "test-waiting", share=0.01)
+
+    class Stop:
+        def wait(self, seconds: float) -> bool:
+            waits.append(seconds)
+            return True
+
+        def set(self) -> None:
+            pass
+
+    loop._stop = Stop()  # type: ignore[assignment]
+    loop._loop()
+    assert waits == [0.5]  # 0.2 s asleep is no CPU: the interval, not 0.2 x 99
