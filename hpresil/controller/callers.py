@@ -301,6 +301,11 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 def _replay(body: bytes, receive: Receive) -> Receive:
     """``receive`` for the app: the body already read, then the connection's own."""
+    return replayed({"type": "http.request", "body": body, "more_body": False}, receive)
+
+
+def replayed(first: Message, receive: Receive) -> Receive:
+    """``receive`` that gives ``first`` (a message already read), then the connection's."""
     given = False
 
     async def replay() -> Message:
@@ -308,7 +313,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         if given:
             return await receive()
         given = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        return first
 
     return replay
 

@@ -44,7 +44,7 @@ class GroupCommit(Generic[T, R]):
         self._max_batch = max_batch
         self._waiting: list[tuple[T, asyncio.Future[R | None]]] = []
         self._running = False
-        self.batches = 0  # commits run (for the benchmark and the tests)
+        self.batches = 0  # commits run (what the tests count)
 
     async def __call__(self, item: T) -> R | None:
         """``item``'s answer once committed; None: not taken (take it another way)."""

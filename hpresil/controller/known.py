@@ -87,8 +87,7 @@ class KnownNodes:
     def require(self, name: str) -> None:
         """Return if Slurm knows ``name``; else raise (see the module's rules)."""
         check_name(name)
-        names = self._names
-        if names is not None and name in names:
+        if self.holds(name):
             return
         with self._lock:
             if self._names is None:

@@ -19,7 +19,6 @@ in one place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -27,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hpresil.api import ReportAck
 from hpresil.controller import heartbeat
-from hpresil.controller.callers import Caller
+from hpresil.controller.callers import Caller, replayed
 from hpresil.controller.services import Services
 from hpresil.vocab import Report
 
@@ -47,7 +46,7 @@ class HeartbeatLane:
         first = await receive()  # the gate's replay: the whole body in one message
         ack = await self._taken(scope, first)
         if ack is None:
-            await self.app(scope, _again(first, receive), send)
+            await self.app(scope, replayed(first, receive), send)
             return
         body = ack.model_dump_json().encode()
         length = [(b"content-length", str(len(body)).encode())]
@@ -78,17 +77,3 @@ class HeartbeatLane:
             and report.sent_at <= now + self.svc.max_skew
             and self.svc.ingest.knows(report.node)
         )
-
-
-def _again(first: Message, receive: Receive) -> Receive:
-    """``receive`` for the route: the message already read, then the connection's."""
-    given: Sequence[Message] = [first]
-
-    async def again() -> Message:
-        nonlocal given
-        if given:
-            message, given = given[0], ()
-            return message
-        return await receive()
-
-    return again

@@ -65,14 +65,14 @@ def node_results(s: Session) -> Sequence[NodeResultsRow]:
 MAX_NAMED = 1000  # nodes read by name in one query; more are read with the rest
 
 
-def nodes_by_name(s: Session, names: Sequence[str] | None = None) -> dict[str, NodeRow]:
-    """Every node's row (or those of ``names``), in one query, without its latest
-    results (the reconcile pass: a real node's are tens of kilobytes)."""
+def nodes_by_name(s: Session, names: Sequence[str]) -> dict[str, NodeRow]:
+    """The rows of ``names`` that exist, in one query, without their latest results
+    (the reconcile pass: a real node's are tens of kilobytes)."""
     query = select(NodeRow).options(lazyload(NodeRow.held))
-    wanted = None if names is None else frozenset(names)
-    if wanted is not None and len(wanted) <= MAX_NAMED:  # else every row: fewer parameters
+    wanted = frozenset(names)
+    if len(wanted) <= MAX_NAMED:  # else every row is read: fewer parameters
         query = query.where(NodeRow.name.in_(wanted))
-    return {r.name: r for r in s.scalars(query) if wanted is None or r.name in wanted}
+    return {r.name: r for r in s.scalars(query) if r.name in wanted}
 
 
 def report_seen(s: Session, report_id: str) -> bool:
