@@ -43,7 +43,7 @@ from hpresil.vocab import Report, Status
 from tests.unit.controller.contender import until
 from tests.unit.controller.fakes import result, xid79
 from tests.unit.controller.test_heartbeats import beat, state
-from tests.unit.controller.test_leader_processes import _free_port, _health
+from tests.unit.controller.test_leader_processes import _health, controller_config
 
 NODES = [f"gpu{i:02d}" for i in range(1, 21)]
 FAULT_AT = {"gpu03": 5, "gpu08": 7, "gpu13": 9, "gpu18": 11}  # the seq of each XID 79
@@ -55,27 +55,10 @@ class ControllerProcess:
     """``hpresil controller`` in a process of its own, on one port and one database."""
 
     def __init__(self, tmp_path: Path, db_url: str) -> None:
-        (tmp_path / "nobin").mkdir()
-        port = _free_port()
+        more = "[policy]\nexpedite_requeue = false\n[policy.limits]\nmax_out_pct = 100\n"
+        self.config, port = controller_config(tmp_path, "hpresil", db_url, more)
         self.url = f"http://127.0.0.1:{port}"
         self.token = write_token(tmp_path / "token")
-        self.config = tmp_path / "hpresil.toml"
-        self.config.write_text(
-            f"""
-[controller]
-listen_port = {port}
-database = "{db_url}"
-token_file = "{tmp_path}/token"
-leader_check_s = 0.2
-[slurm]
-bin_dir = "{tmp_path}/nobin"
-retries = 0
-[policy]
-expedite_requeue = false
-[policy.limits]
-max_out_pct = 100
-"""
-        )
         self.log = tmp_path / "controller.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

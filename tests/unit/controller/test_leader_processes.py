@@ -91,7 +91,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _controller(tmp_path: Path, name: str, db_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def controller_config(tmp_path: Path, name: str, db_url: str, more: str = "") -> tuple[Path, int]:
+    """A controller's configuration on a free port, the token in ``tmp_path``, no Slurm
+    commands (an empty ``bin_dir``), and ``more`` TOML; (its file, the port)."""
     port = _free_port()
     (tmp_path / "nobin").mkdir(exist_ok=True)
     config = tmp_path / f"{name}.toml"
@@ -105,8 +107,13 @@ leader_check_s = 0.2
 [slurm]
 bin_dir = "{tmp_path}/nobin"
 retries = 0
-"""
+{more}"""
     )
+    return config, port
+
+
+def _controller(tmp_path: Path, name: str, db_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    config, port = controller_config(tmp_path, name, db_url)
     code = "from hpresil.config import load; from hpresil.controller import run_controller; "
     code += f"run_controller(load({str(config)!r}))"
     log = (tmp_path / f"{name}.log").open("w")
