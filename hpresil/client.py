@@ -1,8 +1,9 @@
 """The HTTP client for the controller's API, used by the agent and the CLI.
 
-Standard library HTTP (``urllib.request``): a few small JSON calls need no HTTP
-library, and the agent stays light (see scripts/bench/agent_footprint). The agent signs
-every request with its node's key (:meth:`ControllerClient.for_node`); the CLI sends the
+Standard library HTTP (``http.client``, over connections kept alive:
+:mod:`hpresil.connections`): a few small JSON calls need no HTTP library, and the agent
+stays light (see scripts/bench/agent_footprint). The agent signs every request with its
+node's key (:meth:`ControllerClient.for_node`); the CLI sends the
 cluster token, else that node's key, else the person running proves who they are with
 MUNGE (:meth:`from_config`).
 
@@ -22,9 +23,7 @@ import http.client
 import json as _json
 import shutil
 import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from hpresil.auth import (
     read_token,
 )
 from hpresil.config import Config, expand
+from hpresil.connections import Connections
 from hpresil.errors import (
     ConfigError,
     ControllerFailed,
@@ -80,7 +80,7 @@ class MungeCredential:
 def tls_context(cfg: Config) -> ssl.SSLContext | None:
     """How an https controller is verified: against ``controller.tls_ca`` (PEM), else
     the system's trust store; None when every URL is plain http (an http URL among
-    https ones is sent plain: urllib uses the context for https only)."""
+    https ones is sent plain: the context serves https only)."""
     if not any(url.startswith("https://") for url in cfg.controller.urls):
         return None
     try:
@@ -109,8 +109,8 @@ class ControllerClient:
         self._credential = credential
         self._bases = tuple(url.rstrip("/") for url in urls)
         self._current = 0  # the one that answered last
-        self._timeout = timeout
-        self._tls = tls  # for an https URL: verifies the controller (default: system CAs)
+        # tls: for an https URL, verifies the controller (default: the system's CAs)
+        self._connections = Connections(timeout, tls)
 
     @classmethod
     def from_config(cls, cfg: Config, *, people: bool = True) -> ControllerClient:
@@ -144,7 +144,8 @@ class ControllerClient:
         return cls(cfg.controller.urls, NodeKey(node, key), timeout, tls_context(cfg))
 
     def close(self) -> None:
-        """Nothing to release: each call opens and closes its own connection."""
+        """Closes the connections kept to the controllers."""
+        self._connections.close()
 
     def __enter__(self) -> ControllerClient:
         return self
@@ -155,7 +156,8 @@ class ControllerClient:
     # --- agent ---
     def post_report(self, report: Report) -> api.ReportAck:
         body = report.model_dump(mode="json")
-        return self._call("POST", "/v1/reports", api.ReportAck, json=body)
+        # repeatable: the controller takes a report once by its id, however often sent
+        return self._call("POST", "/v1/reports", api.ReportAck, json=body, repeatable=True)
 
     # --- CLI ---
     def nodes(
@@ -229,16 +231,18 @@ class ControllerClient:
         *,
         json: Any = None,
         params: dict[str, str] | None = None,
+        repeatable: bool = False,
     ) -> T:
+        """``repeatable``: the request may be sent twice (a read always may)."""
         target = path + (f"?{urllib.parse.urlencode(params)}" if params else "")
         body = None if json is None else _json.dumps(json).encode()
-        data = self._send(method, target, body)
+        data = self._send(method, target, body, repeatable or method == "GET")
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             return kind.model_validate(data)  # type: ignore[return-value]
         result: T = TypeAdapter(kind).validate_python(data)
         return result
 
-    def _send(self, method: str, target: str, body: bytes | None) -> Any:
+    def _send(self, method: str, target: str, body: bytes | None, repeatable: bool) -> Any:
         """The decoded answer to one request, from the controller that answered last,
         else from the next that can serve it (each tried once); stays with the one that
         answered. ControllerUnavailable naming every one tried when none could."""
@@ -246,7 +250,7 @@ class ControllerClient:
         failed: list[_TryNext] = []
         for at in [(self._current + i) % n for i in range(n)]:
             try:
-                data = self._once(self._bases[at], method, target, body)
+                data = self._once(self._bases[at], method, target, body, repeatable)
             except _TryNext as exc:
                 failed.append(exc)
                 continue
@@ -258,21 +262,31 @@ class ControllerClient:
         message = "; ".join(str(exc) for exc in failed)
         raise ControllerUnavailable(message) from failed[-1].__cause__
 
-    def _once(self, base: str, method: str, target: str, body: bytes | None) -> Any:
+    def _once(
+        self, base: str, method: str, target: str, body: bytes | None, repeatable: bool
+    ) -> Any:
         """One try at the controller ``base``, with a credential made for this try."""
-        req = urllib.request.Request(base + target, data=body, method=method)
-        if body is not None:
-            req.add_header("Content-Type", "application/json")
-        auth = self._credential.authorization(method, req.selector, body or b"")
-        req.add_header("Authorization", auth)  # a node's signs the path and query as sent
+        selector = urllib.parse.urlsplit(base).path + target  # a node's signs it as sent
+
+        def headers() -> dict[str, str]:
+            auth = self._credential.authorization(method, selector, body or b"")
+            sent = {"Authorization": auth}
+            if body is not None:
+                sent["Content-Type"] = "application/json"
+            return sent
+
         try:
-            with urllib.request.urlopen(req, timeout=self._timeout, context=self._tls) as resp:
-                return _json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            raise self._answer_error(base, exc.code, _detail(exc)) from None
-        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise _TryNext(f"controller {base} unreachable: {reason}") from exc
+            status, reason, data = self._connections.exchange(
+                base, method, selector, body, headers, repeatable=repeatable
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            raise _TryNext(f"controller {base} unreachable: {exc or type(exc).__name__}") from exc
+        if status >= 400:
+            raise self._answer_error(base, status, _detail(data, reason))
+        try:
+            return _json.loads(data or b"null")
+        except ValueError as exc:
+            raise _TryNext(f"controller {base} unreachable: {exc}") from exc
 
     @staticmethod
     def _answer_error(
@@ -287,11 +301,11 @@ class ControllerClient:
         return RejectedByController(status, detail)
 
 
-def _detail(exc: urllib.error.HTTPError) -> str:
-    raw = exc.read().decode(errors="replace")
+def _detail(data: bytes, reason: str) -> str:
+    raw = data.decode(errors="replace")
     try:
         detail = _json.loads(raw).get("detail", raw)
     except (ValueError, AttributeError):
         detail = raw
     text = str(detail).strip()
-    return text.splitlines()[0] if text else str(exc.reason)
+    return text.splitlines()[0] if text else reason

@@ -72,6 +72,12 @@ class ControllerConfig(_Section):
     database: str = "sqlite:////var/lib/hpresil/hpresil.db"
     token_file: Path = Path("/etc/hpresil/token")
     request_timeout_s: float = Field(default=5.0, gt=0)
+    # How long the controller keeps an idle connection open for the client's next
+    # request (HTTP keep-alive). Longer than the agents' heartbeat, so each agent keeps
+    # its one connection: a new connection per report costs the controller more than
+    # the report (scripts/bench/ingest). Each kept connection is a file descriptor: the
+    # controller raises its own soft limit to the hard one (LimitNOFILE in its unit).
+    keepalive_s: int = Field(default=75, ge=1)
     reconcile_interval_s: float = Field(default=5.0, gt=0)
     # The most of a CPU reconcile passes may take: after a pass that took T CPU-seconds
     # the next waits at least T x (1/share - 1) (waiting for Slurm does not count). A

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import threading
 from collections.abc import Callable
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 def run_controller(cfg: Config) -> None:
     """Run until SIGTERM or SIGINT; raise :class:`HpresilError` for a bad setup."""
     tls = server_tls(cfg.controller)  # before anything starts: a bad setup is one line
+    _open_files_to_hard_limit()  # each agent keeps a connection (controller.keepalive_s)
     token = read_token(Path(cfg.controller.token_file))
     assert token is not None  # required=True
     store = Store.open(cfg.controller.database)
@@ -150,6 +152,20 @@ class Duties:
         self._watch.run_once(jobs)
 
 
+def _open_files_to_hard_limit() -> None:
+    """The soft limit on open files raised to the hard one (as Go's runtime does):
+    systemd starts services at 1,024, fewer than the agents that keep a connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard or hard == resource.RLIM_INFINITY:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("open files: soft limit %d kept: %s", soft, exc)
+        return
+    log.info("open files: soft limit %d raised to %d", soft, hard)
+
+
 def _server(app: Any, cfg: Config, tls: dict[str, Any]) -> uvicorn.Server:
     return uvicorn.Server(
         uvicorn.Config(
@@ -158,6 +174,7 @@ def _server(app: Any, cfg: Config, tls: dict[str, Any]) -> uvicorn.Server:
             port=cfg.controller.listen_port,
             log_config=None,
             access_log=False,
+            timeout_keep_alive=cfg.controller.keepalive_s,
             **tls,
         )
     )

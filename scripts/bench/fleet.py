@@ -797,3 +797,11 @@ if __name__ == "__main__":
     if sys.argv[1:2] != ["record"] or len(sys.argv) != 3:
         raise SystemExit("usage: fleet.py record OUT.json")
     record_shapes(Path(sys.argv[2]))
+
+
+def proc_rss(pid: int) -> int:
+    """The process's resident memory, in bytes (/proc/PID/status VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/{pid}/status: no VmRSS")

@@ -58,6 +58,7 @@ import json
 import marshal
 import os
 import platform
+import resource
 import secrets
 import signal
 import socket
@@ -90,6 +91,9 @@ TARGET = {"reports_per_s": 5000, "ack_p99_ms": 100}
 FLOOR_S = 10.0
 ALONE = "capacity, ingest alone"
 QUIET_RECONCILE_S = 86_400.0  # the reconcile pass runs at start, then not for a day
+# controller.keepalive_s where connections are held idle through a side's phases (the
+# shipped 75 s would close them during the fleet phase; nothing else changes)
+HELD_KEEPALIVE_S = 600
 
 # An ASGI app that reads the request and answers as the controller does, under uvicorn
 # configured as the controller's service configures it.
@@ -200,7 +204,8 @@ def main() -> int:
                 print(f"--- {name}: {code}", flush=True)
                 home = root / name.replace(" ", "-")
                 sides[name] = run_side(code, home, spoken, mix, args)
-                sides[name]["body_bytes"] = new_load("-", "-" * 32, spoken, mix, args).body_bytes
+                sample = new_load("-", "-" * 32, spoken, mix, args, keepalive=False)
+                sides[name]["body_bytes"] = sample.body_bytes
         floor = http_floor(root, shapes, mix, args) if args.floor else None
     result = summarize(sides, floor, shapes, mix, args, base_sha, tree)
     show(result)
@@ -227,7 +232,19 @@ def parse_args() -> argparse.Namespace:
         help="git revision the working tree is compared with ('none': the working tree "
         f"alone; default {DEFAULT_BASELINE[:12]}, before issue 12's work)",
     )
-    add("--keepalive", action="store_true", help="reuse connections (agents do not)")
+    add(
+        "--connections",
+        choices=("agents", "per-report", "kept"),
+        default="agents",
+        help="each side's fleet: as its agents do (default: kept where its client keeps "
+        "them, hpresil/connections.py), a new one per report, or kept",
+    )
+    add(
+        "--held",
+        type=int,
+        help="idle connections held open while a side that keeps them is measured, the "
+        "rest of the fleet's (default: --nodes less --concurrency, as file descriptors allow)",
+    )
     add("--client", choices=("raw", "httpx"), default="raw", help="the fleet's HTTP client")
     add("--reconcile-s", type=float, help="controller.reconcile_interval_s (default: 5, shipped)")
     add("--no-floor", dest="floor", action="store_false", help="skip the HTTP floor")
@@ -264,19 +281,22 @@ def git(*args: str) -> str:
 def run_side(
     code: Path, home: Path, shapes: dict[str, Any], mix: fleet.Mix, args: argparse.Namespace
 ) -> dict[str, Any]:
-    with controller(code, home, mix.nodes, args.reconcile_s) as ctl:
+    kept = keeps_connections(code, args)
+    keepalive_s = HELD_KEEPALIVE_S if kept else None
+    with controller(code, home, mix.nodes, args.reconcile_s, keepalive_s=keepalive_s) as ctl:
         primed = prime(home / "hpresil.db", shapes)
-        load = new_load(ctl.url, ctl.token, shapes, mix, args)
+        load = new_load(ctl.url, ctl.token, shapes, mix, args, kept)
         phases = {}
         before = stored_bytes(home / "hpresil.db")
-        for name, seconds, paced, burst in (
-            ("warm-up", args.warmup, False, False),
-            ("capacity", args.seconds, False, True),
-            ("fleet", args.seconds, True, True),
-        ):
-            phases[name] = measured(load, ctl, name, seconds, paced, burst)
-            if name != "warm-up":
-                print(one_line(name, phases[name]), flush=True)
+        with held(ctl, held_count(args, mix) if kept else 0) as holding:
+            for name, seconds, paced, burst in (
+                ("warm-up", args.warmup, False, False),
+                ("capacity", args.seconds, False, True),
+                ("fleet", args.seconds, True, True),
+            ):
+                phases[name] = measured(load, ctl, name, seconds, paced, burst)
+                if name != "warm-up":
+                    print(one_line(name, phases[name]), flush=True)
         grown = stored_bytes(home / "hpresil.db") - before
     store = check_store(home / "hpresil.db", load.ledger, stores_heartbeats(shapes))
     store["primed_nodes"] = primed
@@ -291,7 +311,7 @@ def run_side(
         "answered as duplicates",
         flush=True,
     )
-    return {"phases": phases, "store": store}
+    return {"phases": phases, "store": store, "connections": holding}
 
 
 def ingest_alone(
@@ -300,7 +320,7 @@ def ingest_alone(
     """The capacity phase against a controller that reconciles once, at start."""
     with controller(code, home, mix.nodes, QUIET_RECONCILE_S) as ctl:
         prime(home / "hpresil.db", shapes)
-        load = new_load(ctl.url, ctl.token, shapes, mix, args)
+        load = new_load(ctl.url, ctl.token, shapes, mix, args, keeps_connections(code, args))
         measured(load, ctl, "warm-up", args.warmup, False, False)
         found = measured(load, ctl, "capacity", args.seconds, False, True)
     print(one_line("alone", found), flush=True)
@@ -309,7 +329,12 @@ def ingest_alone(
 
 
 def new_load(
-    url: str, token: str, shapes: dict[str, Any], mix: fleet.Mix, args: argparse.Namespace
+    url: str,
+    token: str,
+    shapes: dict[str, Any],
+    mix: fleet.Mix,
+    args: argparse.Namespace,
+    keepalive: bool,
 ) -> fleet.Load:
     return fleet.Load(
         url,
@@ -317,9 +342,53 @@ def new_load(
         shapes,
         mix,
         concurrency=args.concurrency,
-        keepalive=args.keepalive,
+        keepalive=keepalive,
         client=args.client,
     )
+
+
+def keeps_connections(code: Path, args: argparse.Namespace) -> bool:
+    """Whether the fleet keeps its connections against ``code``'s controller: as that
+    code's agents do (its client keeps them since hpresil/connections.py), or as
+    ``--connections`` says."""
+    if args.connections == "agents":
+        return (code / "hpresil" / "connections.py").exists()
+    return bool(args.connections == "kept")
+
+
+def held_count(args: argparse.Namespace, mix: fleet.Mix) -> int:
+    """The fleet's other agents' connections, as many as this process may open."""
+    if args.held is not None:
+        return int(args.held)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(0, min(mix.nodes - args.concurrency, soft - 2_000))
+
+
+@contextlib.contextmanager
+def held(ctl: Controller, count: int) -> Iterator[dict[str, Any]]:
+    """``count`` connections to the controller, each having asked GET /healthz once and
+    kept open idle (the agents between two heartbeats), for the block; what they cost
+    the controller in memory. The figures fill the yielded dict."""
+    figures: dict[str, Any] = {"held_idle": count}
+    rss0 = fleet.proc_rss(ctl.pid)
+    port = int(ctl.url.rsplit(":", 1)[1])
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: c\r\n\r\n")
+            if not sock.recv(4096).startswith(b"HTTP/1.1 200"):
+                raise RuntimeError("a held connection's /healthz was not answered 200")
+            socks.append(sock)
+        if count:
+            grown = fleet.proc_rss(ctl.pid) - rss0
+            figures["controller_rss_grown_mb"] = round(grown / 2**20, 1)
+            figures["controller_kb_per_held_connection"] = round(grown / count / 1024, 1)
+            print(f"holding {count} idle connections: {figures}", flush=True)
+        yield figures
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def measured(
@@ -345,7 +414,13 @@ class Controller:
 
 @contextlib.contextmanager
 def controller(
-    code: Path, home: Path, nodes: int, reconcile_s: float | None, profile_to: Path | None = None
+    code: Path,
+    home: Path,
+    nodes: int,
+    reconcile_s: float | None,
+    profile_to: Path | None = None,
+    *,
+    keepalive_s: int | None = None,
 ) -> Iterator[Controller]:
     """``hpresil controller`` from ``code`` on a fresh ledger in ``home``, until the
     block ends (then SIGTERM, as systemd stops it)."""
@@ -358,7 +433,9 @@ def controller(
     fleet.write_slurm(slurm, fleet.node_names(nodes), PYTHON)
     port = free_port()
     config = home / "hpresil.toml"
-    config.write_text(controller_config(port, home / "hpresil.db", token_file, slurm, reconcile_s))
+    config.write_text(
+        controller_config(port, home / "hpresil.db", token_file, slurm, reconcile_s, keepalive_s)
+    )
     config.chmod(0o600)
     argv = ["--config", str(config), "controller"]
     command = [PYTHON, "-c", PROFILED, str(profile_to), *argv] if profile_to else [HPRESIL, *argv]
@@ -389,9 +466,16 @@ def serving(
 
 
 def controller_config(
-    port: int, db: Path, token: Path, slurm: Path, reconcile_s: float | None
+    port: int,
+    db: Path,
+    token: Path,
+    slurm: Path,
+    reconcile_s: float | None,
+    keepalive_s: int | None = None,
 ) -> str:
     reconcile = f"reconcile_interval_s = {reconcile_s}\n" if reconcile_s else ""
+    if keepalive_s is not None:  # a baseline before controller.keepalive_s knows none
+        reconcile += f"keepalive_s = {keepalive_s}\n"
     return (
         "[controller]\n"
         f'url = "http://127.0.0.1:{port}"\n'
@@ -461,7 +545,9 @@ def http_floor(
     with serving([PYTHON, "-c", FLOOR_SERVER, str(port)], dict(os.environ), log) as proc:
         wait_ready(proc, port, log, lambda: True)
         quiet = fleet.Mix(nodes=mix.nodes, heartbeat_s=mix.heartbeat_s, duplicate_rate=0.0)
-        load = new_load(f"http://127.0.0.1:{port}", "-" * 32, shapes, quiet, args)
+        load = new_load(
+            f"http://127.0.0.1:{port}", "-" * 32, shapes, quiet, args, keeps_connections(REPO, args)
+        )
         ctl = Controller("", "", proc.pid)
         measured(load, ctl, "warm-up", 2.0, False, False)
         found = measured(load, ctl, "http floor", FLOOR_S, False, False)
@@ -670,7 +756,7 @@ def summarize(
             "phase_s": args.seconds,
             "concurrency": args.concurrency,
             "client": args.client,
-            "connections": "reused" if args.keepalive else "one per request, as the agent's",
+            "connections": args.connections,
             "body_bytes": sample.body_bytes,
             "results_per_report": sample.results_per_report,
             "reconcile_interval_s": args.reconcile_s or "shipped default (5)",
@@ -765,7 +851,7 @@ def profile(root: Path, shapes: dict[str, Any], mix: fleet.Mix, args: argparse.N
 
     out = root / "controller.prof"
     with controller(REPO, root / "profiled", mix.nodes, args.reconcile_s, out) as ctl:
-        load = new_load(ctl.url, ctl.token, shapes, mix, args)
+        load = new_load(ctl.url, ctl.token, shapes, mix, args, keeps_connections(REPO, args))
         load.run("warm-up", args.warmup, paced=False, burst=False)
         os.kill(ctl.pid, signal.SIGUSR1)
         while not Path(f"{out}.start").exists():
