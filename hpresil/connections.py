@@ -63,16 +63,22 @@ class Connections:
         conn, kept = self._take(base)
         try:
             return self._once(base, conn, method, target, body, headers())
-        except _CLOSED_UNDER_US:
+        except _CLOSED_UNDER_US as exc:
             conn.close()
             if not (kept and repeatable):
                 raise
+            cut = exc
         except BaseException:
             conn.close()
             raise
         conn = self._open(base)  # the kept one was closed under us: once more, afresh
         try:
             return self._once(base, conn, method, target, body, headers())
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise ConnectionError(
+                f"{_said(cut)} on a kept connection, then {_said(exc)} on a new one"
+            ) from exc
         except BaseException:
             conn.close()
             raise
@@ -140,3 +146,7 @@ def _open(conn: http.client.HTTPConnection) -> bool:
     except (OSError, ValueError):
         return False
     return not readable
+
+
+def _said(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

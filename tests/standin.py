@@ -6,6 +6,7 @@ and hangs up on its second (a kept connection closed just as a request leaves)."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -96,14 +97,11 @@ class Answering:
         self.server.server_close()
 
 
-class Silent:
-    """Takes connections (``hangup``: closes each at once, unanswered; else keeps it
-    open and never answers, so the client times out) and counts them."""
+class _Listening:
+    """A raw listening socket on a free local port; each accepted connection goes to
+    :meth:`_take`. ``close()``: no new connection is taken (a blocked accept is woken)."""
 
-    def __init__(self, *, hangup: bool) -> None:
-        self.connections = 0
-        self.hangup = hangup
-        self._held: list[socket.socket] = []
+    def __init__(self) -> None:
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
@@ -116,15 +114,37 @@ class Silent:
                 conn, _ = self._sock.accept()
             except OSError:
                 return  # closed
-            self.connections += 1
-            if self.hangup:
-                conn.recv(65536)
-                conn.close()
-            else:
-                self._held.append(conn)
+            self._take(conn)
+
+    def _take(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
+
+
+class Silent(_Listening):
+    """Takes connections (``hangup``: closes each at once, unanswered; else keeps it
+    open and never answers, so the client times out) and counts them."""
+
+    def __init__(self, *, hangup: bool) -> None:
+        self.connections = 0
+        self.hangup = hangup
+        self._held: list[socket.socket] = []
+        super().__init__()
+
+    def _take(self, conn: socket.socket) -> None:
+        self.connections += 1
+        if self.hangup:
+            conn.recv(65536)
+            conn.close()
+        else:
+            self._held.append(conn)
+
+    def close(self) -> None:
+        super().close()
         for conn in self._held:
             conn.close()
 
@@ -141,7 +161,7 @@ class Closed:
         self._sock.close()
 
 
-class SecondHangsUp:
+class SecondHangsUp(_Listening):
     """Answers the first request on each connection with 200 and ``answer`` (HTTP/1.1,
     the connection kept), then reads the next and closes without an answer: the
     controller that closed a kept connection just as the request left. ``requests``:
@@ -152,19 +172,10 @@ class SecondHangsUp:
         self.requests: list[str] = []
         self.authorizations: list[str] = []
         self._payload = json.dumps(answer).encode()
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(16)
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return  # closed
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def _take(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rb") as rfile:
@@ -183,6 +194,3 @@ class SecondHangsUp:
                     return
                 head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(self._payload)}\r\n\r\n"
                 conn.sendall(head.encode() + self._payload)
-
-    def close(self) -> None:
-        self._sock.close()

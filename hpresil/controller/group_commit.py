@@ -75,6 +75,7 @@ class GroupCommit(Generic[T, R]):
             answers = await run_in_threadpool(self._commit, items)
             if len(answers) != len(items):
                 raise ValueError(f"{len(answers)} answers to {len(items)} items")
+            log.debug("group commit: %d in one transaction", len(items))
             return answers
         except Exception as exc:  # each item is then taken its own way, which answers it
             log.debug("a group commit of %d failed: %s", len(items), exc)

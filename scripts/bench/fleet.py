@@ -22,15 +22,17 @@
   in ``calls`` (:func:`slurm_calls`).
 * :class:`Load`: the agents, in one asyncio loop. Every node signs each request with its
   own key (:class:`hpresil.auth.NodeKey`) and posts to ``/v1/reports``, at most
-  ``concurrency`` requests in flight, on a fresh connection each (the agent's urllib
-  client opens one per request) unless ``keepalive``; the request as urllib writes it
-  (:class:`RawSender`: httpx.AsyncClient, ``client="httpx"``, costs five times the CPU
-  per request, and tops out near 300 a second here). A report not acknowledged (no
-  answer within the agent's 5 s, or 408, 429, 502, 503, 504: what the agent's client
-  counts as unavailable) is sent again, same id, after the agent's ``flush_s`` (2 s); a
-  share of acknowledged reports is sent once more (an acknowledgement lost on the way)
-  and must be answered as a duplicate. An acknowledgement asking for the node's state
-  (``send_state``) makes that node's next report its whole state (kind ``state``).
+  ``concurrency`` requests in flight, on a fresh connection each (the agent's client
+  before hpresil/connections.py opened one per request) or with ``keepalive`` one kept
+  connection per slot (as the agent's client keeps one now); the request as the standard
+  library writes it (:class:`RawSender`: httpx.AsyncClient, ``client="httpx"``, costs
+  five times the CPU per request, and tops out near 300 a second here). A report not
+  acknowledged (no answer within the agent's 5 s, or 408, 429, 502, 503, 504: what the
+  agent's client counts as unavailable) is sent again, same id, after the agent's
+  ``flush_s`` (2 s); a share of acknowledged reports is sent once more (an
+  acknowledgement lost on the way) and must be answered as a duplicate. An
+  acknowledgement asking for the node's state (``send_state``) makes that node's next
+  report its whole state (kind ``state``).
 """
 
 from __future__ import annotations

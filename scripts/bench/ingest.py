@@ -13,7 +13,9 @@ with the same .venv and PYTHONPATH pointing at the worktree.
 The fleet (this process, scripts/bench/fleet.py): ``--nodes`` agents sending what
 hpresil's agent sends, recorded from it on this machine (8 H100 through pynvml and the
 NVML double, 8 InfiniBand ports: about 46 KB, over 100 results), each request signed
-with its node's key and sent as the agent's client sends it (a fresh connection each).
+with its node's key and sent as that side's agent connects (``--connections agents``:
+a fresh connection each before hpresil/connections.py, a kept one since, while the rest
+of the fleet's connections are held open and idle, ``--held``).
 ``--change-rate`` of the heartbeats carry an XID 79; halfway through each phase a
 rack's 32 nodes report an InfiniBand port down at once; a report not acknowledged
 (5 s, or 408/429/502/503/504) is sent again after 2 s, same id; ``--duplicate-rate`` of

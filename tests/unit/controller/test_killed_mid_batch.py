@@ -15,10 +15,17 @@ The spools then deliver what they kept, the report cut off first: answered as a
 duplicate exactly when it had been taken in. Acknowledged reports sent again (a lost
 answer) are duplicates, and at the end each report row is there once, each node at
 its last ``seq``, each XID's node with one open incident and one drain.
+
+Twice: the agents sending with the cluster token (every report the whole way, a
+transaction each), and as agents do, each signing with its node's key over the
+connection it keeps, for nodes Slurm has listed, so that their heartbeats take the
+heartbeats' lane and are committed together (the controller's log shows those
+transactions): a kill cuts such a transaction off with every heartbeat in it.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -34,10 +41,10 @@ from sqlalchemy.orm import Session
 
 from hpresil.agent.spool import Spool
 from hpresil.api import ReportAck
-from hpresil.auth import BearerToken, write_token
+from hpresil.auth import BearerToken, NodeKey, node_key, write_token
 from hpresil.client import ControllerClient
 from hpresil.clock import utcnow
-from hpresil.store import serial
+from hpresil.store import Store, serial
 from hpresil.store.models import ActionRow, IncidentRow, NodeRow, ReportRow
 from hpresil.vocab import Report, Status
 from tests.unit.controller.contender import until
@@ -55,6 +62,7 @@ class ControllerProcess:
     """``hpresil controller`` in a process of its own, on one port and one database."""
 
     def __init__(self, tmp_path: Path, db_url: str) -> None:
+        self.db_url = db_url
         more = "[policy]\nexpedite_requeue = false\n[policy.limits]\nmax_out_pct = 100\n"
         self.config, port = controller_config(tmp_path, "hpresil", db_url, more)
         self.url = f"http://127.0.0.1:{port}"
@@ -65,7 +73,7 @@ class ControllerProcess:
     def start(self) -> None:
         hpresil = Path(sys.executable).with_name("hpresil")
         with self.log.open("ab") as log:
-            argv = [str(hpresil), "--config", str(self.config), "controller"]
+            argv = [str(hpresil), "-vv", "--config", str(self.config), "controller"]
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log)
         assert until(self._serving, limit_s=20.0), self.log.read_text()[-3000:]
 
@@ -246,13 +254,37 @@ def join_all(threads: list[threading.Thread]) -> None:
         assert not thread.is_alive(), f"{thread.name} still sends"
 
 
-def test_killed_mid_batch_keeps_every_acknowledged_report_and_half_applies_none(
-    controller: ControllerProcess, db_url: str, tmp_path: Path
-) -> None:
-    controller.start()
-    client = ControllerClient(controller.url, BearerToken(controller.token))
-    agents = [Agent(node, Spool(tmp_path / "spool" / node), client) for node in NODES]
+def listed_by_slurm(db_url: str, nodes: list[str]) -> None:
+    """The nodes in a new ledger as the reconcile pass leaves those Slurm lists."""
+    store = Store.open(db_url)
+    try:
+        store.migrate()
+        with store.write() as s:
+            now = utcnow()
+            s.add_all(NodeRow(name=node, first_seen_at=now, slurm_seen_at=now) for node in nodes)
+    finally:
+        store.close()
 
+
+def clients(controller: ControllerProcess, signed_by: str) -> Callable[[str], ControllerClient]:
+    """Each node's client: one sending the cluster token, or each node's own."""
+    if signed_by == "token":
+        shared = ControllerClient(controller.url, BearerToken(controller.token))
+        return lambda node: shared
+    return lambda node: ControllerClient(
+        controller.url, NodeKey(node, node_key(controller.token, node))
+    )
+
+
+@pytest.mark.parametrize("signed_by", ["token", "node key"])
+def test_killed_mid_batch_keeps_every_acknowledged_report_and_half_applies_none(
+    controller: ControllerProcess, db_url: str, tmp_path: Path, signed_by: str
+) -> None:
+    if signed_by == "node key":
+        listed_by_slurm(db_url, NODES)
+    controller.start()
+    client_of = clients(controller, signed_by)
+    agents = [Agent(node, Spool(tmp_path / "spool" / node), client_of(node)) for node in NODES]
     # 1. twenty agents at once; the controller killed while they send (on PostgreSQL
     # with XID reports inside their transactions, waiting for the test's lock)
     with decisions_held(db_url) as waiting:
@@ -263,8 +295,13 @@ def test_killed_mid_batch_keeps_every_acknowledged_report_and_half_applies_none(
         controller.kill()
         join_all(threads)
     errors = [e for a in agents for e in a.errors]
+    batched = re.findall(r"group commit: (\d+) in one transaction", controller.log.read_text())
+    if signed_by == "node key":  # the heartbeats took the lane, several to a commit
+        assert batched and max(map(int, batched)) > 1, batched
+    else:
+        assert not batched
     assert all(f"controller {controller.url} unreachable" in e for e in errors), errors
-    cut = [e for e in errors if "Connection refused" not in e]
+    cut = [e for e in errors if "Connection refused" not in e or "kept connection" in e]
     assert cut, f"no request was under way when the controller was killed: {errors}"
     assert acked(agents) < len(NODES) * REPORTS
     assert all(len(a.spool) == len(a.made) - a.acknowledged() <= 1 for a in agents)
@@ -300,6 +337,6 @@ def test_killed_mid_batch_keeps_every_acknowledged_report_and_half_applies_none(
     # 4. acknowledged reports sent again (their answer lost): duplicates, nothing stored
     for agent in agents:
         again = [m.report for m in agent.made if m.stores] + [agent.made[-1].report]
-        assert all(client.post_report(r).duplicate for r in again), agent.node
+        assert all(agent.client.post_report(r).duplicate for r in again), agent.node
 
     assert stored(db_url) == {a.node: a.expected(REPORTS) for a in agents}

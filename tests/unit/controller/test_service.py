@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -81,12 +84,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_run_controller_serves_then_stops_on_sigterm(
-    tmp_path: Path, notify_socket: socket.socket
-) -> None:
-    port = _free_port()
-    token = write_token(tmp_path / "token")
-    (tmp_path / "nobin").mkdir()
+def _controller_config(tmp_path: Path, port: int, extra: str = "") -> Path:
+    (tmp_path / "nobin").mkdir(exist_ok=True)
     config = tmp_path / "hpresil.toml"
     config.write_text(
         f"""
@@ -95,17 +94,36 @@ listen_port = {port}
 database = "sqlite:///{tmp_path}/state/hpresil.db"
 token_file = "{tmp_path}/token"
 reconcile_interval_s = 0.2
+{extra}
 [slurm]
 bin_dir = "{tmp_path}/nobin"
 retries = 0
 """
     )
+    return config
+
+
+def _start(tmp_path: Path, config: Path, **popen: Any) -> subprocess.Popen[bytes]:
     code = "from hpresil.config import load; from hpresil.controller import run_controller; "
     code += f"run_controller(load({str(config)!r}))"
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    with (tmp_path / "controller.log").open("w") as out:
+        return subprocess.Popen([sys.executable, "-c", code], env=env, stderr=out, **popen)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_run_controller_serves_then_stops_on_sigterm(
+    tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    port = _free_port()
+    token = write_token(tmp_path / "token")
+    proc = _start(tmp_path, _controller_config(tmp_path, port))
     log = tmp_path / "controller.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=out)
     try:
         assert notify_socket.recv(64) == b"READY=1", log.read_text()
         base = f"http://127.0.0.1:{port}"
@@ -116,6 +134,56 @@ retries = 0
         assert proc.wait(timeout=20) == 0, log.read_text()
         assert notify_socket.recv(64) == b"STOPPING=1"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+def test_the_controller_keeps_an_idle_connection_for_keepalive_s(
+    tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    port = _free_port()
+    write_token(tmp_path / "token")
+    proc = _start(tmp_path, _controller_config(tmp_path, port, "keepalive_s = 2"))
+    try:
+        assert notify_socket.recv(64) == b"READY=1", (tmp_path / "controller.log").read_text()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+        def healthz() -> None:
+            conn.request("GET", "/healthz")
+            answer = conn.getresponse()
+            body = b'{"ok":true,"leader":true}'
+            assert (answer.status, answer.read(), answer.will_close) == (200, body, False)
+
+        healthz()
+        sock = conn.sock
+        healthz()  # the same connection, two requests
+        time.sleep(1.0)
+        healthz()  # still kept after 1 s idle
+        assert conn.sock is sock
+        idle_from = time.monotonic()
+        assert sock.recv(1) == b""  # then closed by the controller, idle 2 s
+        assert 1.5 < time.monotonic() - idle_from < 8
+        conn.close()
+    finally:
+        _stop(proc)
+
+
+def test_the_controller_raises_its_open_files_limit_to_the_hard_one(
+    tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard <= 512:
+        pytest.skip(f"a hard limit of {hard} open files leaves nothing to raise")
+
+    def lowered() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+
+    write_token(tmp_path / "token")
+    config = _controller_config(tmp_path, _free_port())
+    proc = _start(tmp_path, config, preexec_fn=lowered)
+    try:
+        assert notify_socket.recv(64) == b"READY=1", (tmp_path / "controller.log").read_text()
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+        assert line.split()[3:5] == [str(hard), str(hard)]
+    finally:
+        _stop(proc)

@@ -80,6 +80,20 @@ def test_a_request_that_may_not_be_repeated_is_not_sent_again() -> None:
             ctl.post_report(report())
             with pytest.raises(ControllerUnavailable, match="unreachable"):
                 ctl.drain("node1", "disk")
-        assert hangs.requests == ["POST /v1/reports HTTP/1.1", "POST /v1/nodes/node1/drain HTTP/1.1"]
+        assert hangs.requests == [
+            "POST /v1/reports HTTP/1.1",
+            "POST /v1/nodes/node1/drain HTTP/1.1",
+        ]
     finally:
         hangs.close()
+
+
+def test_a_report_cut_off_then_refused_says_both() -> None:
+    hangs = SecondHangsUp(ACK)
+    with ControllerClient(hangs.url, BearerToken("t0ken")) as ctl:
+        assert ctl.post_report(report()).accepted
+        hangs.close()  # no new connection is taken: the report's second try is refused
+        said = "on a kept connection, then .*refused.* on a new one"
+        with pytest.raises(ControllerUnavailable, match=said):
+            ctl.post_report(report())
+    assert len(hangs.requests) == 2
