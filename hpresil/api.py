@@ -113,6 +113,17 @@ class ActionView(_View):
     done_at: datetime | None
 
 
+class RecoveryStepView(_View):
+    """One step of the incident's recovery ladder (``hpresil.controller.recovery``)."""
+
+    rung: Literal["reset_gpu", "reboot", "burnin", "resume", "replace"]
+    status: Literal["running", "passed", "failed", "stopped"]
+    why: str
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str | None  # what ended it
+
+
 class AffectedJob(_View):
     job_id: int
     submit_time: datetime
@@ -150,6 +161,7 @@ class IncidentView(_View):
     findings: int  # how many results were attached
     jobs: list[AffectedJob] = []
     actions: list[ActionView] = []
+    recovery: list[RecoveryStepView] = []  # its ladder's steps, oldest first
 
 
 class SharedFaultView(_View):

@@ -160,6 +160,21 @@ def _show(i: IncidentView) -> None:
                 for a in i.actions
             ],
         )
+    _recovery(i)
+
+
+def _recovery(i: IncidentView) -> None:
+    """The incident's ladder: each step's rung, how it ended, when, and why."""
+    if not i.recovery:
+        return
+    table(
+        "recovery",
+        ["rung", "status", "started", "ended", "outcome", "why"],
+        [
+            [r.rung, r.status, when(r.started_at), when(r.ended_at), r.outcome or "-", r.why]
+            for r in i.recovery
+        ],
+    )
 
 
 COMMANDS = [incidents]

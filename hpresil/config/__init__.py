@@ -49,6 +49,7 @@ from hpresil.config.host import (
     ServicesConfig,
 )
 from hpresil.config.limits import LimitsConfig
+from hpresil.config.recovery import RecoveryConfig
 from hpresil.config.topology import TopologyConfig
 from hpresil.config.xid import XidPolicyConfig
 from hpresil.errors import ConfigError
@@ -246,6 +247,7 @@ class Config(_Section):
     agent: AgentConfig = AgentConfig()
     slurm: SlurmConfig = SlurmConfig()
     policy: PolicyConfig = PolicyConfig()
+    recovery: RecoveryConfig = RecoveryConfig()  # back to service: the ladder's rungs
     jobs: JobsConfig = JobsConfig()
     hooks: HooksConfig = HooksConfig()
     checks: ChecksConfig = ChecksConfig()

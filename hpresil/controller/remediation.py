@@ -11,8 +11,9 @@ the job's restart budget: past it the job is requeued *held* and its owner notif
 Each requeue records the interruption (the work lost since the job's newest
 checkpoint) and, once the job is PENDING, keeps it off the failed node and the nodes
 under suspicion (``jobs.exclude_failed_nodes``). ``hold``, ``signal``, ``cancel`` and
-``notify`` (a webhook POST) act on one job each. ``resume`` is never run here: the
-operator runs it at once and records it done.
+``notify`` (a webhook POST) act on one job each; ``reboot`` (the recovery ladder's
+rung, :mod:`hpresil.controller.recovery`) on a node hpresil drained. ``resume`` is
+never run here: the operator runs it at once and records it done.
 
 The executor only executes: each kind has one handler (``_HANDLERS``); what a requeue
 does and why is decided by :func:`~hpresil.controller.jobs.rules.requeue_plan`, what
@@ -56,6 +57,7 @@ from hpresil.vocab.actions import (
     ActionStatus,
     DrainOutcome,
     HoldOutcome,
+    RebootOutcome,
     RequeueOutcome,
 )
 
@@ -320,6 +322,10 @@ class Executor:
         cancelled = self._slurm.cancel(int(task.target))
         self._finish_now(task, cancelled, "cancelled" if cancelled else "not_active")
 
+    def _reboot(self, task: _Task) -> None:  # recovery's reboot rung; the reason: the drain's
+        outcome = self._slurm.reboot(task.target, task.reason)
+        self._finish_now(task, outcome is not RebootOutcome.NOT_OURS, outcome.value)
+
     def _notify(self, task: _Task) -> None:
         code = notify.post(self._jobs.webhook_url, task.payload, self._jobs.webhook_timeout_s)
         self._finish_now(task, True, f"http {code}")
@@ -340,13 +346,8 @@ class Executor:
             row.error = error
             if row.attempts >= self._backoff.max_attempts:
                 row.status, row.outcome, row.done_at = ActionStatus.FAILED, GAVE_UP, now
-                log.error(
-                    "%s %s failed after %d attempts: %s",
-                    task.kind,
-                    task.target,
-                    row.attempts,
-                    error,
-                )
+                what = f"{task.kind} {task.target}"
+                log.error("%s failed after %d attempts: %s", what, row.attempts, error)
                 return
             delay = self._backoff.delay(row.attempts)
             row.not_before = now + timedelta(seconds=delay)
@@ -391,5 +392,6 @@ _HANDLERS: Mapping[ActionKind, Callable[[Executor, _Task], None]] = MappingProxy
         "signal": Executor._signal,
         "cancel": Executor._cancel,
         "notify": Executor._notify,
+        "reboot": Executor._reboot,
     }
 )

@@ -31,6 +31,7 @@ from hpresil.controller.app import create_app
 from hpresil.controller.jobs.watch import JobWatch
 from hpresil.controller.leader import Leader
 from hpresil.controller.reconcile import Periodic, Reconciler
+from hpresil.controller.recovery import Ladder
 from hpresil.controller.remediation import Executor
 from hpresil.controller.tls import server_tls
 from hpresil.controller.topology import Fabric
@@ -102,6 +103,7 @@ class Duties:
             wake=self.wake_here,
             fresh_s=cfg.controller.stale_after_s,
         )
+        self._ladder = Ladder(store, slurm, cfg.recovery, utcnow, wake=self.wake_here)
 
     def start(self) -> None:
         cfg = self._cfg
@@ -150,6 +152,7 @@ class Duties:
             return
         self._reconciler.run_once(jobs)
         self._watch.run_once(jobs)
+        self._ladder.run_once(jobs)
 
 
 def _open_files_to_hard_limit() -> None:

@@ -10,6 +10,7 @@ from hpresil.api import (
     IncidentView,
     JobView,
     MttfView,
+    RecoveryStepView,
     SharedFaultView,
     SharedRef,
 )
@@ -20,7 +21,13 @@ from hpresil.controller.jobs.views import job_view
 from hpresil.controller.node_list import NodePage, NodeQuery
 from hpresil.store import Clock, Store, jobrepo, repo
 from hpresil.store import shared as shared_ledger
-from hpresil.store.models import ActionRow, IncidentJobRow, IncidentRow, SharedFaultRow
+from hpresil.store.models import (
+    ActionRow,
+    IncidentJobRow,
+    IncidentRow,
+    RecoveryStepRow,
+    SharedFaultRow,
+)
 from hpresil.store.repo import StatusFilter
 from hpresil.vocab import GpuIdentity
 
@@ -107,7 +114,12 @@ def incident_view(row: IncidentRow) -> IncidentView:
         findings=row.findings,
         jobs=[affected_job_view(j) for j in row.jobs],
         actions=[action_view(a) for a in row.actions],
+        recovery=[recovery_step_view(step) for step in row.recovery],
     )
+
+
+def recovery_step_view(row: RecoveryStepRow) -> RecoveryStepView:
+    return RecoveryStepView.model_validate(row, from_attributes=True)
 
 
 def shared_ref(row: SharedFaultRow | None) -> SharedRef | None:

@@ -27,6 +27,9 @@ from hpresil.vocab import Action, Category
 from hpresil.vocab.actions import ActionKind, ActionStatus
 
 IncidentStatus = Literal["open", "resolved"]
+# The recovery ladder's rungs and how a step on one ends (hpresil.controller.recovery)
+Rung = Literal["reset_gpu", "reboot", "burnin", "resume", "replace"]
+StepStatus = Literal["running", "passed", "failed", "stopped"]
 OPEN: IncidentStatus = "open"
 RESOLVED: IncidentStatus = "resolved"
 
@@ -178,6 +181,27 @@ class IncidentRow(Base):
         back_populates="incident", order_by="ActionRow.id"
     )
     shared: Mapped[SharedFaultRow | None] = relationship(back_populates="incidents")
+    recovery: Mapped[list[RecoveryStepRow]] = relationship(
+        back_populates="incident", order_by="RecoveryStepRow.id"
+    )
+
+
+class RecoveryStepRow(Base):
+    """One step of an incident's recovery ladder (reboot, burn-in, ...): why it was
+    taken, when it started and ended, and how it ended."""
+
+    __tablename__ = "recovery_steps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    rung: Mapped[Rung] = mapped_column(String(16))
+    status: Mapped[StepStatus] = mapped_column(String(16), default="running")
+    why: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    outcome: Mapped[str | None] = mapped_column(Text)  # what ended it, in a line
+
+    incident: Mapped[IncidentRow] = relationship(back_populates="recovery")
 
 
 class IncidentJobRow(Base):

@@ -186,6 +186,7 @@ def incidents(
             selectinload(IncidentRow.jobs),
             selectinload(IncidentRow.actions),
             selectinload(IncidentRow.shared),
+            selectinload(IncidentRow.recovery),
         )
     if status != "all":
         query = query.where(IncidentRow.status == status)
@@ -202,6 +203,7 @@ def incident(s: Session, incident_id: int) -> IncidentRow | None:
             selectinload(IncidentRow.jobs),
             selectinload(IncidentRow.actions),
             selectinload(IncidentRow.shared),
+            selectinload(IncidentRow.recovery),
         ],
     )
 

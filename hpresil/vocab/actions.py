@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Literal
 
 ActionKind = Literal[
-    "drain", "requeue", "requeue_node", "resume", "hold", "signal", "cancel", "notify"
+    "drain", "requeue", "requeue_node", "resume", "hold", "signal", "cancel", "notify", "reboot"
 ]
 
 
@@ -26,6 +26,12 @@ class DrainOutcome(StrEnum):
     DRAINED = "drained"  # hpresil set the drain now
     ALREADY_OURS = "already_ours"  # already drained with an hpresil reason: left as is
     FOREIGN = "foreign"  # drained (or down) by someone else: their reason kept
+
+
+class RebootOutcome(StrEnum):
+    REQUESTED = "requested"  # scontrol reboot ASAP nextstate=DOWN: Slurm reboots it when idle
+    PENDING = "pending"  # a reboot was already requested or is under way: left as is
+    NOT_OURS = "not_ours"  # not drained by hpresil (someone else's reason): never rebooted
 
 
 class ResumeOutcome(StrEnum):

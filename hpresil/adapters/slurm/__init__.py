@@ -21,7 +21,13 @@ from typing import TypeVar
 from hpresil.adapters.slurm.model import Backend, SlurmJob, SlurmNode
 from hpresil.config import SlurmConfig
 from hpresil.errors import HpresilError, SlurmError
-from hpresil.vocab.actions import DrainOutcome, HoldOutcome, RequeueOutcome, ResumeOutcome
+from hpresil.vocab.actions import (
+    DrainOutcome,
+    HoldOutcome,
+    RebootOutcome,
+    RequeueOutcome,
+    ResumeOutcome,
+)
 
 __all__ = [
     "Slurm",
@@ -94,6 +100,19 @@ class Slurm:
         full = reason if reason.startswith(self.prefix) else f"{self.prefix} {reason}"
         self._retry(lambda: self.backend.set_node_state(name, "drain", full))
         return DrainOutcome.DRAINED
+
+    def reboot(self, name: str, reason: str) -> RebootOutcome:
+        """Reboot ``name`` through Slurm's RebootProgram once no job runs there, only if
+        hpresil drained it; it comes back DOWN with the reason (Slurm appends
+        " : reboot issued", " : reboot complete"), so it takes no job until resumed."""
+        node = self.node(name)
+        if not self.owns(node):
+            return RebootOutcome.NOT_OURS
+        if node.rebooting:
+            return RebootOutcome.PENDING
+        full = reason if reason.startswith(self.prefix) else f"{self.prefix} {reason}"
+        self._retry(lambda: self.backend.reboot(name, full))
+        return RebootOutcome.REQUESTED
 
     def resume(self, name: str) -> ResumeOutcome:
         """Return ``name`` to service, only if hpresil drained it."""

@@ -52,6 +52,12 @@ class CliBackend:
             args.append(f"reason={reason}")
         self._run("scontrol", *args)
 
+    def reboot(self, node: str, reason: str) -> None:
+        # ASAP: drains it and reboots once no job runs there; nextstate=DOWN: it comes
+        # back DOWN, taking no job, with the reason kept (a bare ASAP stores RESUME
+        # before 24.05.3 and the drain is lost: ../shared/reference/slurm-ops.md)
+        self._run("scontrol", "reboot", "ASAP", "nextstate=DOWN", f"reason={reason}", node)
+
     def requeue(self, job_id: int) -> None:
         self._run("scontrol", "requeue", str(job_id))
 

@@ -14,6 +14,12 @@ class SlurmNode:
     reason: str | None = None
     reason_set_by: str | None = None
     reason_time: datetime | None = None
+    boot_time: datetime | None = None  # when the node (its slurmd, with -b) last booted
+
+    @property
+    def rebooting(self) -> bool:
+        """A reboot is requested (waiting for the node to be idle) or under way."""
+        return bool(self.states & {"REBOOT_REQUESTED", "REBOOT_ISSUED"})
 
     @property
     def drained(self) -> bool:
@@ -82,6 +88,8 @@ class Backend(Protocol):
     def jobs(self) -> list[SlurmJob]: ...
 
     def set_node_state(self, node: str, state: str, reason: str | None = None) -> None: ...
+
+    def reboot(self, node: str, reason: str) -> None: ...  # when idle; back DOWN, reason kept
 
     def requeue(self, job_id: int) -> None: ...
 

@@ -79,6 +79,7 @@ def jobs(data: dict[str, Any]) -> list[SlurmJob]:
 _NAME = re.compile(r"^NodeName=(\S+)")
 _STATE = re.compile(r"\sState=(\S+)")
 _REASON = re.compile(r"\sReason=(.*?)(?: \[([^@\]]*)@([^\]]*)\])?$")
+_BOOT = re.compile(r"\sBootTime=(\S+)")
 
 
 def node_line(text: str, name: str) -> SlurmNode | None:
@@ -93,12 +94,14 @@ def node_line(text: str, name: str) -> SlurmNode | None:
             raise SlurmParseError(f"scontrol show node {name}: no State= in {line[:200]!r}")
         reason = _REASON.search(line)
         text_, user, when = reason.groups() if reason else (None, None, None)
+        boot = _BOOT.search(line)
         return SlurmNode(
             name=name,
             states=frozenset(_states(state.group(1))),
             reason=text_ or None,
             reason_set_by=user or None,
             reason_time=_local_time(when),
+            boot_time=_local_time(boot.group(1)) if boot else None,
         )
     return None
 
@@ -121,6 +124,7 @@ def _node_v38(n: dict[str, Any]) -> SlurmNode:
         reason=n.get("reason") or None,
         reason_set_by=n.get("reason_set_by_user") or None,
         reason_time=_time(n.get("reason_changed_at")),
+        boot_time=_time(n.get("boot_time")),
     )
 
 

@@ -8,11 +8,17 @@ from typing import Any
 
 import pytest
 
+from hpresil.adapters.slurm import Slurm
 from hpresil.auth import BearerToken
 from hpresil.cli.main import main
 from hpresil.client import ControllerClient
+from hpresil.config import ControllerConfig
+from hpresil.config.recovery import RecoveryConfig
+from hpresil.controller.reconcile import Reconciler
+from hpresil.controller.recovery import Ladder
 from hpresil.controller.remediation import Executor
-from tests.unit.controller.fakes import TOKEN, FakeBackend, report, xid79
+from hpresil.store import Store
+from tests.unit.controller.fakes import TOKEN, FakeBackend, FakeClock, report, xid79
 
 Capture = pytest.CaptureFixture[str]
 
@@ -65,6 +71,33 @@ def test_human_output_names_the_node_and_the_incident(
     assert f"#{incident}" in row and "fail" in row
     shown = run(config, capsys, "incidents", str(incident))
     assert f"incident #{incident} on node2" in shown and "gpu_lost_pcie" in shown
+
+
+def test_an_incident_shows_its_recovery_ladder(
+    config: Path,
+    capsys: Capture,
+    monkeypatch: pytest.MonkeyPatch,
+    incident: int,
+    store: Store,
+    slurm: Slurm,
+    clock: FakeClock,
+    executor: Executor,
+) -> None:
+    """The reboot rung's step, running then passed, in ``hpresil incidents ID``."""
+    monkeypatch.setenv("COLUMNS", "250")
+    ladder = Ladder(store, slurm, RecoveryConfig(enabled=True), clock)
+    Reconciler(store, slurm, ControllerConfig(), clock=clock).run_once()  # drained by hpresil
+    ladder.run_once([])
+    executor.run_due()
+    (step,) = run_json(config, capsys, "incidents", str(incident))["recovery"]
+    assert (step["rung"], step["status"]) == ("reboot", "running")
+    backend = slurm.backend
+    assert isinstance(backend, FakeBackend)
+    backend.booted("node2", clock.advance(40))
+    ladder.run_once([])
+    shown = run(config, capsys, "incidents", str(incident))
+    row = next(line for line in shown.splitlines() if "reboot" in line and "passed" in line)
+    assert "awaiting burn-in" in row
 
 
 def test_stats_mttf_by_node_counts_the_failure(

@@ -88,6 +88,24 @@ class FakeBackend:
         elif state == "resume":
             self.nodes_by_name[node] = replace(old, states=frozenset(base - {"DOWN"}), reason=None)
 
+    def reboot(self, node: str, reason: str) -> None:
+        """``scontrol reboot ASAP nextstate=DOWN reason=...``: requested, the node
+        drained; :meth:`booted` is the RebootProgram having done it."""
+        self._maybe_fail("scontrol")
+        self.calls.append(("reboot", node, reason))
+        old = self.nodes_by_name[node]
+        states = old.states | {"DRAIN", "REBOOT_REQUESTED"}
+        self.nodes_by_name[node] = replace(old, states=states, reason=reason)
+
+    def booted(self, node: str, at: datetime) -> None:
+        """The node came back from its reboot as slurmctld leaves it: DOWN, the reason
+        with Slurm's suffixes, a new boot time."""
+        old = self.nodes_by_name[node]
+        reason = f"{old.reason} : reboot issued : reboot complete"
+        self.nodes_by_name[node] = replace(
+            old, states=frozenset({"DOWN"}), reason=reason, boot_time=at
+        )
+
     def requeue(self, job_id: int) -> None:
         self._maybe_fail("scontrol")
         self.calls.append(("requeue", job_id))

@@ -9,7 +9,13 @@ import pytest
 from hpresil.adapters.slurm import Slurm
 from hpresil.adapters.slurm.model import SlurmJob, SlurmNode
 from hpresil.errors import SlurmError
-from hpresil.vocab.actions import DrainOutcome, HoldOutcome, RequeueOutcome, ResumeOutcome
+from hpresil.vocab.actions import (
+    DrainOutcome,
+    HoldOutcome,
+    RebootOutcome,
+    RequeueOutcome,
+    ResumeOutcome,
+)
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -39,6 +45,9 @@ class RecordingBackend:
 
     def set_node_state(self, node: str, state: str, reason: str | None = None) -> None:
         self.calls.append(("state", node, state, reason))
+
+    def reboot(self, node: str, reason: str) -> None:
+        self.calls.append(("reboot", node, reason))
 
     def requeue(self, job_id: int) -> None:
         self.calls.append(("requeue", job_id))
@@ -189,3 +198,20 @@ def test_persistent_failure_raises_typed_error_with_stderr() -> None:
     with pytest.raises(SlurmError, match="Socket timed out") as info:
         s.nodes()
     assert info.value.returncode == 1 and info.value.argv == ["scontrol"]
+
+
+def test_reboot_only_a_node_hpresil_drained_and_not_twice() -> None:
+    ours = node("n1", "IDLE", "DRAIN", reason="hpresil: #4 gpu_lost_pcie xid 79 gpu 2")
+    s = slurm(
+        ours,
+        node("n2", "IDLE", "DRAIN", reason="bob: riser"),
+        node("n3", "IDLE"),
+        node("n4", "DOWN", "DRAIN", "REBOOT_ISSUED", reason="hpresil: #5 x : reboot issued"),
+    )
+    assert s.reboot("n1", "hpresil: #4 gpu_lost_pcie xid 79 gpu 2") is RebootOutcome.REQUESTED
+    assert s.reboot("n2", "hpresil: #6 x") is RebootOutcome.NOT_OURS  # someone else's drain
+    assert s.reboot("n3", "hpresil: #7 x") is RebootOutcome.NOT_OURS  # not drained at all
+    assert s.reboot("n4", "hpresil: #5 x") is RebootOutcome.PENDING  # under way already
+    backend = s.backend
+    assert isinstance(backend, RecordingBackend)
+    assert backend.calls == [("reboot", "n1", "hpresil: #4 gpu_lost_pcie xid 79 gpu 2")]

@@ -123,3 +123,37 @@ def test_the_cli_reads_one_node_and_knows_when_there_is_none(tmp_path: Path) -> 
     node = cli.node("node3")
     assert node is not None and node.drained and node.reason == "admin: fan"
     assert cli.node("node9") is None
+
+
+def test_a_reboot_through_slurm_as_scontrol_shows_it_22_05() -> None:
+    """Recorded on the lab: drained, then ``reboot ASAP nextstate=DOWN`` requested,
+    issued, complete (a new boot time, DOWN without the drain, the reason kept)."""
+    lines = (FIX / "scontrol-show-node-reboot-22.05.txt").read_text().splitlines()
+    seen = [parse.node_line(line, "node4") for line in lines]
+    assert all(n is not None for n in seen)
+    drained, requested, issued, complete = (n for n in seen if n is not None)
+    assert [n.state_text for n in (drained, requested, issued, complete)] == [
+        "IDLE+DRAIN",
+        "IDLE+DRAIN+REBOOT_REQUESTED",
+        "DOWN+DRAIN+REBOOT_ISSUED",
+        "DOWN",
+    ]
+    assert [n.rebooting for n in (drained, requested, issued, complete)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+    assert drained.boot_time == issued.boot_time and complete.boot_time is not None
+    assert drained.boot_time is not None and complete.boot_time > drained.boot_time
+    assert complete.reason is not None and complete.reason.startswith("hpresil: #3")
+    assert complete.reason.endswith(" : reboot issued : reboot complete")
+
+
+def test_the_cli_asks_for_a_reboot_that_keeps_the_node_out(tmp_path: Path) -> None:
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/argv\n')
+    scontrol.chmod(0o755)
+    CliBackend(bin_dir=tmp_path, timeout=10).reboot("node4", "hpresil: #3 gpu_lost_pcie")
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv == ["reboot", "ASAP", "nextstate=DOWN", "reason=hpresil: #3 gpu_lost_pcie", "node4"]

@@ -1,0 +1,199 @@
+"""The recovery ladder's reboot rung (hpresil.controller.recovery): an XID 79 incident
+on a node hpresil drained is rebooted through Slurm once the node is free, and the
+step ends as Slurm says the node ended: back, timed out, taken over, resolved. The
+real ingest, executor, reconciler and Slurm facade over the fake backend; the lab
+test (tests/integration/test_recovery.py) runs it on real Slurm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hpresil.adapters.slurm import Slurm
+from hpresil.config import Config
+from hpresil.config.recovery import RecoveryConfig
+from hpresil.controller.reconcile import Reconciler
+from hpresil.controller.recovery import Ladder
+from hpresil.controller.remediation import Executor
+from hpresil.store import Store
+from hpresil.vocab import Action, Status
+from tests.unit.controller.fakes import FakeBackend, FakeClock, report, result, xid79
+
+pytestmark = pytest.mark.usefixtures("cfg")
+
+
+@pytest.fixture
+def ladder(store: Store, slurm: Slurm, clock: FakeClock, executor: Executor) -> Ladder:
+    cfg = RecoveryConfig(enabled=True, reboot_timeout_s=600)
+    return Ladder(store, slurm, cfg, clock, wake=executor.wake)
+
+
+class Lab:
+    """The pieces one pass of the leader runs, in its order."""
+
+    def __init__(
+        self,
+        client: TestClient,
+        executor: Executor,
+        reconciler: Reconciler,
+        ladder: Ladder,
+        backend: FakeBackend,
+    ) -> None:
+        self.client, self.executor, self.reconciler = client, executor, reconciler
+        self.ladder, self.backend = ladder, backend
+
+    def fault(self, node: str, *results: Any) -> int:
+        body = report(node, *(results or (xid79(),))).model_dump(mode="json")
+        ack = self.client.post("/v1/reports", json=body).json()
+        self.executor.run_due()
+        self.reconciler.run_once()
+        return int(ack["incidents"][0])
+
+    def tick(self) -> None:
+        jobs = self.backend.jobs()
+        self.reconciler.run_once(jobs)
+        self.ladder.run_once(jobs)
+        self.executor.run_due()
+
+    def rebooting(self, node: str) -> int:
+        """An XID 79 on ``node``, drained, and a pass in which the ladder may start its
+        reboot: the incident."""
+        incident = self.fault(node)
+        self.tick()
+        return incident
+
+    def step_after_tick(self, incident: int) -> dict[str, Any]:
+        """The incident's one step after the next pass."""
+        self.tick()
+        [step] = self.recovery(incident)
+        return step
+
+    def recovery(self, incident: int) -> list[dict[str, Any]]:
+        steps: list[dict[str, Any]] = self.client.get(f"/v1/incidents/{incident}").json()[
+            "recovery"
+        ]
+        return steps
+
+
+@pytest.fixture
+def lab(
+    client: TestClient,
+    executor: Executor,
+    reconciler: Reconciler,
+    ladder: Ladder,
+    backend: FakeBackend,
+) -> Lab:
+    return Lab(client, executor, reconciler, ladder, backend)
+
+
+def test_a_free_node_is_rebooted_through_slurm_and_comes_back_down(
+    lab: Lab, backend: FakeBackend, clock: FakeClock
+) -> None:
+    incident = lab.rebooting("node2")
+    reboots = backend.writes("reboot")
+    assert reboots == [("reboot", "node2", "hpresil: #1 gpu_lost_pcie xid 79 gpu 3")]
+    [step] = lab.recovery(incident)
+    assert (step["rung"], step["status"], step["ended_at"]) == ("reboot", "running", None)
+    assert "policy: reboot for #1" in step["why"]
+
+    lab.tick()  # requested, not yet rebooted: the step waits
+    assert lab.recovery(incident)[0]["status"] == "running"
+
+    backend.booted("node2", clock.advance(30))
+    step = lab.step_after_tick(incident)
+    assert step["status"] == "passed" and "awaiting burn-in" in step["outcome"]
+    assert step["ended_at"] is not None
+    node = {n["name"]: n for n in lab.client.get("/v1/nodes").json()}["node2"]
+    assert node["slurm_state"] == "DOWN" and node["drained_by_hpresil"] is True
+    assert node["open_incident"] == incident  # back DOWN, taking no job, still ours
+
+    lab.tick()
+    assert len(backend.writes("reboot")) == 1  # one step, one reboot
+
+
+def test_a_node_with_a_running_job_is_rebooted_once_the_job_is_gone(
+    lab: Lab, backend: FakeBackend
+) -> None:
+    backend.add_job(7, "node2", requeue=False)  # not requeueable: it runs on
+    incident = lab.rebooting("node2")
+    assert backend.writes("reboot") == [] and lab.recovery(incident) == []
+    backend.jobs_by_id.pop(7)
+    lab.tick()
+    assert [c[1] for c in backend.writes("reboot")] == ["node2"]
+
+
+def test_only_resets_and_reboots_take_the_reboot_rung(lab: Lab, backend: FakeBackend) -> None:
+    drain_only = result(Status.FAIL, Action.DRAIN, check="ecc")
+    incident = lab.fault("node2", drain_only)
+    lab.tick()
+    assert backend.writes("reboot") == [] and lab.recovery(incident) == []
+
+
+def test_a_node_someone_else_drained_is_not_rebooted(lab: Lab, backend: FakeBackend) -> None:
+    backend.set_node("node2", "IDLE", "DRAIN", reason="disk swap (bob)")
+    incident = lab.rebooting("node2")
+    assert backend.writes("reboot") == [] and lab.recovery(incident) == []
+
+
+def test_an_operator_taking_the_node_over_stops_the_step(
+    lab: Lab, backend: FakeBackend, clock: FakeClock
+) -> None:
+    incident = lab.rebooting("node2")
+    backend.set_node("node2", "DOWN", "DRAIN", reason="bob: replacing the riser")
+    step = lab.step_after_tick(incident)
+    assert step["status"] == "stopped" and "bob: replacing the riser" in step["outcome"]
+
+
+def test_slurm_saying_the_reboot_timed_out_fails_the_step(lab: Lab, backend: FakeBackend) -> None:
+    incident = lab.rebooting("node2")
+    reason = backend.nodes_by_name["node2"].reason
+    backend.set_node(
+        "node2", "DOWN", "DRAIN", reason=f"{reason} : reboot issued : reboot timed out"
+    )
+    step = lab.step_after_tick(incident)
+    assert step["status"] == "failed" and "reboot timed out" in step["outcome"]
+
+
+def test_a_node_not_back_in_time_fails_the_step(
+    lab: Lab, backend: FakeBackend, clock: FakeClock
+) -> None:
+    incident = lab.rebooting("node2")
+    clock.advance(599)
+    lab.tick()
+    assert lab.recovery(incident)[0]["status"] == "running"
+    clock.advance(2)
+    step = lab.step_after_tick(incident)
+    assert step["status"] == "failed" and "not back after 601 s" in step["outcome"]
+
+
+def test_slurm_down_while_the_node_reboots_leaves_the_step_waiting(
+    lab: Lab, backend: FakeBackend, clock: FakeClock
+) -> None:
+    incident = lab.rebooting("node2")
+    backend.fail_next = 1000
+    lab.ladder.run_once([])
+    assert lab.recovery(incident)[0]["status"] == "running"
+    backend.fail_next = 0
+    backend.booted("node2", clock.advance(20))
+    lab.tick()
+    assert lab.recovery(incident)[0]["status"] == "passed"
+
+
+def test_an_operator_resume_ends_the_step(lab: Lab, backend: FakeBackend) -> None:
+    incident = lab.rebooting("node2")
+    assert lab.client.post("/v1/nodes/node2/resume").status_code == 200
+    step = lab.step_after_tick(incident)
+    assert step["status"] == "stopped" and "resolved" in step["outcome"]
+
+
+def test_the_ladder_does_nothing_unless_enabled(
+    store: Store, slurm: Slurm, clock: FakeClock, lab: Lab, backend: FakeBackend, cfg: Config
+) -> None:
+    off = Ladder(store, slurm, cfg.recovery, clock)
+    assert cfg.recovery.enabled is False  # the default until the burn-in rung lands
+    incident = lab.fault("node2")
+    off.run_once([])
+    lab.executor.run_due()
+    assert backend.writes("reboot") == [] and lab.recovery(incident) == []
