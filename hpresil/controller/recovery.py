@@ -16,6 +16,12 @@ hpresil's (an operator took the node over). The rung after it, a burn-in that re
 the node to service, is not built yet: a rebooted node waits, DOWN, for an operator's
 ``hpresil resume``.
 
+And the **replace** rung: an incident the policy answers with *replace* (a fault that
+recurred on one GPU climbed NVIDIA's ladder to it) gets a ``replace`` action
+(:mod:`hpresil.controller.replace`): the node's reason says it waits for replacement
+and the site's hook runs with the incident. The step passes once that is done. The
+ladder never resumes such a node, and never reboots it.
+
 Runs on the leader, once per reconcile pass (:class:`hpresil.controller.service.Duties`),
 given the pass's jobs. Slurm is read outside any transaction.
 """
@@ -31,16 +37,33 @@ from sqlalchemy import Select, select
 
 from hpresil.adapters.slurm import Slurm, SlurmJob, SlurmNode
 from hpresil.config.recovery import RecoveryConfig
+from hpresil.controller import replace
 from hpresil.controller.policy import one_line
 from hpresil.errors import HpresilError, SlurmError
 from hpresil.store import Clock, Store, repo
-from hpresil.store.models import ActionRow, IncidentRow, NodeRow, RecoveryStepRow, StepStatus
+from hpresil.store.models import (
+    ActionRow,
+    IncidentRow,
+    NodeRow,
+    RecoveryStepRow,
+    Rung,
+    StepStatus,
+)
 from hpresil.vocab import Action
-from hpresil.vocab.actions import ActionStatus, RebootOutcome
+from hpresil.vocab.actions import ActionKind, ActionStatus, RebootOutcome
 
 log = logging.getLogger(__name__)
 
-REBOOTS = (Action.RESET_GPU, Action.REBOOT)  # the incidents the reboot rung takes
+# The rung an incident's action takes, and the executor's action that starts it
+RUNGS: dict[Action, Rung] = {
+    Action.RESET_GPU: "reboot",  # until the reset rung is built
+    Action.REBOOT: "reboot",
+    Action.REPLACE: "replace",
+}
+_REPLACED = {
+    replace.RAN: "marked for replacement in Slurm; the replace hook ran",
+    replace.NO_HOOK: "marked for replacement in Slurm (no replace hook configured)",
+}
 BUSY = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING"})
 TIMED_OUT = "reboot timed out"  # what slurmctld appends to the reason (ResumeTimeout)
 BOOT_SLACK = timedelta(seconds=2)  # Slurm's boot time is whole seconds, its clock may lag
@@ -51,6 +74,7 @@ class _Watch:
     """A running reboot step, as read before Slurm is asked about its node."""
 
     step: int
+    rung: Rung
     node: str
     started_at: datetime
     open: bool  # its incident is open (an operator's resume resolves it)
@@ -85,21 +109,23 @@ class Ladder:
 
     # --- starting ---
     def _start(self, busy: set[str]) -> int:
-        """Reboots queued."""
+        """Steps started (each an action queued for the executor)."""
         now, queued = self._clock(), 0
         with self._store.write() as s:
             for incident in s.scalars(_due()):
-                if incident.node in busy:
+                rung = RUNGS[incident.action]
+                if rung == "reboot" and incident.node in busy:
                     continue  # a reboot waits for the node's jobs; the drain lets them end
-                why = (
-                    f"policy: {incident.action.value} for #{incident.id} "
-                    f"({incident.summary or incident.category.value}); the node is free"
+                why = f"policy: {incident.action.value} for #{incident.id} " + (
+                    f"({incident.summary or incident.category.value})"
                 )
-                s.add(RecoveryStepRow(incident=incident, rung="reboot", why=why, started_at=now))
+                why += "; the node is free" if rung == "reboot" else "; nothing resumes it"
+                s.add(RecoveryStepRow(incident=incident, rung=rung, why=why, started_at=now))
+                kind: ActionKind = "reboot" if rung == "reboot" else "replace"
                 repo.add_action(
-                    s, kind="reboot", target=incident.node, why=why, now=now, incident=incident
+                    s, kind=kind, target=incident.node, why=why, now=now, incident=incident
                 )
-                log.info("%s: reboot through slurm for incident #%d", incident.node, incident.id)
+                log.info("%s: %s for incident #%d", incident.node, rung, incident.id)
                 queued += 1
         return queued
 
@@ -107,9 +133,7 @@ class Ladder:
     def _watched(self) -> list[_Watch]:
         with self._store.read() as s:
             steps = s.scalars(
-                select(RecoveryStepRow).where(
-                    RecoveryStepRow.status == "running", RecoveryStepRow.rung == "reboot"
-                )
+                select(RecoveryStepRow).where(RecoveryStepRow.status == "running")
             ).all()
             return [_watch(s.get(IncidentRow, step.incident_id), step) for step in steps]
 
@@ -118,12 +142,15 @@ class Ladder:
             self._end(watch, "stopped", "the incident was resolved (the node resumed)")
             return
         if watch.action is ActionStatus.PENDING:
-            return  # the executor has not asked Slurm yet
+            return  # the executor has not run it yet
         if watch.action is ActionStatus.SKIPPED:
-            self._end(watch, "stopped", f"not rebooted: {watch.outcome}")
+            self._end(watch, "stopped", f"not done: {watch.outcome}")
             return
         if watch.action is not ActionStatus.DONE:
-            self._end(watch, "failed", f"slurm did not take the reboot: {watch.outcome}")
+            self._end(watch, "failed", f"{watch.rung} not done: {watch.outcome}")
+            return
+        if watch.rung == "replace":
+            self._end(watch, "passed", _REPLACED.get(watch.outcome or "", watch.outcome or ""))
             return
         try:
             node = self._slurm.node(watch.node)
@@ -158,7 +185,7 @@ class Ladder:
             if step is None or step.status != "running":
                 return
             step.status, step.outcome, step.ended_at = status, outcome, self._clock()
-        log.info("%s: reboot %s: %s", watch.node, status, outcome)
+        log.info("%s: %s %s: %s", watch.node, watch.rung, status, outcome)
 
 
 def _due() -> Select[IncidentRow]:
@@ -170,7 +197,7 @@ def _due() -> Select[IncidentRow]:
         .where(
             NodeRow.drained_by_hpresil.is_(True),
             IncidentRow.status == "open",
-            IncidentRow.action.in_(REBOOTS),
+            IncidentRow.action.in_(RUNGS),
             IncidentRow.drained_at.is_not(None),
             IncidentRow.job_id.is_(None),
             IncidentRow.shared_id.is_(None),
@@ -181,13 +208,14 @@ def _due() -> Select[IncidentRow]:
 
 
 def _watch(incident: IncidentRow | None, step: RecoveryStepRow) -> _Watch:
-    actions = [a for a in (incident.actions if incident else []) if a.kind == "reboot"]
+    actions = [a for a in (incident.actions if incident else []) if a.kind == step.rung]
     last: ActionRow | None = actions[-1] if actions else None
     outcome = None if last is None else (last.error or last.outcome)
-    if last is not None and last.outcome == RebootOutcome.NOT_OURS.value:
+    if last is not None and last.outcome in (RebootOutcome.NOT_OURS.value, replace.NOT_OURS):
         outcome = "someone else holds the node (its reason is not hpresil's)"
     return _Watch(
         step=step.id,
+        rung=step.rung,
         node=incident.node if incident else "",
         started_at=step.started_at,
         open=incident is not None and incident.status == "open",

@@ -47,6 +47,9 @@ from sqlalchemy.orm import Session
 
 from hpresil.adapters.slurm import Slurm, SlurmJob
 from hpresil.config import JobsConfig, PolicyConfig
+from hpresil.config.recovery import RecoveryConfig
+from hpresil.controller import replace
+from hpresil.controller.backoff import Backoff
 from hpresil.controller.jobs import actions, expedite, ledger, notify, rules
 from hpresil.controller.policy import clip, drain_reason, one_line
 from hpresil.errors import HpresilError, SlurmError
@@ -65,17 +68,6 @@ log = logging.getLogger(__name__)
 
 _OURS = (DrainOutcome.DRAINED, DrainOutcome.ALREADY_OURS)
 GAVE_UP = "retries_exhausted"  # the outcome of an action failed after max_attempts
-
-
-@dataclass(frozen=True)
-class Backoff:
-    base_s: float = 0.5
-    cap_s: float = 30.0
-    max_attempts: int = 20
-
-    def delay(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failure."""
-        return float(min(self.base_s * 2 ** max(attempts - 1, 0), self.cap_s))
 
 
 @dataclass(frozen=True)
@@ -99,16 +91,18 @@ class Executor:
         *,
         jobs: JobsConfig | None = None,
         clock: Clock = utcnow,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff | None = None,
         idle_s: float = 30.0,
         leads: Callable[[], bool] = lambda: True,  # asked before each action (leader.py)
+        recovery: RecoveryConfig | None = None,  # the replace rung's hook
     ) -> None:
+        self._recovery = recovery or RecoveryConfig()
         self._store = store
         self._slurm = slurm
         self._cfg = cfg
         self._jobs = jobs or JobsConfig()
         self._clock = clock
-        self._backoff = backoff
+        self._backoff = backoff or Backoff()
         self._idle_s = idle_s
         self._leads = leads
         self._wake = threading.Event()
@@ -326,6 +320,10 @@ class Executor:
         outcome = self._slurm.reboot(task.target, task.reason)
         self._finish_now(task, outcome is not RebootOutcome.NOT_OURS, outcome.value)
 
+    def _replace(self, task: _Task) -> None:  # recovery's replace rung: marked, then the hook
+        outcome = replace.run(self._store, self._slurm, self._recovery, task.id, task.reason)
+        self._finish_now(task, outcome != replace.NOT_OURS, outcome)
+
     def _notify(self, task: _Task) -> None:
         code = notify.post(self._jobs.webhook_url, task.payload, self._jobs.webhook_timeout_s)
         self._finish_now(task, True, f"http {code}")
@@ -334,7 +332,7 @@ class Executor:
         with self._store.write() as s:
             status = ActionStatus.DONE if done else ActionStatus.SKIPPED
             _finish(_row(s, task), status, outcome, self._clock())
-        log.info("%s job %s: %s", task.kind, task.target, outcome)
+        log.info("%s %s: %s", task.kind, task.target, outcome)
 
     # --- failures ---
     def _retry_later(self, task: _Task, exc: Exception) -> None:
@@ -393,5 +391,6 @@ _HANDLERS: Mapping[ActionKind, Callable[[Executor, _Task], None]] = MappingProxy
         "cancel": Executor._cancel,
         "notify": Executor._notify,
         "reboot": Executor._reboot,
+        "replace": Executor._replace,
     }
 )

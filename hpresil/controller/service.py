@@ -108,7 +108,13 @@ class Duties:
     def start(self) -> None:
         cfg = self._cfg
         self._executor = Executor(
-            self._store, self._slurm, cfg.policy, jobs=cfg.jobs, clock=utcnow, leads=self._leads
+            self._store,
+            self._slurm,
+            cfg.policy,
+            jobs=cfg.jobs,
+            clock=utcnow,
+            leads=self._leads,
+            recovery=cfg.recovery,
         )
         interval = cfg.controller.reconcile_interval_s
         share = cfg.controller.reconcile_max_share

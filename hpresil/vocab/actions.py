@@ -11,7 +11,16 @@ from enum import StrEnum
 from typing import Literal
 
 ActionKind = Literal[
-    "drain", "requeue", "requeue_node", "resume", "hold", "signal", "cancel", "notify", "reboot"
+    "drain",
+    "requeue",
+    "requeue_node",
+    "resume",
+    "hold",
+    "signal",
+    "cancel",
+    "notify",
+    "reboot",
+    "replace",
 ]
 
 

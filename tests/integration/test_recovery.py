@@ -2,19 +2,28 @@
 by hpresil, is rebooted through ``scontrol reboot ASAP nextstate=DOWN`` (the lab's
 RebootProgram restarts the node's slurmd with -b, as a reboot does) and comes back
 DOWN with hpresil's reason, taking no job; the step passes in the incident's ledger.
-A node someone else drained is left alone."""
+A node someone else drained is left alone. A GPU that falls off the bus again is
+marked for replacement and the site's replace hook gets the incident."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from lab import Lab
-from scenario import api_get, controller_with, incidents_after, node_state, wait_for
+from scenario import api_get, controller_with, hpresil, incidents_after, node_state, wait_for
 
-from tests.integration.faultkit import drained_once, evidence, inject_xid79, quiet
+from tests.integration.faultkit import drained_once, evidence, quiet
 
 RECOVERY = "[recovery]\nenabled = true\n"
+
+
+def xid79(lab: Lab, node: str, gpu: int) -> None:
+    """XID 79 on a GPU no other lab test faults with it: an earlier fault of the same
+    category on the same GPU would make the policy climb its ladder (to replace)."""
+    argv = ["inject", "xid", "79", "--gpu", str(gpu), "--node", node]
+    hpresil(lab, *argv, env=lab.node_env(node))
 
 
 def steps(lab: Lab, incident: int) -> list[dict[str, Any]]:
@@ -39,15 +48,11 @@ def test_a_reboot_through_slurm_brings_the_node_back_down_and_still_hpresils(
     before = quiet(lab, node)
     booted = boot_time(lab, node)
     with controller_with(lab, "60-it-recovery.toml", RECOVERY), evidence(lab, node):
-        inject_xid79(lab, node)
+        xid79(lab, node, gpu=7)
         drained_once(lab, node, before)
         (incident,) = (i["id"] for i in incidents_after(lab, node, before))
 
-        def ended() -> list[dict[str, Any]]:
-            found = steps(lab, incident)
-            return found if found and found[0]["status"] != "running" else []
-
-        (step,) = wait_for("the reboot step to end", ended, 60, 0.5)
+        (step,) = wait_for("the reboot step to end", lambda: ended(lab, incident), 60, 0.5)
         assert (step["rung"], step["status"]) == ("reboot", "passed"), step
         assert "awaiting burn-in" in step["outcome"] and "policy: reboot" in step["why"]
         state, reason = node_state(lab, node)
@@ -68,7 +73,7 @@ def test_a_node_someone_else_drained_is_not_rebooted(clean_lab: Lab) -> None:
     with controller_with(lab, "60-it-recovery.toml", RECOVERY), evidence(lab, node):
         update = ["scontrol", "update", f"nodename={node}", "state=drain"]
         lab.slurm([*update, "reason=bob: swapping a riser"])
-        inject_xid79(lab, node)
+        xid79(lab, node, gpu=6)
         (incident,) = wait_for(
             "the incident", lambda: [i["id"] for i in incidents_after(lab, node, before)], 30, 0.2
         )
@@ -78,3 +83,47 @@ def test_a_node_someone_else_drained_is_not_rebooted(clean_lab: Lab) -> None:
         state, reason = node_state(lab, node)
         assert "DRAIN" in state and reason == "bob: swapping a riser"
         assert boot_time(lab, node) == booted
+
+
+def test_a_gpu_that_falls_off_the_bus_again_is_marked_for_replacement_and_the_hook_runs(
+    clean_lab: Lab,
+) -> None:
+    lab, node = clean_lab, "node2"
+    told = lab.root / "replace-hook.json"
+    told.unlink(missing_ok=True)
+    hook = f'replace_command = ["sh", "-c", "cat > {told}"]\n'
+    before = quiet(lab, node)
+    with controller_with(lab, "60-it-recovery.toml", RECOVERY + hook), evidence(lab, node):
+        xid79(lab, node, gpu=5)  # the first time: rebooted, then returned by hand
+        drained_once(lab, node, before)
+        (first,) = (i["id"] for i in incidents_after(lab, node, before))
+        wait_for("the reboot step to end", lambda: ended(lab, first), 60, 0.5)
+        lab.heal(node)
+        lab.slurm(["scontrol", "update", f"nodename={node}", "state=resume"])
+        wait_for("the first incident resolved", lambda: resolved(lab, first), 30, 0.5)
+
+        xid79(lab, node, gpu=5)  # the same GPU again: the policy climbs to replace
+        (second,) = wait_for("the second incident", lambda: newer(lab, node, first), 30, 0.2)
+        (step,) = wait_for("the replace step to end", lambda: ended(lab, second), 60, 0.5)
+        assert (step["rung"], step["status"]) == ("replace", "passed"), step
+        incident: Any = json.loads(told.read_text())
+        assert (incident["id"], incident["node"], incident["action"]) == (second, node, "replace")
+        assert incident["xid"] == 79 and incident["gpu"]["index"] == 5
+        state, reason = node_state(lab, node)
+        assert "DRAIN" in state and reason.startswith(f"hpresil: #{second} replace ")
+        kinds = [s["rung"] for s in steps(lab, second)]
+        assert kinds == ["replace"]  # never rebooted back into service
+
+
+def ended(lab: Lab, incident: int) -> list[dict[str, Any]]:
+    found = steps(lab, incident)
+    return found if found and found[0]["status"] != "running" else []
+
+
+def resolved(lab: Lab, incident: int) -> bool:
+    found: Any = api_get(lab, f"/v1/incidents/{incident}")
+    return bool(found["status"] == "resolved")
+
+
+def newer(lab: Lab, node: str, than: int) -> list[int]:
+    return [i["id"] for i in incidents_after(lab, node, than)]

@@ -114,6 +114,16 @@ class Slurm:
         self._retry(lambda: self.backend.reboot(name, full))
         return RebootOutcome.REQUESTED
 
+    def mark(self, name: str, reason: str) -> bool:
+        """Give a node hpresil holds out of service (drained or down, its reason
+        hpresil's) a new reason, keeping it out; False (nothing done) otherwise."""
+        node = self.node(name)
+        if not (self.owns(node) and (node.drained or node.down)):
+            return False
+        full = reason if reason.startswith(self.prefix) else f"{self.prefix} {reason}"
+        self._retry(lambda: self.backend.set_node_state(name, "drain", full))
+        return True
+
     def resume(self, name: str) -> ResumeOutcome:
         """Return ``name`` to service, only if hpresil drained it."""
         node = self.node(name)

@@ -6,19 +6,23 @@ test (tests/integration/test_recovery.py) runs it on real Slurm."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from hpresil.adapters.slurm import Slurm
-from hpresil.config import Config
+from hpresil.config import Config, PolicyConfig
 from hpresil.config.recovery import RecoveryConfig
 from hpresil.controller.reconcile import Reconciler
 from hpresil.controller.recovery import Ladder
 from hpresil.controller.remediation import Executor
 from hpresil.store import Store
 from hpresil.vocab import Action, Status
+from tests.standin import Answering
 from tests.unit.controller.fakes import FakeBackend, FakeClock, report, result, xid79
 
 pytestmark = pytest.mark.usefixtures("cfg")
@@ -197,3 +201,82 @@ def test_the_ladder_does_nothing_unless_enabled(
     off.run_once([])
     lab.executor.run_due()
     assert backend.writes("reboot") == [] and lab.recovery(incident) == []
+
+
+@pytest.fixture
+def webhook() -> Iterator[Answering]:
+    up = Answering(200, {})
+    yield up
+    up.close()
+
+
+def replace_lab(lab: Lab, store: Store, slurm: Slurm, clock: FakeClock, cfg: RecoveryConfig) -> Lab:
+    """``lab`` with an executor and a ladder that know the replace hook ``cfg``."""
+    executor = Executor(store, slurm, PolicyConfig(), clock=clock, recovery=cfg)
+    ladder = Ladder(store, slurm, cfg, clock, wake=executor.wake)
+    return Lab(lab.client, executor, lab.reconciler, ladder, lab.backend)
+
+
+def second_xid79(lab: Lab) -> int:
+    """XID 79 on node2's GPU 3, the node resumed, then XID 79 on the same GPU again:
+    the policy climbs to *replace*. The second incident."""
+    lab.fault("node2")
+    assert lab.client.post("/v1/nodes/node2/resume").status_code == 200
+    incident = lab.fault("node2")
+    action = lab.client.get(f"/v1/incidents/{incident}").json()["action"]
+    assert action == "replace"
+    return incident
+
+
+def test_a_gpu_that_failed_again_is_marked_for_replacement_and_the_hook_runs(
+    lab: Lab,
+    store: Store,
+    slurm: Slurm,
+    clock: FakeClock,
+    backend: FakeBackend,
+    webhook: Answering,
+    tmp_path: Path,
+) -> None:
+    got = tmp_path / "incident.json"
+    cfg = RecoveryConfig(
+        enabled=True,
+        replace_command=("sh", "-c", f"cat > {got}"),
+        replace_webhook_url=webhook.url,
+    )
+    lab = replace_lab(lab, store, slurm, clock, cfg)
+    incident = second_xid79(lab)
+    lab.tick()
+    lab.tick()
+    [step] = lab.recovery(incident)
+    assert (step["rung"], step["status"]) == ("replace", "passed")
+    assert "the replace hook ran" in step["outcome"] and "nothing resumes it" in step["why"]
+    node = backend.nodes_by_name["node2"]
+    assert (
+        node.drained and node.reason == f"hpresil: #{incident} replace gpu_lost_pcie xid 79 gpu 3"
+    )
+    told = json.loads(got.read_text())
+    assert (told["id"], told["node"], told["action"]) == (incident, "node2", "replace")
+    assert told["gpu"]["serial"] == "1650000003"
+    (posted,) = webhook.seen
+    event = json.loads(posted.body)
+    assert event["event"] == "node_replace" and event["incident"]["id"] == incident
+    assert backend.writes("reboot") == []  # a GPU to replace is never rebooted back
+
+
+def test_a_failing_replace_hook_is_tried_again(
+    lab: Lab, store: Store, slurm: Slurm, clock: FakeClock, tmp_path: Path
+) -> None:
+    flag = tmp_path / "ticketing-up"
+    cfg = RecoveryConfig(enabled=True, replace_command=("sh", "-c", f"test -e {flag}"))
+    lab = replace_lab(lab, store, slurm, clock, cfg)
+    incident = second_xid79(lab)
+    lab.tick()
+    replace = [a for a in lab.client.get(f"/v1/incidents/{incident}").json()["actions"]]
+    (action,) = [a for a in replace if a["kind"] == "replace"]
+    assert action["status"] == "pending" and "replace command" in action["error"]
+    assert lab.recovery(incident)[0]["status"] == "running"
+    flag.touch()
+    clock.advance(60)  # past the back-off
+    lab.tick()
+    lab.tick()
+    assert lab.recovery(incident)[0]["status"] == "passed"

@@ -215,3 +215,22 @@ def test_reboot_only_a_node_hpresil_drained_and_not_twice() -> None:
     backend = s.backend
     assert isinstance(backend, RecordingBackend)
     assert backend.calls == [("reboot", "n1", "hpresil: #4 gpu_lost_pcie xid 79 gpu 2")]
+
+
+def test_mark_gives_only_a_node_hpresil_holds_a_new_reason() -> None:
+    s = slurm(
+        node("n1", "IDLE", "DRAIN", reason="hpresil: #4 gpu_lost_pcie xid 79 gpu 2"),
+        node("n2", "DOWN", reason="hpresil: #5 x : reboot issued : reboot complete"),
+        node("n3", "IDLE", "DRAIN", reason="bob: riser"),
+        node("n4", "IDLE"),
+    )
+    assert s.mark("n1", "hpresil: #4 replace gpu_lost_pcie xid 79 gpu 2")
+    assert s.mark("n2", "#5 replace x")  # DOWN after a reboot: still hpresil's
+    assert not s.mark("n3", "hpresil: #6 replace x")  # someone else's drain
+    assert not s.mark("n4", "hpresil: #7 replace x")  # in service
+    backend = s.backend
+    assert isinstance(backend, RecordingBackend)
+    assert backend.calls == [
+        ("state", "n1", "drain", "hpresil: #4 replace gpu_lost_pcie xid 79 gpu 2"),
+        ("state", "n2", "drain", "hpresil: #5 replace x"),
+    ]
