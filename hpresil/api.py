@@ -98,6 +98,7 @@ class NodeView(_View):
     last_report_at: datetime | None
     last_report_age_s: float | None
     gpus: int | None  # GPUs in the last report
+    held_by: str | None = None  # an operator holds it (``hpresil hold``): the ladder waits
 
 
 class ActionView(_View):
@@ -185,6 +186,19 @@ class SharedFaultView(_View):
 
 class DrainRequest(_View):
     reason: str = Field(min_length=1, max_length=200)
+
+
+class HoldRequest(_View):
+    why: str = Field(min_length=1, max_length=200)
+
+
+class HoldView(_View):
+    """An operator's hold on a node: the recovery ladder leaves it alone (none: released)."""
+
+    node: str
+    held_by: str | None
+    why: str | None
+    since: datetime | None
 
 
 class DrainAnswer(_View):

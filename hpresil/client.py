@@ -216,6 +216,13 @@ class ControllerClient:
     def resume(self, node: str) -> api.ResumeAnswer:
         return self._call("POST", f"/v1/nodes/{node}/resume", api.ResumeAnswer)
 
+    def hold(self, node: str, why: str) -> api.HoldView:
+        body = api.HoldRequest(why=why).model_dump()
+        return self._call("POST", f"/v1/nodes/{node}/hold", api.HoldView, json=body)
+
+    def release(self, node: str) -> api.HoldView:
+        return self._call("POST", f"/v1/nodes/{node}/release", api.HoldView)
+
     def breakers(self, tripped_only: bool = False) -> list[api.BreakerView]:
         params = {"tripped": "true"} if tripped_only else None
         return self._call("GET", "/v1/breakers", list[api.BreakerView], params=params)

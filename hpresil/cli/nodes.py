@@ -128,4 +128,28 @@ def resume(cfg: Config, node: str) -> None:
     click.echo(f"{node}: {answer.outcome.value}" + (f"; resolved {resolved}" if resolved else ""))
 
 
-COMMANDS = [status, drain, resume]
+@click.command()
+@click.argument("node")
+@click.option("--why", required=True, help="What you are doing with it (shown in the ledger).")
+@json_option
+@click.pass_obj
+def hold(cfg: Config, node: str, why: str, as_json: bool) -> None:
+    """Leave NODE to me: the recovery ladder starts nothing on it (no reboot, no
+    replace hook) and stops the step under way, until `hpresil release NODE`."""
+    with ControllerClient.from_config(cfg) as client:
+        answer = client.hold(node, why)
+    emit_json(answer) if as_json else click.echo(f"{node}: held by {answer.held_by}: {why}")
+
+
+@click.command()
+@click.argument("node")
+@json_option
+@click.pass_obj
+def release(cfg: Config, node: str, as_json: bool) -> None:
+    """Give NODE back to the recovery ladder (ends `hpresil hold NODE`)."""
+    with ControllerClient.from_config(cfg) as client:
+        answer = client.release(node)
+    emit_json(answer) if as_json else click.echo(f"{node}: released")
+
+
+COMMANDS = [status, drain, resume, hold, release]

@@ -30,6 +30,8 @@ from hpresil.api import (
     DrainAnswer,
     DrainRequest,
     ErrorDetail,
+    HoldRequest,
+    HoldView,
     IncidentView,
     JobView,
     MttfView,
@@ -197,6 +199,16 @@ def drain_node(node: str, body: DrainRequest, svc: Svc, who: Who) -> DrainAnswer
 @v1.post("/nodes/{node}/resume")
 def resume_node(node: str, svc: Svc, who: Who) -> ResumeAnswer:
     return svc.operator.resume(node, by=who.who)
+
+
+@v1.post("/nodes/{node}/hold")  # the recovery ladder leaves the node to the operator
+def hold_node(node: str, body: HoldRequest, svc: Svc, who: Who) -> HoldView:
+    return svc.operator.hold(node, body.why, by=who.who)
+
+
+@v1.post("/nodes/{node}/release")
+def release_node(node: str, svc: Svc, who: Who) -> HoldView:
+    return svc.operator.release(node, by=who.who)
 
 
 @v1.get("/incidents")

@@ -172,6 +172,7 @@ def _view(
         last_report_at=row.last_report_at,
         last_report_age_s=age,
         gpus=row.gpus,
+        held_by=row.hold_by,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from hpresil.adapters.slurm import Slurm, SlurmNode
-from hpresil.api import DrainAnswer, ResumeAnswer
+from hpresil.api import DrainAnswer, HoldView, ResumeAnswer
 from hpresil.config import PolicyConfig
 from hpresil.controller.errors import Conflict, NotFound
 from hpresil.controller.policy import clip
@@ -91,6 +91,26 @@ class Operator:
         log.info("resume of %s by %s: %s", name, by, outcome)
         self._refresh(name)
         return ResumeAnswer(outcome=outcome, resolved_incidents=[i.id for i in opened])
+
+    def hold(self, name: str, why: str, *, by: str) -> HoldView:
+        """``by`` takes ``name`` over: the recovery ladder starts nothing on it and stops
+        what it has under way, until :meth:`release` (a hold already there is renewed)."""
+        self._known(name)
+        now = self._clock()
+        with self._store.write() as s:
+            row = repo.ensure_node(s, name, now)
+            row.hold_by, row.hold_why, row.hold_at = by, why, now
+        log.info("%s held by %s: %s", name, by, why)
+        return HoldView(node=name, held_by=by, why=why, since=now)
+
+    def release(self, name: str, *, by: str) -> HoldView:
+        with self._store.write() as s:
+            row = s.get(NodeRow, name)
+            if row is None or row.hold_by is None:
+                raise Conflict(f"node {name} is not held")
+            row.hold_by = row.hold_why = row.hold_at = None
+        log.info("%s released by %s", name, by)
+        return HoldView(node=name, held_by=None, why=None, since=None)
 
     def _known(self, name: str) -> SlurmNode:
         node = next((n for n in self._slurm.nodes() if n.name == name), None)

@@ -78,6 +78,7 @@ class _Watch:
     node: str
     started_at: datetime
     open: bool  # its incident is open (an operator's resume resolves it)
+    held: str | None  # an operator's hold on the node: who, and why
     action: ActionStatus | None  # its reboot action's status (None: not found)
     outcome: str | None  # ... its outcome, or the error that failed it
 
@@ -135,11 +136,15 @@ class Ladder:
             steps = s.scalars(
                 select(RecoveryStepRow).where(RecoveryStepRow.status == "running")
             ).all()
-            return [_watch(s.get(IncidentRow, step.incident_id), step) for step in steps]
+            nodes = {step.incident.node: s.get(NodeRow, step.incident.node) for step in steps}
+            return [_watch(step.incident, step, nodes[step.incident.node]) for step in steps]
 
     def _follow(self, watch: _Watch) -> None:
         if not watch.open:
             self._end(watch, "stopped", "the incident was resolved (the node resumed)")
+            return
+        if watch.held is not None:
+            self._end(watch, "stopped", f"an operator holds the node: {watch.held}")
             return
         if watch.action is ActionStatus.PENDING:
             return  # the executor has not run it yet
@@ -196,6 +201,7 @@ def _due() -> Select[IncidentRow]:
         .join(NodeRow, NodeRow.name == IncidentRow.node)
         .where(
             NodeRow.drained_by_hpresil.is_(True),
+            NodeRow.hold_by.is_(None),
             IncidentRow.status == "open",
             IncidentRow.action.in_(RUNGS),
             IncidentRow.drained_at.is_not(None),
@@ -207,8 +213,8 @@ def _due() -> Select[IncidentRow]:
     )
 
 
-def _watch(incident: IncidentRow | None, step: RecoveryStepRow) -> _Watch:
-    actions = [a for a in (incident.actions if incident else []) if a.kind == step.rung]
+def _watch(incident: IncidentRow, step: RecoveryStepRow, node: NodeRow | None) -> _Watch:
+    actions = [a for a in incident.actions if a.kind == step.rung]
     last: ActionRow | None = actions[-1] if actions else None
     outcome = None if last is None else (last.error or last.outcome)
     if last is not None and last.outcome in (RebootOutcome.NOT_OURS.value, replace.NOT_OURS):
@@ -216,9 +222,10 @@ def _watch(incident: IncidentRow | None, step: RecoveryStepRow) -> _Watch:
     return _Watch(
         step=step.id,
         rung=step.rung,
-        node=incident.node if incident else "",
+        node=incident.node,
         started_at=step.started_at,
-        open=incident is not None and incident.status == "open",
+        open=incident.status == "open",
+        held=None if node is None or node.hold_by is None else f"{node.hold_by}: {node.hold_why}",
         action=None if last is None else last.status,
         outcome=outcome,
     )

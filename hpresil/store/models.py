@@ -70,6 +70,10 @@ class NodeRow(Base):
     slurm_reason: Mapped[str | None] = mapped_column(Text)
     drained_by_hpresil: Mapped[bool] = mapped_column(default=False)
     slurm_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # an operator's hold (``hpresil hold NODE``): the recovery ladder leaves the node alone
+    hold_by: Mapped[str | None] = mapped_column(String(128))
+    hold_why: Mapped[str | None] = mapped_column(Text)
+    hold_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     @property
     def last_results(self) -> list[dict[str, Any]] | None:

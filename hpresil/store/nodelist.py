@@ -29,6 +29,7 @@ class NodeBrief(NamedTuple):
     last_report_at: datetime | None
     gpus: int | None
     worst: str | None  # of its latest results, as the node list weighs them
+    hold_by: str | None  # an operator's hold (``hpresil hold``)
 
 
 class OpenIncident(NamedTuple):
@@ -61,6 +62,7 @@ def briefs(s: Session, nodes: Sequence[str]) -> dict[str, NodeBrief]:
         NodeRow.last_report_at,
         NodeRow.gpus,
         NodeRow.worst,
+        NodeRow.hold_by,
     )
     out = {}
     for chunk in _chunks(nodes):

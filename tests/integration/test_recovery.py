@@ -127,3 +127,19 @@ def resolved(lab: Lab, incident: int) -> bool:
 
 def newer(lab: Lab, node: str, than: int) -> list[int]:
     return [i["id"] for i in incidents_after(lab, node, than)]
+
+
+def test_a_node_an_operator_holds_is_not_rebooted_until_released(clean_lab: Lab) -> None:
+    lab, node = clean_lab, "node1"
+    before = quiet(lab, node)
+    with controller_with(lab, "60-it-recovery.toml", RECOVERY), evidence(lab, node):
+        hpresil(lab, "hold", node, "--why", "bob: reseating the riser")
+        xid79(lab, node, gpu=7)
+        drained_once(lab, node, before)
+        (incident,) = (i["id"] for i in incidents_after(lab, node, before))
+        time.sleep(4)  # reconcile passes (1 s apart here) in which a reboot would start
+        assert steps(lab, incident) == []
+        assert "REBOOT" not in node_state(lab, node)[0]
+        hpresil(lab, "release", node)
+        (step,) = wait_for("the reboot step to end", lambda: ended(lab, incident), 60, 0.5)
+        assert (step["rung"], step["status"]) == ("reboot", "passed"), step

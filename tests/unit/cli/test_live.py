@@ -18,6 +18,7 @@ from hpresil.controller.reconcile import Reconciler
 from hpresil.controller.recovery import Ladder
 from hpresil.controller.remediation import Executor
 from hpresil.store import Store
+from hpresil.store.models import NodeRow
 from tests.unit.controller.fakes import TOKEN, FakeBackend, FakeClock, report, xid79
 
 Capture = pytest.CaptureFixture[str]
@@ -98,6 +99,21 @@ def test_an_incident_shows_its_recovery_ladder(
     shown = run(config, capsys, "incidents", str(incident))
     row = next(line for line in shown.splitlines() if "reboot" in line and "passed" in line)
     assert "awaiting burn-in" in row
+
+
+def test_hold_then_release(config: Path, capsys: Capture, store: Store) -> None:
+    said = run(config, capsys, "hold", "node1", "--why", "bob: reseating GPU 3")
+    assert said == "node1: held by operator (token): bob: reseating GPU 3\n"
+    with store.read() as s:
+        row = s.get(NodeRow, "node1")
+        assert row is not None and (row.hold_by, row.hold_why) == (
+            "operator (token)",
+            "bob: reseating GPU 3",
+        )
+    assert run_json(config, capsys, "release", "node1")["held_by"] is None
+    with store.read() as s:
+        row = s.get(NodeRow, "node1")
+        assert row is not None and row.hold_by is None
 
 
 def test_stats_mttf_by_node_counts_the_failure(

@@ -280,3 +280,38 @@ def test_a_failing_replace_hook_is_tried_again(
     lab.tick()
     lab.tick()
     assert lab.recovery(incident)[0]["status"] == "passed"
+
+
+def test_a_held_node_is_left_alone_until_released(lab: Lab, backend: FakeBackend) -> None:
+    held = lab.client.post("/v1/nodes/node2/hold", json={"why": "bob: reseating GPU 3"})
+    assert held.status_code == 200
+    assert (held.json()["held_by"], held.json()["why"]) == (
+        "operator (token)",
+        "bob: reseating GPU 3",
+    )
+    incident = lab.rebooting("node2")
+    lab.tick()
+    assert backend.writes("reboot") == [] and lab.recovery(incident) == []
+    listed = {n["name"]: n["held_by"] for n in lab.client.get("/v1/nodes").json()}
+    assert listed == {"node1": None, "node2": "operator (token)", "node3": None}
+    released = lab.client.post("/v1/nodes/node2/release")
+    assert released.status_code == 200 and released.json()["held_by"] is None
+    lab.tick()
+    assert [c[1] for c in backend.writes("reboot")] == ["node2"]
+
+
+def test_a_hold_stops_the_step_under_way(lab: Lab, backend: FakeBackend) -> None:
+    incident = lab.rebooting("node2")
+    lab.client.post("/v1/nodes/node2/hold", json={"why": "bob: on it"})
+    step = lab.step_after_tick(incident)
+    assert step["status"] == "stopped"
+    assert step["outcome"] == "an operator holds the node: operator (token): bob: on it"
+
+
+def test_hold_and_release_refuse_what_they_cannot_do(lab: Lab, store: Store) -> None:
+    not_held = lab.client.post("/v1/nodes/node2/release")
+    assert not_held.status_code == 409 and "node node2 is not held" in not_held.text
+    no_why = lab.client.post("/v1/nodes/node2/hold", json={})
+    assert no_why.status_code == 422 and "why" in no_why.text
+    unknown = lab.client.post("/v1/nodes/node9/hold", json={"why": "x"})
+    assert unknown.status_code == 404 and "node9" in unknown.text

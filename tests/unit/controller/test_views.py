@@ -87,6 +87,8 @@ def test_openapi_and_healthz_need_no_token(client: TestClient) -> None:
         "/v1/nodes",
         "/v1/nodes/{node}/drain",
         "/v1/nodes/{node}/resume",
+        "/v1/nodes/{node}/hold",
+        "/v1/nodes/{node}/release",
         "/v1/incidents",
         "/v1/incidents/{incident_id}",
         "/v1/shared-faults",
