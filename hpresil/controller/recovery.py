@@ -99,7 +99,7 @@ class Ladder:
         self._wake = wake
 
     def run_once(self, jobs: Iterable[SlurmJob]) -> None:
-        """Start the reboots that are due, then follow those under way."""
+        """Start the steps that are due, then follow those under way."""
         if not self._cfg.enabled:
             return
         busy = {node for job in jobs if job.state in BUSY for node in job.nodes}
