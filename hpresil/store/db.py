@@ -65,11 +65,17 @@ MIGRATING = 0x6870_7265_7369_6C01  # advisory lock held while migrating (Postgre
 # agents' request timeout (5 s) a request that cannot reach the server answers 503
 PG_CONNECT_TIMEOUT_S = 3
 PG_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 3, "keepalives_interval": 1}
+# A session idle inside a transaction this long is ended by the server, its locks with
+# it: hpresil's transactions last milliseconds, so such a session's process is stalled
+# (paused, a frozen VM) and would otherwise hold up the others' reports of its rows
+# while its host answers TCP. The leader's lock has a session of its own, autocommit.
+PG_STALLED_TX_MS = 10_000
 PG_CLIENT = {
     **PG_KEEPALIVES,
     "keepalives_count": 3,
     "tcp_user_timeout": 10_000,  # ms: data unacknowledged this long ends the connection
     "connect_timeout": PG_CONNECT_TIMEOUT_S,
+    "options": f"-c idle_in_transaction_session_timeout={PG_STALLED_TX_MS}",
 }
 POOL_TIMEOUT_S = 5.0  # a request waits this long for a pooled connection, then 503
 RETRY_S = 1.0  # after the server could not be reached, it is asked again this often

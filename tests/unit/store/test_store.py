@@ -238,3 +238,31 @@ def test_a_nodes_results_are_a_row_of_their_own(any_store: Store) -> None:
         row.last_results = None  # forgotten: its row goes
     with any_store.read() as s:
         assert s.scalars(select(NodeResultsRow)).all() == []
+
+
+def test_a_stalled_transaction_on_postgresql_gives_its_locks_up(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process stopped inside a transaction (SIGSTOP, a frozen VM; its host still
+    answers TCP) holding a node's row: the server ends its session after
+    PG_STALLED_TX_MS, so another replica's report of that node goes on."""
+    from hpresil.store import db
+
+    monkeypatch.setitem(db.PG_CLIENT, "options", "-c idle_in_transaction_session_timeout=1000")
+    store = Store.open(postgres_url)
+    store.migrate()
+    with store.write() as s:
+        repo.ensure_node(s, "gpu1", datetime(2026, 12, 7, tzinfo=UTC))
+    stalled = store.engine.connect()
+    stalled.begin()
+    stalled.execute(text("SELECT name FROM nodes WHERE name = 'gpu1' FOR UPDATE"))
+    try:  # stalled now: no statement follows
+        with store.engine.connect() as other, other.begin():
+            other.execute(text("SET LOCAL lock_timeout = '5s'"))  # else: 'lock timeout'
+            found = other.execute(text("SELECT name FROM nodes WHERE name = 'gpu1' FOR UPDATE"))
+            assert found.scalar() == "gpu1"  # in about the 1 s the stalled one is given
+        with pytest.raises(Exception, match=r"idle-in-transaction|terminat|closed"):
+            stalled.execute(text("SELECT 1"))
+    finally:
+        stalled.invalidate()
+        store.close()
