@@ -111,7 +111,7 @@ class Connections:
         """The idle connection to ``base`` if it is still open, else a new one."""
         with self._lock:
             conn = self._idle.pop(base, None)
-        if conn is not None and _open(conn):
+        if conn is not None and _still_open(conn):
             return conn, True
         if conn is not None:
             conn.close()
@@ -135,7 +135,7 @@ class Connections:
         return conn
 
 
-def _open(conn: http.client.HTTPConnection) -> bool:
+def _still_open(conn: http.client.HTTPConnection) -> bool:
     """Whether a kept connection can carry a request: its socket is there and has
     nothing to read (an idle HTTP connection that reads is one the other end closed)."""
     sock = conn.sock

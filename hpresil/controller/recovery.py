@@ -32,6 +32,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import Select, select
 
@@ -50,12 +51,13 @@ from hpresil.store.models import (
     StepStatus,
 )
 from hpresil.vocab import Action
-from hpresil.vocab.actions import ActionKind, ActionStatus, RebootOutcome
+from hpresil.vocab.actions import ActionStatus, RebootOutcome
 
 log = logging.getLogger(__name__)
 
 # The rung an incident's action takes, and the executor's action that starts it
-RUNGS: dict[Action, Rung] = {
+# (its name is both: a Rung and an ActionKind)
+RUNGS: dict[Action, Literal["reboot", "replace"]] = {
     Action.RESET_GPU: "reboot",  # until the reset rung is built
     Action.REBOOT: "reboot",
     Action.REPLACE: "replace",
@@ -71,7 +73,7 @@ BOOT_SLACK = timedelta(seconds=2)  # Slurm's boot time is whole seconds, its clo
 
 @dataclass(frozen=True)
 class _Watch:
-    """A running reboot step, as read before Slurm is asked about its node."""
+    """A running step and its action, as read before Slurm is asked about its node."""
 
     step: int
     rung: Rung
@@ -79,7 +81,7 @@ class _Watch:
     started_at: datetime
     open: bool  # its incident is open (an operator's resume resolves it)
     held: str | None  # an operator's hold on the node: who, and why
-    action: ActionStatus | None  # its reboot action's status (None: not found)
+    action: ActionStatus | None  # its action's status (None: not found)
     outcome: str | None  # ... its outcome, or the error that failed it
 
 
@@ -122,9 +124,8 @@ class Ladder:
                 )
                 why += "; the node is free" if rung == "reboot" else "; nothing resumes it"
                 s.add(RecoveryStepRow(incident=incident, rung=rung, why=why, started_at=now))
-                kind: ActionKind = "reboot" if rung == "reboot" else "replace"
                 repo.add_action(
-                    s, kind=kind, target=incident.node, why=why, now=now, incident=incident
+                    s, kind=rung, target=incident.node, why=why, now=now, incident=incident
                 )
                 log.info("%s: %s for incident #%d", incident.node, rung, incident.id)
                 queued += 1

@@ -32,17 +32,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from lab import Lab  # noqa: E402
+from loop_latency import pct  # noqa: E402  (this folder: the script's own)
 from scenario import api_get, dropin_path, hpresil, newest_incident_id, wait_agents  # noqa: E402
 
 KEYS = ("drained", "reboot_requested", "booted", "step_passed")
 NODES = ("node3", "node4")  # no job runs there; a GPU faults once (a repeat escalates)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def slurm_node(lab: Lab, node: str) -> tuple[str, str, str]:
