@@ -15,6 +15,7 @@ POST     /v1/nodes/{node}/resume                                   :class:`Resum
 GET      /v1/incidents?status=&node=                               list[:class:`IncidentView`]
 GET      /v1/incidents/{id}                                        :class:`IncidentView`
 GET      /v1/stats/mttf?by=                                        :class:`MttfView`
+GET      /v1/stats/mttr?since=                                     :class:`MttrView`
 GET      /v1/burnin/median?model=                                  :class:`BurninMedianView`
 GET      /v1/jobs?idle=&all=                                       list[:class:`JobView`]
 GET      /v1/jobs/{job_id}                                         :class:`JobView`
@@ -56,12 +57,23 @@ class ErrorDetail(_View):
     detail: str
 
 
+class NodeCommand(_View):
+    """A recovery step the node's agent runs (:mod:`hpresil.controller.commands`): given
+    in the answer to each of its reports until the report of its results is taken (the
+    agent runs an id once); the results come back as a report naming it (``command``)."""
+
+    id: int  # the recovery step's
+    kind: Literal["reset_gpu", "burnin"]
+    gpus: list[str] = []  # reset_gpu: the GPUs (PCI bus ids, else indexes); none: all
+
+
 class ReportAck(_View):
     accepted: bool
     duplicate: bool  # the report_id was seen before: nothing new was stored
     incidents: list[int] = []  # incidents this report opened or added to
     # the report's digest is not the state the controller holds: send the whole state
     send_state: bool = False
+    commands: list[NodeCommand] = []  # what the controller asks this node's agent to do
 
 
 MAX_NODES = 100_000  # a page, or a host list, names at most this many nodes
@@ -117,7 +129,7 @@ class ActionView(_View):
 class RecoveryStepView(_View):
     """One step of the incident's recovery ladder (``hpresil.controller.recovery``)."""
 
-    rung: Literal["reset_gpu", "reboot", "burnin", "resume", "replace"]
+    rung: Literal["gate", "reset_gpu", "reboot", "burnin", "resume", "replace"]
     status: Literal["running", "passed", "failed", "stopped"]
     why: str
     started_at: datetime
@@ -186,6 +198,9 @@ class SharedFaultView(_View):
 
 class DrainRequest(_View):
     reason: str = Field(min_length=1, max_length=200)
+    # the burn-in gate: the node's agent burns it in, and hpresil returns it to service
+    # only when the burn-in passes (a new node, a repaired one)
+    gate: bool = False
 
 
 class HoldRequest(_View):
@@ -241,6 +256,61 @@ class MttfView(_View):
     until: datetime
     rows: list[MttfRow]
     total: MttfRow
+
+
+class Durations(_View):
+    """Spans of time in seconds: how many, their median, 95th percentile and mean
+    (None without any)."""
+
+    n: int
+    p50_s: float | None
+    p95_s: float | None
+    mean_s: float | None
+
+
+class MttrRung(_View):
+    """One rung of the recovery ladder: its steps, how they ended, the time in it."""
+
+    rung: Literal["reset_gpu", "reboot", "burnin", "resume", "replace"]
+    steps: int
+    passed: int
+    failed: int
+    stopped: int
+    running: int  # not ended yet
+    took: Durations  # ended steps: ended_at - started_at
+
+
+class MttrRow(_View):
+    """Drained incidents of one category (or "all"), each in one of back, replaced,
+    by_hand or open."""
+
+    key: str  # category, or "all"
+    incidents: int  # detected in the window, the node drained
+    back: int  # back in service by the ladder (a passed resume step)
+    mttr: Durations  # detected -> that step's end
+    mttr_from_drain: Durations  # drained -> that step's end
+    by_hand: int  # else resolved without it (hpresil resume, or resumed in Slurm)
+    by_hand_mttr: Durations  # detected -> resolved
+    replaced: int  # else climbed to the replace rung
+    open: int  # else still open
+
+
+class MttrCleared(_View):
+    """The incidents back in service that one remediation rung cleared: the last
+    reset_gpu or reboot that passed before the passing burn-in (None: burn-in only)."""
+
+    rung: Literal["reset_gpu", "reboot"] | None
+    incidents: int
+    mttr: Durations  # detected -> back in service
+
+
+class MttrView(_View):
+    since: datetime  # incidents detected from here (default: 30 days back) ...
+    until: datetime  # ... to the controller's now
+    rungs: list[MttrRung]  # every rung, in ladder order
+    categories: list[MttrRow]  # those with incidents in the window
+    total: MttrRow
+    cleared_by: list[MttrCleared]  # reset_gpu, reboot, None (burn-in only)
 
 
 class BurninMetric(_View):

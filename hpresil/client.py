@@ -26,6 +26,7 @@ import ssl
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -192,6 +193,12 @@ class ControllerClient:
     def mttf(self, by: str = "all") -> api.MttfView:
         return self._call("GET", "/v1/stats/mttf", api.MttfView, params={"by": by})
 
+    def mttr(self, since: datetime | None = None) -> api.MttrView:
+        """Time to recovery per rung and category, over the incidents detected since
+        ``since`` (default: the controller's last 30 days)."""
+        params = {"since": since.isoformat()} if since is not None else None
+        return self._call("GET", "/v1/stats/mttr", api.MttrView, params=params)
+
     def burnin_median(
         self, model: str, dtype: str | None = None, size: int | None = None
     ) -> api.BurninMedianView:
@@ -209,8 +216,8 @@ class ControllerClient:
     def job(self, job_id: int) -> api.JobView:
         return self._call("GET", f"/v1/jobs/{job_id}", api.JobView)
 
-    def drain(self, node: str, reason: str) -> api.DrainAnswer:
-        body = api.DrainRequest(reason=reason).model_dump()
+    def drain(self, node: str, reason: str, *, gate: bool = False) -> api.DrainAnswer:
+        body = api.DrainRequest(reason=reason, gate=gate).model_dump()
         return self._call("POST", f"/v1/nodes/{node}/drain", api.DrainAnswer, json=body)
 
     def resume(self, node: str) -> api.ResumeAnswer:

@@ -5,13 +5,24 @@ happen; a one-off check has no event stream to judge."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
 from hpresil.adapters.gpu import open_backend
 from hpresil.assembly import registry_for, sources_for, with_history
 from hpresil.checks.base import EVENT_TAG, CheckRunner, Registry, unknown
 from hpresil.config import Config
 from hpresil.errors import HpresilError
 from hpresil.host.collector import Collector
-from hpresil.vocab import CheckResult
+from hpresil.vocab import CheckResult, GpuIdentity
+
+if TYPE_CHECKING:
+    from hpresil.api import BurninMedianView
+    from hpresil.burnin.run import FleetMedians
+    from hpresil.config.burnin import BurninConfig
+
+log = logging.getLogger(__name__)
 
 
 def run_tier(cfg: Config, node: str, tier: str) -> list[CheckResult]:
@@ -70,9 +81,11 @@ def node_is_idle(cfg: Config, node: str) -> bool:
     return not any(j.running for j in jobs)
 
 
-def run_burnin_tier(cfg: Config, node: str) -> list[CheckResult]:
-    """The burn-in on this node's GPUs, judged against expected figures (offline: the
-    fleet median needs ``hpresil burnin``, which asks the controller)."""
+def run_burnin_tier(
+    cfg: Config, node: str, medians: MedianSource | None = None
+) -> list[CheckResult]:
+    """The burn-in on this node's GPUs, judged against expected figures and, when
+    ``medians`` (the controller) answers, the fleet's medians."""
     from hpresil.burnin.run import run_burnin
 
     try:
@@ -83,7 +96,36 @@ def run_burnin_tier(cfg: Config, node: str) -> list[CheckResult]:
             backend.close()
     except HpresilError:
         gpus = []
-    return run_burnin(cfg.burnin, gpus, None, progress=False) + burnin_dcgm(cfg, node)
+    median = None if medians is None else fleet_medians(medians, gpus, cfg.burnin)
+    return run_burnin(cfg.burnin, gpus, median, progress=False) + burnin_dcgm(cfg, node)
+
+
+class MedianSource(Protocol):
+    """The controller, as the burn-in asks it for the fleet's figures."""
+
+    def burnin_median(
+        self, model: str, dtype: str | None = None, size: int | None = None
+    ) -> BurninMedianView: ...
+
+
+def fleet_medians(
+    source: MedianSource,
+    gpus: Sequence[GpuIdentity],
+    settings: BurninConfig,
+    note: Callable[[str], None] = log.info,
+) -> FleetMedians | None:
+    """The fleet's median figures for each GPU model of ``gpus``; None when the
+    controller does not answer (the figures are then judged against expected ones),
+    and ``note`` is told why."""
+    medians: dict[str, dict[str, float]] = {}
+    for name in sorted({g.name for g in gpus if g.name}):
+        try:
+            view = source.burnin_median(name, settings.dtype, settings.matmul_size)
+        except HpresilError as exc:
+            note(f"no fleet median ({exc})")
+            return None
+        medians[name] = {metric: m.median for metric, m in view.metrics.items()}
+    return medians
 
 
 def burnin_dcgm(cfg: Config, node: str) -> list[CheckResult]:

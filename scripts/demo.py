@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""The demo: a real Slurm lab, hpresil on top, one GPU fault, and what happens next.
+"""The demo: a real Slurm lab, hpresil on top, one GPU fault, and what happens next:
+the job resumes elsewhere from its checkpoint, and the recovery ladder brings the node
+back (a reboot through Slurm, a burn-in, a resume).
 
 Run through ``scripts/demo`` (which installs what is needed first). Prints the story
 as it happens, a timeline, and as its last line one JSON object with the latencies.
@@ -21,6 +23,8 @@ from scenario import (
     FAULTS,
     ScenarioError,
     api_get,
+    dropin_path,
+    follow_recovery,
     hpresil,
     inject_and_measure,
     submit_training,
@@ -30,6 +34,7 @@ from scenario import (
 )
 
 START = time.monotonic()
+RECOVERY = "[recovery]\nenabled = true   # the demo follows the node back to service\n"
 
 
 def say(text: str) -> None:
@@ -52,6 +57,7 @@ def main() -> int:
         say("stopping any earlier lab and clearing its history")
         lab.down()
         lab.reset_state()
+        dropin_path(lab, "60-demo-recovery.toml").write_text(RECOVERY)
         say(
             f"starting Slurm ({lab.nodes} nodes x {lab.gpus} GPUs), the controller, one agent "
             f"per node (reading its GPUs through pynvml from the NVML double: {lab.gpu_preset})"
@@ -80,6 +86,11 @@ def main() -> int:
                 0.5,
             )
             print(hpresil(lab, "jobs", str(job.job_id)), end="")
+        say(f"the recovery ladder brings {result.drained_node} back: reboot, burn-in, resume")
+        recovery = follow_recovery(
+            lab, result.drained_node, result.incident, result.injected_at, say=say
+        )
+        print(hpresil(lab, "incidents", str(result.incident)), end="")
         print(hpresil(lab, "status"), end="")
         print(hpresil(lab, "stats", "mttf", "--by", "node"), end="")
         say("timeline (seconds after the injection):")
@@ -87,6 +98,13 @@ def main() -> int:
             value = getattr(result, key)
             shown = "   -  (policy: the job finishes)" if value is None else f"{value:7.2f}"
             print(f"    {key[:-2]:8s} {shown}")
+        for step in recovery.steps:
+            print(
+                f"    {step['rung']:8s} {step['end_s']:7.2f}  {step['status']} "
+                f"(took {step['end_s'] - step['start_s']:.2f} s)"
+            )
+        if recovery.back_in_service_s is not None:
+            print(f"    {'back':8s} {recovery.back_in_service_s:7.2f}  in service")
         if result.resumed_node is not None:
             print(
                 f"    resumed from step {result.resumed_from_step} on {result.resumed_node} "
@@ -105,7 +123,7 @@ def main() -> int:
         say("stopping everything the demo started")
         lab.down()
     if ok == 0:
-        print(json.dumps(result.summary()))
+        print(json.dumps({**result.summary(), "back_in_service_s": recovery.back_in_service_s}))
     return ok
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gpu_double
+import lab_tools_state
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGINS = REPO / "slurm-plugins"
@@ -119,7 +120,8 @@ class Lab:
     def node_env(self, node: str) -> dict[str, str]:
         """``env`` plus what makes pynvml load the NVML double with ``node``'s GPUs:
         for that node's agent, and for hpresil commands run as if on that node."""
-        return {**self.env, **gpu_double.env(self.gpu_state(node))}
+        tools = f"{SCRIPTS / 'lab-tools'}:{self.env['PATH']}"  # gpu_burn, dcgmi, nvidia-smi...
+        return {**self.env, **gpu_double.env(self.gpu_state(node)), "PATH": tools}
 
     # ---------- faults (the lab's hardware stand-ins) ----------
     def inject_gpu(self, node: str, gpu: int, **fields: object) -> Path:
@@ -143,9 +145,22 @@ class Lab:
         device, _, number = port.partition("/")
         return self.ib_tree(node) / device / "ports" / (number or "1") / "state"
 
+    def break_gpu(self, node: str, gpu: int, *, broken: bool = True) -> None:
+        """GPU ``gpu`` of ``node`` broken for good: no reset or reboot mends it, and the
+        burn-in stand-ins (scripts/lab-tools) fail it; NVML still sees it healthy."""
+        lab_tools_state.set_broken(self.gpu_state(node), gpu, broken)
+
+    def refuse_resets(self, node: str, *, refused: bool = True) -> None:
+        """Every GPU reset on ``node`` refused, as a fabric manager holding an NVSwitch
+        system's GPUs makes nvidia-smi refuse it (the stand-in's ``.reset`` sidecar)."""
+        lab_tools_state.set_reset_busy(self.gpu_state(node), refused)
+
     def heal(self, node: str) -> None:
         """``node``'s GPUs healthy again and every InfiniBand port up."""
         gpu_double.reset(self.gpu_state(node))
+        for gpu in lab_tools_state.broken(self.gpu_state(node)):
+            self.break_gpu(node, gpu, broken=False)
+        self.refuse_resets(node, refused=False)
         for state in self.ib_tree(node).glob("*/ports/*/state"):
             if "ACTIVE" not in state.read_text():
                 self.inject_ib(node, f"{state.parents[2].name}/{state.parent.name}", up=True)
@@ -337,6 +352,18 @@ key_file = "{r}/etc/keys/{{node}}.key"   # each node's own key (scripts/lab.py w
 [agent.gpu]
 backend = "nvml"          # pynvml loads the NVML double here: one state file per node
 expected_count = {self.gpus}
+
+[checks]                 # the lab's dcgmi is a stand-in for the burn-in's diagnostic
+disabled = ["dcgm_health"]   # (scripts/lab-tools): no DCGM health watches to read
+
+[burnin]                 # the recovery ladder's burn-in, against scripts/lab-tools
+gpu_burn_s = 5
+
+[recovery]               # tests and the demo that try the ladder turn it on
+enabled = false
+
+[policy]                 # tests fault the same four nodes all session long: the
+replace_after = 0        # lemon rule would call them all lemons (tests turn it on)
 
 [hooks]
 gpu_devices = "{r}/dev/nvidia[0-9]*"   # the lab's gres device files

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from lab import REPO, VENV, Lab
 
@@ -76,12 +77,80 @@ class FaultResult:
     resumed_node: str | None
     incident: int
     drain_reason: str
+    injected_at: float = 0.0  # the injection, wall-clock (time.time())
 
     def summary(self) -> dict[str, object]:
         d = asdict(self)
-        d.pop("incident")
-        d.pop("drain_reason")
+        for private in ("incident", "drain_reason", "injected_at"):
+            d.pop(private)
         return d
+
+
+LADDER = ("reset_gpu", "reboot", "replace")  # the incident actions the ladder takes
+
+
+@dataclass
+class Recovery:
+    """What the recovery ladder did with one incident, in seconds after the injection:
+    each step's start and end as hpresil's ledger has them, and when Slurm showed the
+    node serving jobs again (IDLE, no reason), if it did."""
+
+    incident: int
+    steps: list[dict[str, Any]]  # rung, status, start_s, end_s, outcome
+    ended: str  # "back in service", "replace", or the last step's rung and status
+    back_in_service_s: float | None
+
+    def rung_s(self, rung: str) -> float | None:
+        """When the first ``rung`` step that passed ended."""
+        return next(
+            (s["end_s"] for s in self.steps if s["rung"] == rung and s["status"] == "passed"), None
+        )
+
+
+def follow_recovery(
+    lab: Lab,
+    node: str,
+    incident: int,
+    t0: float,
+    *,
+    timeout: float = 300,
+    say: Callable[[str], None] = lambda _: None,
+) -> Recovery:
+    """Follow ``incident``'s recovery ladder until the node serves jobs again or the
+    ladder ends elsewhere (replace, a step stopped), saying each step as it ends."""
+    told: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        detail: Any = api_get(lab, f"/v1/incidents/{incident}")
+        steps = [_step(s, t0) for s in detail["recovery"]]
+        for i, step in enumerate(steps):
+            if step["end_s"] is not None and i not in told:
+                told.add(i)
+                say(f"+{step['end_s']:6.2f}s {step['rung']} {step['status']}: {step['outcome']}")
+        last = steps[-1] if steps else None
+        if last is None and detail["action"] not in LADDER:
+            return Recovery(incident, steps, f"left to an operator ({detail['action']})", None)
+        if detail["status"] == "resolved" and node_state(lab, node) == ("IDLE", ""):
+            back = round(time.time() - t0, 3)
+            say(f"+{back:6.2f}s {node} IDLE in Slurm: back in service")
+            return Recovery(incident, steps, "back in service", back)
+        if last is not None and last["end_s"] is not None and last["rung"] == "replace":
+            return Recovery(incident, steps, "replace", None)
+        if last is not None and last["status"] == "stopped":
+            return Recovery(incident, steps, f"{last['rung']} stopped", None)
+        time.sleep(0.1)
+    raise ScenarioError(f"incident #{incident}: the ladder did not end in {timeout:g} s")
+
+
+def _step(step: dict[str, Any], t0: float) -> dict[str, Any]:
+    end = step["ended_at"]
+    return {
+        "rung": step["rung"],
+        "status": step["status"],
+        "start_s": round(_epoch(step["started_at"]) - t0, 3),
+        "end_s": None if end is None else round(_epoch(end) - t0, 3),
+        "outcome": step["outcome"],
+    }
 
 
 # A benchmark interrupts one job on purpose, node after node: its restart budget
@@ -343,6 +412,7 @@ def inject_and_measure(
         resumed_node=info.get("node", "?"),
         incident=int(str(incident["id"])),
         drain_reason=drain_reason,
+        injected_at=t0,
     )
 
 
@@ -398,6 +468,7 @@ def _drain_only(
         resumed_node=None,
         incident=int(str(incident["id"])),
         drain_reason=reason,
+        injected_at=t0,
     )
 
 

@@ -43,7 +43,8 @@ import logging
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import partial
@@ -55,7 +56,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from hpresil import __version__
 from hpresil.adapters.gpu import GpuBackend
 from hpresil.adapters.gpu.reopen import ReopeningBackend
+from hpresil.agent.acks import Acknowledged
 from hpresil.agent.coalesce import Coalesced, RunNow
+from hpresil.agent.commands import Commands, Run, node_runs
 from hpresil.agent.jobs import job_observations
 from hpresil.agent.kernlog_watch import KernelLogWatch
 from hpresil.agent.reaping import Reaping
@@ -74,6 +77,7 @@ from hpresil.config import Config, expand
 from hpresil.host.collector import Collector
 from hpresil.host.slurm_jobs import LocalJobs
 from hpresil.kernlog.sources import KernelLogSource
+from hpresil.localcheck import MedianSource
 from hpresil.systemd import sd_notify, watchdog_interval
 from hpresil.vocab import CheckResult, GpuIdentity, JobObservation, Report, state_digest
 from hpresil.vocab.snapshot import FactSource, Snapshot
@@ -100,10 +104,15 @@ class Agent:
         on_tick: Callable[[], None] | None = None,
         jobs: FactSource[LocalJobs] | None = None,
         reaper: OrphanReaper | None = None,
+        medians: MedianSource | None = None,  # the controller, for a burn-in's fleet figures
+        runs: Mapping[str, Run] | None = None,  # what each command does (default: node_runs)
     ) -> None:
         agent = cfg.agent
         self.node, self._cfg, self._clock = node, agent, clock
-        self._client = _Acknowledged(client, self._state_wanted)
+        self._gpu_lock = threading.Lock()  # a tick's GPU reads; a GPU reset
+        runs = runs if runs is not None else node_runs(cfg, node, clock, self._quiet, medians)
+        self.commands = Commands(self._answer, runs, clock)
+        self._client = Acknowledged(client, self._state_wanted, self.commands.offer)
         self._on_tick = on_tick
         self._backend, self._collector = _backend_and_collector(cfg, node, backend, jobs, clock)
         self._registry = registry if registry is not None else agent_registry(cfg)
@@ -206,7 +215,8 @@ class Agent:
     def _tick_once(self) -> None:
         events = self._kernlog.drain()
         try:
-            snapshot = self._collector.collect(events)
+            with self._gpu_lock:
+                snapshot = self._collector.collect(events)
             results = self._runner.run(snapshot)
             self._after_checks(snapshot, results)
             self._kernlog.spooled(len(events))  # their report is spooled: read past them
@@ -257,9 +267,10 @@ class Agent:
         self,
         results: Sequence[CheckResult],
         gpus: Sequence[GpuIdentity],
-        digest: str,
+        digest: str | None,
         *,
         heartbeat: bool = False,
+        command: int | None = None,
     ) -> None:
         with self._state_lock:
             jobs = self._jobs
@@ -274,9 +285,26 @@ class Agent:
             jobs=jobs,
             digest=digest,
             heartbeat=heartbeat,
+            command=command,
         )
         self.spool.put(report)
         self._now_pool.request(self._flush)
+
+    @contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """The GPUs to themselves: the agent's handles closed (the next tick opens them
+        again), no tick reading them meanwhile."""
+        with self._gpu_lock:
+            self._backend.close()
+            yield
+
+    def _answer(self, command: int, results: list[CheckResult]) -> None:
+        """A command's results, as a report naming it (spooled, delivered as any; no
+        digest: they are not the node's state)."""
+        with self._state_lock:
+            gpus = self._gpus
+        self._send(results, gpus, None, command=command)
+        log.info("command #%d answered: %d results", command, len(results))
 
     def _flush_once(self) -> None:
         try:
@@ -309,21 +337,6 @@ def _backend_and_collector(
     return gpu, Collector(node, gpu, cfg.agent.gpu.expected_count, clock, sources=sources)
 
 
-class _Acknowledged:
-    """The agent's sink: delivers through ``client``, and calls ``wanted`` when an
-    acknowledgement asks for the whole state."""
-
-    def __init__(self, client: ReportSink, wanted: Callable[[], None]) -> None:
-        self._client, self._wanted = client, wanted
-
-    def post_report(self, report: Report) -> object:
-        ack = self._client.post_report(report)
-        if getattr(ack, "send_state", False) is True:
-            log.info("the controller asks for this node's state: sent with the next tick")
-            self._wanted()
-        return ack
-
-
 # --- the process ---
 def run_agent(cfg: Config, node: str) -> None:
     """Run the agent until SIGTERM or SIGINT, then stop gracefully."""
@@ -339,7 +352,7 @@ def run_agent(cfg: Config, node: str) -> None:
     on_tick = _ping_watchdog if watchdog_interval() is not None else None
     try:
         with ControllerClient.for_node(cfg, node) as client:  # signs with node's key
-            agent = Agent(cfg, node, client, on_tick=on_tick)
+            agent = Agent(cfg, node, client, on_tick=on_tick, medians=client)
             agent.start()
             sd_notify("READY=1")
             try:

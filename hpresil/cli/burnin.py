@@ -23,15 +23,15 @@ from hpresil.adapters.gpu import open_backend
 from hpresil.burnin.gpulib import open_library
 from hpresil.burnin.names import BUSBW_GBPS, MEMBW_GBPS, TFLOPS
 from hpresil.burnin.run import FleetMedians, LibraryLoader, Which, run_burnin
+from hpresil.burnin.verdict import VERDICTS, verdict
 from hpresil.cli.output import emit_json, json_option, status_text, table
 from hpresil.client import ControllerClient
 from hpresil.clock import utcnow
 from hpresil.config import Config
 from hpresil.config.burnin import BurninConfig
 from hpresil.errors import HpresilError
-from hpresil.vocab import CheckResult, GpuIdentity, Report, Status
-
-VERDICTS = {0: "healthy", 1: "unhealthy", 2: "could not check"}
+from hpresil.vocab import CheckResult, GpuIdentity, Report
+from hpresil.vocab.actions import DrainOutcome
 
 
 @click.command()
@@ -51,6 +51,13 @@ VERDICTS = {0: "healthy", 1: "unhealthy", 2: "could not check"}
 @click.option(
     "--offline", is_flag=True, help="Do not contact the controller (no fleet median, no report)."
 )
+@click.option(
+    "--gate",
+    metavar="NODE",
+    help="Instead, from anywhere: send NODE through the burn-in gate (drained, burnt in "
+    "by its agent, back in service only if the burn-in passes).",
+)
+@click.option("--why", default="burn-in before service", show_default=True, help="With --gate.")
 @json_option
 @click.pass_obj
 def burnin(
@@ -60,11 +67,16 @@ def burnin(
     no_nccl: bool,
     no_gpu_burn: bool,
     offline: bool,
+    gate: str | None,
+    why: str,
     as_json: bool,
 ) -> None:
     """Burn in this node's GPUs: a GEMM and a memory copy per GPU, then nccl-tests
     all_reduce_perf and gpu_burn when installed. Exit 0 healthy, 1 unhealthy, 2 could
-    not check."""
+    not check. With --gate NODE: ask the controller to burn NODE in before it serves."""
+    if gate is not None:
+        _gate(cfg, gate, why, as_json)
+        return
     changes: dict[str, Any] = {}
     if duration_s is not None:
         changes["duration_s"] = duration_s
@@ -136,12 +148,7 @@ def execute(
 
 
 def exit_code(results: Sequence[CheckResult]) -> int:
-    statuses = {r.status for r in results}
-    if Status.FAIL in statuses:
-        return 1
-    if Status.UNKNOWN in statuses or not statuses & {Status.OK, Status.WARN}:
-        return 2
-    return 0
+    return verdict(results)
 
 
 def local_gpus(cfg: Config, node: str) -> list[GpuIdentity]:
@@ -172,15 +179,9 @@ def _client(cfg: Config) -> ControllerClient | None:
 def _medians(
     client: ControllerClient, gpus: Sequence[GpuIdentity], settings: BurninConfig
 ) -> FleetMedians | None:
-    medians: dict[str, dict[str, float]] = {}
-    for name in sorted({g.name for g in gpus if g.name}):
-        try:
-            view = client.burnin_median(name, settings.dtype, settings.matmul_size)
-        except HpresilError as exc:
-            _note(f"no fleet median ({exc}); results not reported")
-            return None
-        medians[name] = {metric: m.median for metric, m in view.metrics.items()}
-    return medians
+    from hpresil.localcheck import fleet_medians
+
+    return fleet_medians(client, gpus, settings, lambda why: _note(f"{why}; results not reported"))
 
 
 def _report(
@@ -237,6 +238,21 @@ def figure(r: CheckResult) -> str:
         if isinstance(e.get(key), int | float):
             return f"{e[key]:,.{digits}f} {unit}"
     return str(e.get("verdict", "-"))
+
+
+def _gate(cfg: Config, node: str, why: str, as_json: bool) -> None:
+    with ControllerClient.from_config(cfg) as client:
+        answer = client.drain(node, why, gate=True)
+    if as_json:
+        emit_json(answer)
+        return
+    if answer.outcome is DrainOutcome.FOREIGN:
+        raise click.ClickException(f"{node} is drained by someone else: not gated")
+    click.echo(
+        f"{node}: {answer.outcome.value}, incident #{answer.incident}: its agent burns it in "
+        "once no job runs there; back in service only if the burn-in passes "
+        f"(hpresil incidents {answer.incident})"
+    )
 
 
 def _note(text: str) -> None:

@@ -146,6 +146,9 @@ class KernelLogConfig(_Section):
 class GpuConfig(_Section):
     backend: Literal["nvml", "nvidia_smi"] = "nvml"
     expected_count: int | None = Field(default=None, ge=0)  # None: whatever is found at start
+    # the recovery ladder's GPU reset: `nvidia-smi -r -i GPU`, run by the agent
+    smi_binary: str = Field(default="nvidia-smi", min_length=1)
+    reset_timeout_s: float = Field(default=120.0, gt=0)
 
 
 class AgentConfig(_Section):
@@ -179,6 +182,10 @@ class PolicyConfig(_Section):
     # within the window climbs NVIDIA's ladder: reset GPU -> reboot -> replace.
     escalate_on_recurrence: bool = True
     recurrence_window_days: float = Field(default=30.0, gt=0)
+    # The lemon rule: the replace_after-th hardware incident (any category) within the
+    # window on one GPU (as above) or on one node, the one opening counted, is answered
+    # with replace (0: off). A shared component's incidents and a job's do not count.
+    replace_after: int = Field(default=3, ge=0)
 
 
 class IdleJobsConfig(_Section):

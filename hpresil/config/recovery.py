@@ -1,13 +1,8 @@
 """The ``[recovery]`` table: how hpresil brings a node it drained back to service
-(:mod:`hpresil.controller.recovery`).
-
-The ladder is built a rung at a time. Today it reboots, through Slurm's
-RebootProgram, a node hpresil drained for a fault whose action is a GPU reset or a
-reboot, once no job runs there, and waits for it to come back; and for a fault whose
-action is *replace* it marks the node for replacement and runs the site's hook. The node comes back
-DOWN with hpresil's reason and takes no job; the burn-in that returns it to service
-is the next rung, so until then ``enabled`` is off by default and an operator
-resumes a rebooted node (``hpresil resume NODE``).
+(:mod:`hpresil.controller.recovery`): a GPU reset by the node's agent, or a reboot
+through Slurm's RebootProgram, then a burn-in by the agent, then back to service;
+or, for a lemon, marked for replacement with the site's hook run. ``enabled = false``
+leaves every drained node to an operator (``hpresil resume NODE``).
 """
 
 from __future__ import annotations
@@ -18,7 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 class RecoveryConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    enabled: bool = False
+    enabled: bool = True
+    # a GPU reset or a burn-in the node's agent has not answered in this long (the agent
+    # down, the command lost with it): the step stops, the node left to an operator
+    reset_timeout_s: float = Field(default=300.0, gt=0)
+    burnin_timeout_s: float = Field(default=3600.0, gt=0)
     # a node not back (slurmd registered after a new boot) this long after Slurm was
     # asked to reboot it: the step fails (Slurm's ResumeTimeout may mark it down first)
     reboot_timeout_s: float = Field(default=900.0, gt=0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
@@ -34,7 +34,6 @@ from hpresil.api import (
     HoldView,
     IncidentView,
     JobView,
-    MttfView,
     NodeFilter,
     NodeView,
     ReportAck,
@@ -42,7 +41,7 @@ from hpresil.api import (
     SharedFaultView,
 )
 from hpresil.config import Config
-from hpresil.controller import node_list
+from hpresil.controller import node_list, routes_stats
 from hpresil.controller.breakers import Breakers
 from hpresil.controller.callers import CallerGate, Who, caller
 from hpresil.controller.errors import Conflict, NotFound, add_database_handlers, check_database
@@ -59,7 +58,7 @@ from hpresil.controller.topology import Fabric
 from hpresil.controller.views import Views
 from hpresil.errors import SlurmError
 from hpresil.store import Clock, Store, utcnow
-from hpresil.vocab import EARLIEST, INT32_MAX, Category, Report
+from hpresil.vocab import INT32_MAX, Category, Report
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +138,8 @@ def create_app(
     )
     _add_error_handlers(app)
     app.include_router(public)
-    app.include_router(v1, dependencies=[Depends(caller)], responses=ERROR_RESPONSES)
+    for router in (v1, routes_stats.router):  # /v1/: behind a credential
+        app.include_router(router, dependencies=[Depends(caller)], responses=ERROR_RESPONSES)
     return app
 
 
@@ -193,7 +193,7 @@ def get_nodes(svc: Svc, asked: Annotated[NodeFilter, Query()]) -> Response:
 
 @v1.post("/nodes/{node}/drain")
 def drain_node(node: str, body: DrainRequest, svc: Svc, who: Who) -> DrainAnswer:
-    return svc.operator.drain(node, body.reason, by=who.who)
+    return svc.operator.drain(node, body.reason, by=who.who, gate=body.gate)
 
 
 @v1.post("/nodes/{node}/resume")
@@ -233,15 +233,6 @@ def get_shared_faults(
 @v1.get("/shared-faults/{fault_id}")
 def get_shared_fault(fault_id: DbId, svc: Svc) -> SharedFaultView:
     return svc.views.shared_fault(fault_id)
-
-
-@v1.get("/stats/mttf", response_model=MttfView)
-def get_mttf(
-    svc: Svc, by: Literal["all", "node", "category"] = "all", since: datetime | None = None
-) -> Response:
-    if since is not None:
-        since = _since_in_range(since, svc.clock())
-    return Response(svc.views.mttf(by, since).model_dump_json(), media_type="application/json")
 
 
 @v1.get("/burnin/median")
@@ -285,14 +276,6 @@ def _refuse_future(report: Report, latest: datetime) -> None:
     for i, result in enumerate(report.results):
         if result.observed_at > latest:
             _refuse(("body", "results", i, "observed_at"), _ahead(latest))
-
-
-def _since_in_range(since: datetime, now: datetime) -> datetime:
-    """``since`` as aware UTC (naive is UTC), between 2000 and the controller's now."""
-    aware = since if since.tzinfo else since.replace(tzinfo=UTC)
-    if not EARLIEST <= aware <= now:  # compared before converting: year 1 +01:00 overflows
-        _refuse(("query", "since"), "must be between 2000-01-01T00:00:00Z and now")
-    return aware.astimezone(UTC)
 
 
 def _ahead(latest: datetime) -> str:

@@ -35,7 +35,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from hpresil.api import ReportAck
 from hpresil.config import JobsConfig, PolicyConfig
-from hpresil.controller import heartbeat, limits, policy, shared
+from hpresil.controller import commands, heartbeat, history, limits, policy, shared
 from hpresil.controller.identity import set_identity
 from hpresil.controller.jobs import blame, ledger
 from hpresil.controller.known import KnownNodes, check_name, name_problem
@@ -114,6 +114,7 @@ class Ingest:
         self._max_results = max_results
         self._known = known  # None: any name that can be a Slurm node's
         self._fabric = fabric  # None: no component is shared
+        self.offers = commands.Offers(store, clock)  # the agents' recovery steps
         # SQLite: one report at a time (the database writes one transaction at a time
         # anyway). PostgreSQL: as many as the threads, serialised in the database where
         # they meet (hpresil.store.serial), across replicas too
@@ -127,6 +128,11 @@ class Ingest:
             self._known.require(report.node)
         else:
             check_name(report.node)
+        ack = self._taken(report)
+        given = self.offers.for_node(report.node)  # the ladder's steps its agent runs
+        return ack.model_copy(update={"commands": given}) if given else ack
+
+    def _taken(self, report: Report) -> ReportAck:
         incoming = Incoming.of(report)
         try:
             with self._lock, self._store.write() as s:
@@ -168,6 +174,8 @@ class Ingest:
         if taken_already(node.last_seq, report.seq):
             return None
         late = is_late(node.last_seq, report.seq)
+        if report.command is not None:
+            commands.record(s, report, now)
         if late:
             log.info("%s: report seq %d after seq %d: late", node.name, report.seq, node.last_seq)
             node.last_report_at = now
@@ -187,6 +195,9 @@ class Ingest:
         noted(node, report.seq, len(report.gpus), now)
         if report.heartbeat:
             return  # its results are faults of the state the digest names, judged only
+        if report.command is not None:  # a reset's, a burn-in's: kept, not the node's state
+            self._store_report(s, incoming, incoming.body["results"], now)
+            return
         changed = note_state(node, incoming.results, self._max_results)
         if report.digest is not None:
             node.state_digest = report.digest
@@ -251,24 +262,8 @@ class Ingest:
 
     def _earlier(
         self, s: Session, report: Report, current: IncidentRow | None, now: datetime
-    ) -> dict[policy.RecurrenceKey, int]:
-        """Earlier incidents like each fault in the report, for escalation."""
-        if not self._cfg.escalate_on_recurrence:
-            return {}
-        since = now - timedelta(days=self._cfg.recurrence_window_days)
-        counts: dict[policy.RecurrenceKey, int] = {}
-        for fault in (r for r in report.results if r.is_fault):
-            key = policy.recurrence_key(report.node, fault)
-            if key not in counts:
-                counts[key] = repo.earlier_incidents(
-                    s,
-                    category=key[0],
-                    node=report.node,
-                    gpu=fault.gpu,
-                    since=since,
-                    exclude=current.id if current else None,
-                )
-        return counts
+    ) -> policy.History:
+        return history.weighed(s, report, current, now, self._cfg)
 
 
 def apply(

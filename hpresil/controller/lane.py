@@ -76,4 +76,5 @@ class HeartbeatLane:
             and report.node == who.name
             and report.sent_at <= now + self.svc.max_skew
             and self.svc.ingest.knows(report.node)
+            and not self.svc.ingest.offers.outstanding(report.node)  # its answer has commands
         )

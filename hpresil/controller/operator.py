@@ -10,6 +10,9 @@ someone else drained. Each action's ``why`` names who asked (``by``: the API's c
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+
+from sqlalchemy.orm import Session
 
 from hpresil.adapters.slurm import Slurm, SlurmNode
 from hpresil.api import DrainAnswer, HoldView, ResumeAnswer
@@ -19,7 +22,7 @@ from hpresil.controller.policy import clip
 from hpresil.controller.reconcile import sync_node
 from hpresil.errors import SlurmError
 from hpresil.store import Clock, Store, repo
-from hpresil.store.models import NodeRow
+from hpresil.store.models import IncidentRow, NodeRow, RecoveryStepRow
 from hpresil.vocab import Action, Category
 from hpresil.vocab.actions import ActionStatus, DrainOutcome, ResumeOutcome
 
@@ -33,7 +36,9 @@ class Operator:
         self._cfg = cfg
         self._clock = clock
 
-    def drain(self, name: str, reason: str, *, by: str) -> DrainAnswer:
+    def drain(self, name: str, reason: str, *, by: str, gate: bool = False) -> DrainAnswer:
+        """Drain ``name``; with ``gate``, through the burn-in gate (the recovery ladder
+        burns it in, and resumes it once the burn-in passes)."""
         self._known(name)
         outcome = self._slurm.drain(name, clip(f"{self._cfg.reason_prefix} operator: {reason}"))
         now = self._clock()
@@ -51,6 +56,8 @@ class Operator:
                     findings=1,
                 )
                 incident.drained_at = incident.drained_at or now
+                if gate:
+                    _gate(s, incident, f"{by}: burn-in gate: {reason}", now)
             status = ActionStatus.SKIPPED if outcome is DrainOutcome.FOREIGN else ActionStatus.DONE
             repo.add_action(
                 s,
@@ -136,4 +143,23 @@ def _not_ours(node: SlurmNode) -> str:
     return (
         f"node {node.name} was drained by someone else{reason}; "
         "hpresil resumes only nodes it drained"
+    )
+
+
+def _gate(s: Session, incident: IncidentRow, why: str, now: datetime) -> None:
+    """The burn-in gate on ``incident``'s ladder: a ``gate`` step, passed at once, that
+    the ladder follows with a burn-in once the node is free (unless its ladder is
+    under way already)."""
+    if incident.recovery:
+        return
+    s.add(
+        RecoveryStepRow(
+            incident=incident,
+            rung="gate",
+            why=clip(why),
+            status="passed",
+            started_at=now,
+            ended_at=now,
+            outcome="in the burn-in gate: back in service only once its burn-in passes",
+        )
     )

@@ -18,12 +18,21 @@ earlier incidents of a fault's category on the same GPU within the window; an ac
 on NVIDIA's ladder (reset GPU -> reboot -> replace) climbs one step per earlier
 incident, so a second XID 79 on one serial suggests replacing the GPU, and an XID 48
 goes reset, then reboot, then replace.
+
+The lemon rule (``policy.replace_after``, 0: off): a GPU or a node that keeps failing
+is replaced, whatever the faults. The caller counts the *strikes*, the hardware
+incidents of the node's own (neither a shared component's nor a job's, as they count
+against its MTTF) within the same window, on each faulty GPU (by serial, else UUID,
+else node and index) and anywhere on the node; a hardware fault whose incident (the
+one it opens or joins, counted too) is the ``replace_after``-th strike on its GPU or
+its node is answered with replace, and its summary says so (``[lemon: 3rd hardware
+fault on GPU serial 1654922006536 in 30 days: replace]``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from hpresil.config import REASON_MAX, PolicyConfig
@@ -37,8 +46,32 @@ RecurrenceKey = tuple[Category, str]  # (category, the GPU or node it happened o
 def recurrence_key(node: str, result: CheckResult) -> RecurrenceKey:
     """Which earlier incidents count as the same fault recurring."""
     gpu = result.gpu
-    where = (gpu.serial or gpu.uuid or f"{node}/gpu{gpu.index}") if gpu else node
-    return (category_of(result), where)
+    return (category_of(result), gpu_key(node, gpu) if gpu else node)
+
+
+def gpu_key(node: str, gpu: GpuIdentity) -> str:
+    """A GPU's name wherever it moves: its serial, else its UUID, else ``node/gpuN``."""
+    return gpu.serial or gpu.uuid or f"{node}/gpu{gpu.index}"
+
+
+@dataclass(frozen=True)
+class Strikes:
+    """The lemon rule's count of a node's own hardware incidents within the window,
+    the incident the report's faults open or join left out."""
+
+    node: int = 0  # anywhere on the node
+    gpus: Mapping[str, int] = field(default_factory=dict)  # per :func:`gpu_key`
+
+
+@dataclass(frozen=True)
+class History:
+    """What the caller counted of the past within ``policy.recurrence_window_days``,
+    the incident the report's faults join left out."""
+
+    recurrences: Mapping[RecurrenceKey, int] = field(default_factory=dict)
+    # None: the lemon rule is not weighed (off, no hardware fault, or the faults join
+    # an incident put down to a shared component)
+    strikes: Strikes | None = None
 
 
 def escalate(action: Action, earlier: int) -> Action:
@@ -97,16 +130,20 @@ def decide(
     results: Sequence[CheckResult],
     current: OpenIncident | None,
     cfg: PolicyConfig,
-    earlier: Mapping[RecurrenceKey, int] | None = None,
+    earlier: History | Mapping[RecurrenceKey, int] | None = None,
     node: str = "",
 ) -> Decision:
-    """Judge one report's results, given its node's open incident if any and, for
-    escalation, the count of earlier incidents per :func:`recurrence_key`."""
+    """Judge one report's results, given its node's open incident if any and its
+    :class:`History` (or, for escalation only, the count of earlier incidents per
+    :func:`recurrence_key`)."""
     faults = [r for r in results if r.is_fault]
     if not faults:
         return NOTHING
-    if earlier and cfg.escalate_on_recurrence:
-        faults = [_escalated(r, earlier.get(recurrence_key(node, r), 0)) for r in faults]
+    past = earlier if isinstance(earlier, History) else History(recurrences=earlier or {})
+    if past.recurrences and cfg.escalate_on_recurrence:
+        faults = [_escalated(r, past.recurrences.get(recurrence_key(node, r), 0)) for r in faults]
+    if past.strikes is not None and cfg.replace_after > 0:
+        faults = _lemons(faults, past.strikes, cfg, node)
     primary = identity_of(most_severe(faults))
     action = max([f.action for f in faults] + ([current.action] if current else []), key=_rank)
     drives = [f for f in faults if category_of(f) is not Category.APP]
@@ -130,12 +167,56 @@ def _escalated(result: CheckResult, earlier: int) -> CheckResult:
     action = escalate(result.action, earlier)
     if action is result.action:
         return result
-    occurrence = earlier + 1
-    nth = {2: "2nd", 3: "3rd"}.get(occurrence, f"{occurrence}th")
+    nth = ordinal(earlier + 1)
     note = (
         f" [{nth} {category_of(result).value} on this GPU: {result.action.value} -> {action.value}]"
     )
     return result.model_copy(update={"action": action, "summary": result.summary + note})
+
+
+def _lemons(
+    faults: Sequence[CheckResult], strikes: Strikes, cfg: PolicyConfig, node: str
+) -> list[CheckResult]:
+    """The faults the lemon rule answers with replace: those on a GPU struck
+    ``replace_after`` times; if none is, every hardware fault of a node struck so."""
+    by_gpu = [_lemon(f, cfg, *_on_gpu(node, f, strikes)) for f in faults]
+    if any(new is not old for new, old in zip(by_gpu, faults, strict=True)):
+        return by_gpu
+    return [_lemon(f, cfg, f"node {node}", strikes.node + 1) for f in faults]
+
+
+def _on_gpu(node: str, result: CheckResult, strikes: Strikes) -> tuple[str, int]:
+    """``result``'s GPU and its strikes, this one's incident counted (none: no GPU)."""
+    if result.gpu is None:
+        return "", 0
+    return _gpu_name(node, result.gpu), strikes.gpus.get(gpu_key(node, result.gpu), 0) + 1
+
+
+def _lemon(result: CheckResult, cfg: PolicyConfig, where: str, count: int) -> CheckResult:
+    """``result`` answered with replace, when it is a hardware fault and ``count``
+    (its strikes on ``where``) reaches ``replace_after``; as it is otherwise."""
+    if count < cfg.replace_after or result.action is Action.REPLACE:
+        return result
+    if not category_of(result).is_hardware:
+        return result
+    days = cfg.recurrence_window_days
+    window = f"{days:g} day" + ("" if days == 1 else "s")
+    note = f" [lemon: {ordinal(count)} hardware fault on {where} in {window}: replace]"
+    return result.model_copy(update={"action": Action.REPLACE, "summary": result.summary + note})
+
+
+def _gpu_name(node: str, gpu: GpuIdentity) -> str:
+    if gpu.serial:
+        return f"GPU serial {gpu.serial}"
+    if gpu.uuid:
+        return f"GPU uuid {gpu.uuid}"
+    return f"GPU {gpu.index} of {node}"
+
+
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ... ``11th``, ``12th``, ... ``21st``."""
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def most_severe(faults: Sequence[CheckResult]) -> CheckResult:

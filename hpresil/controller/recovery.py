@@ -2,25 +2,39 @@
 time, each step in the ledger (``recovery_steps``: its rung, why, start, end and how
 it ended) and shown with its incident.
 
-Built so far: the **reboot** rung. An incident the policy answers with a GPU reset or
-a reboot (a reset climbs to a reboot until the reset rung is built), on a node hpresil
-drained (its reason hpresil's, not an operator's, not a shared component's fault),
-once no job runs there: the executor asks Slurm for ``scontrol reboot ASAP
-nextstate=DOWN`` with the drain's reason (a ``reboot`` action). Slurm's RebootProgram
-reboots the node; it comes back DOWN with the reason (Slurm appends " : reboot issued
-: reboot complete"), so it takes no job. The step passes when Slurm says the node
-booted after the request and no reboot is pending; it fails when Slurm reports
-"reboot timed out" (its ResumeTimeout) or the node is not back within
-``recovery.reboot_timeout_s``, and stops when someone else's reason replaced
-hpresil's (an operator took the node over). The rung after it, a burn-in that returns
-the node to service, is not built yet: a rebooted node waits, DOWN, for an operator's
-``hpresil resume``.
+An open incident on a node hpresil drained (its reason hpresil's, not an operator's,
+not a shared component's fault, no operator's hold), once no job runs there, starts
+at the rung of its action and climbs:
 
-And the **replace** rung: an incident the policy answers with *replace* (a fault that
-recurred on one GPU climbed NVIDIA's ladder to it) gets a ``replace`` action
-(:mod:`hpresil.controller.replace`): the node's reason says it waits for replacement
-and the site's hook runs with the incident. The step passes once that is done. The
-ladder never resumes such a node, and never reboots it.
+- **reset_gpu** (a GPU reset): the node's agent runs ``nvidia-smi -r`` on the GPU
+  (:mod:`hpresil.controller.commands`: the command rides on the answer to its
+  report); passed → burn-in, refused (a process on the GPU, a GPU off the bus, an
+  NVSwitch system's fabric manager) → reboot.
+- **reboot**: the executor asks Slurm for ``scontrol reboot ASAP nextstate=DOWN``
+  with the drain's reason (a ``reboot`` action). Slurm's RebootProgram reboots the
+  node; it comes back DOWN with the reason (Slurm appends " : reboot issued : reboot
+  complete"), so it takes no job. Passed when Slurm says the node booted after the
+  request and no reboot is pending → burn-in; failed when Slurm reports "reboot timed
+  out" (its ResumeTimeout) or the node is not back within ``recovery.reboot_timeout_s``
+  → replace.
+- **burnin**: the agent runs the burn-in tier (GEMM and memory bandwidth per GPU,
+  nccl-tests, gpu_burn, DCGM's diagnostic, where installed) and reports the results;
+  passed → resume, failed → replace; could not check (nothing measured) stops, the
+  node left to an operator.
+- **resume**: Slurm returns the node to service, only if its reason is still
+  hpresil's; the incident is resolved: the node is back.
+- **replace** (the policy's answer to a fault recurring on one GPU or node, or a rung
+  that failed): the node's reason says it waits for replacement and the site's hook
+  runs with the incident (:mod:`hpresil.controller.replace`). Nothing resumes it but
+  an operator.
+
+An operator's ``hpresil burnin --gate NODE`` (a new node, a repaired one) drains the
+node and puts a passed **gate** step on its incident's ladder: the burn-in follows
+once the node is free, then the resume, so a node that never worked takes no job.
+
+A step stops, and the ladder with it, when someone else's reason replaced hpresil's,
+an operator holds the node (``hpresil hold``), resolved the incident (``hpresil
+resume``), or the agent did not answer a command in its time.
 
 Runs on the leader, once per reconcile pass (:class:`hpresil.controller.service.Duties`),
 given the pass's jobs. Slurm is read outside any transaction.
@@ -32,13 +46,14 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import selectinload
 
 from hpresil.adapters.slurm import Slurm, SlurmJob, SlurmNode
 from hpresil.config.recovery import RecoveryConfig
 from hpresil.controller import replace
+from hpresil.controller.commands import AGENT_RUNGS
 from hpresil.controller.policy import one_line
 from hpresil.errors import HpresilError, SlurmError
 from hpresil.store import Clock, Store, repo
@@ -51,17 +66,25 @@ from hpresil.store.models import (
     StepStatus,
 )
 from hpresil.vocab import Action
-from hpresil.vocab.actions import ActionStatus, RebootOutcome
+from hpresil.vocab.actions import ActionStatus, RebootOutcome, ResumeOutcome
 
 log = logging.getLogger(__name__)
 
-# The rung an incident's action takes, and the executor's action that starts it
-# (its name is both: a Rung and an ActionKind)
-RUNGS: dict[Action, Literal["reboot", "replace"]] = {
-    Action.RESET_GPU: "reboot",  # until the reset rung is built
+FIRST: dict[Action, Rung] = {  # the rung an incident's action starts at
+    Action.RESET_GPU: "reset_gpu",
     Action.REBOOT: "reboot",
     Action.REPLACE: "replace",
 }
+NEXT: dict[tuple[Rung, StepStatus], Rung] = {  # where a step that ended leads
+    ("gate", "passed"): "burnin",  # hpresil burnin --gate NODE
+    ("reset_gpu", "passed"): "burnin",
+    ("reset_gpu", "failed"): "reboot",
+    ("reboot", "passed"): "burnin",
+    ("reboot", "failed"): "replace",
+    ("burnin", "passed"): "resume",
+    ("burnin", "failed"): "replace",
+}
+ON_A_FREE_NODE: frozenset[Rung] = frozenset({"reset_gpu", "reboot", "burnin"})
 _REPLACED = {
     replace.RAN: "marked for replacement in Slurm; the replace hook ran",
     replace.NO_HOOK: "marked for replacement in Slurm (no replace hook configured)",
@@ -78,6 +101,7 @@ class _Watch:
     step: int
     rung: Rung
     node: str
+    incident: int
     started_at: datetime
     open: bool  # its incident is open (an operator's resume resolves it)
     held: str | None  # an operator's hold on the node: who, and why
@@ -92,7 +116,7 @@ class Ladder:
         slurm: Slurm,
         cfg: RecoveryConfig,
         clock: Clock,
-        wake: Callable[[], None] = lambda: None,  # the executor: a reboot was queued
+        wake: Callable[[], None] = lambda: None,  # the executor: an action was queued
     ) -> None:
         self._store = store
         self._slurm = slurm
@@ -112,23 +136,21 @@ class Ladder:
 
     # --- starting ---
     def _start(self, busy: set[str]) -> int:
-        """Steps started (each an action queued for the executor)."""
+        """Steps started; answers how many queued an action for the executor."""
         now, queued = self._clock(), 0
         with self._store.write() as s:
-            for incident in s.scalars(_due()):
-                rung = RUNGS[incident.action]
-                if rung == "reboot" and incident.node in busy:
-                    continue  # a reboot waits for the node's jobs; the drain lets them end
-                why = f"policy: {incident.action.value} for #{incident.id} " + (
-                    f"({incident.summary or incident.category.value})"
-                )
-                why += "; the node is free" if rung == "reboot" else "; nothing resumes it"
+            for incident in s.scalars(_candidates()):
+                due = _due(incident)
+                if due is None or (due[0] in ON_A_FREE_NODE and incident.node in busy):
+                    continue  # a step on the node waits for its jobs; the drain lets them end
+                rung, why = due
                 s.add(RecoveryStepRow(incident=incident, rung=rung, why=why, started_at=now))
-                repo.add_action(
-                    s, kind=rung, target=incident.node, why=why, now=now, incident=incident
-                )
-                log.info("%s: %s for incident #%d", incident.node, rung, incident.id)
-                queued += 1
+                if rung == "reboot" or rung == "replace":  # the executor's actions
+                    repo.add_action(
+                        s, kind=rung, target=incident.node, why=why, now=now, incident=incident
+                    )
+                    queued += 1
+                log.info("%s: %s for incident #%d: %s", incident.node, rung, incident.id, why)
         return queued
 
     # --- following ---
@@ -143,21 +165,64 @@ class Ladder:
     def _follow(self, watch: _Watch) -> None:
         if not watch.open:
             self._end(watch, "stopped", "the incident was resolved (the node resumed)")
-            return
-        if watch.held is not None:
+        elif watch.held is not None:
             self._end(watch, "stopped", f"an operator holds the node: {watch.held}")
-            return
-        if watch.action is ActionStatus.PENDING:
+        elif watch.rung in AGENT_RUNGS:
+            self._agent_step(watch)  # its agent's report ends it
+        elif watch.rung == "resume":
+            self._resume(watch)
+        elif watch.action is ActionStatus.PENDING:
             return  # the executor has not run it yet
-        if watch.action is ActionStatus.SKIPPED:
+        elif watch.action is ActionStatus.SKIPPED:
             self._end(watch, "stopped", f"not done: {watch.outcome}")
-            return
-        if watch.action is not ActionStatus.DONE:
+        elif watch.action is not ActionStatus.DONE:
             self._end(watch, "failed", f"{watch.rung} not done: {watch.outcome}")
-            return
-        if watch.rung == "replace":
+        elif watch.rung == "replace":
             self._end(watch, "passed", _REPLACED.get(watch.outcome or "", watch.outcome or ""))
+        else:
+            self._rebooting(watch)
+
+    def _agent_step(self, watch: _Watch) -> None:
+        limit = self._cfg.burnin_timeout_s if watch.rung == "burnin" else self._cfg.reset_timeout_s
+        waited = (self._clock() - watch.started_at).total_seconds()
+        if waited > limit:
+            setting = "burnin_timeout_s" if watch.rung == "burnin" else "reset_timeout_s"
+            why = f"its agent did not answer in {waited:.0f} s (recovery.{setting})"
+            self._end(watch, "stopped", f"{why}; left to an operator")
+
+    def _resume(self, watch: _Watch) -> None:
+        """Back in service: Slurm resumes the node, if its reason is still hpresil's."""
+        try:
+            outcome = self._slurm.resume(watch.node)
+        except (SlurmError, HpresilError) as exc:  # Slurm down: the step waits
+            log.warning("resume of %s: slurm: %s", watch.node, one_line(exc))
             return
+        if outcome is ResumeOutcome.NOT_OURS:
+            self._end(watch, "stopped", "someone else holds the node now (its reason)")
+            return
+        now = self._clock()
+        with self._store.write() as s:
+            step, incident = s.get(RecoveryStepRow, watch.step), s.get(IncidentRow, watch.incident)
+            if step is None or incident is None or step.status != "running":
+                return
+            repo.resolve(s, incident, now)
+            why = f"recovery: #{incident.id} passed its burn-in"
+            repo.add_action(
+                s,
+                kind="resume",
+                target=watch.node,
+                why=why,
+                now=now,
+                incident=incident,
+                done=(ActionStatus.DONE, outcome.value),
+            )
+            step.status, step.ended_at = "passed", now
+            step.outcome = "back in service" + (
+                "" if outcome is ResumeOutcome.RESUMED else " (Slurm had it in service already)"
+            )
+        log.info("%s: back in service (incident #%d resolved)", watch.node, watch.incident)
+
+    def _rebooting(self, watch: _Watch) -> None:
         try:
             node = self._slurm.node(watch.node)
         except (SlurmError, HpresilError) as exc:  # Slurm down: the step waits
@@ -168,7 +233,7 @@ class Ladder:
             self._end(watch, *ended)
 
     def _judged(self, watch: _Watch, node: SlurmNode) -> tuple[StepStatus, str] | None:
-        """How the step ended, by what Slurm says of its node now; None: not yet."""
+        """How the reboot ended, by what Slurm says of its node now; None: not yet."""
         if not self._slurm.owns(node):
             who = f" by {node.reason_set_by}" if node.reason_set_by else ""
             return "stopped", f"someone else holds the node now: {node.reason!r}{who}"
@@ -194,9 +259,9 @@ class Ladder:
         log.info("%s: %s %s: %s", watch.node, watch.rung, status, outcome)
 
 
-def _due() -> Select[IncidentRow]:
-    """Open incidents the reboot rung takes and has not taken yet, on nodes hpresil
-    drained (as the reconcile pass last saw Slurm)."""
+def _candidates() -> Select[IncidentRow]:
+    """Open incidents the ladder takes, on nodes hpresil drained (as the reconcile pass
+    last saw Slurm) and no operator holds, with their steps so far."""
     return (
         select(IncidentRow)
         .join(NodeRow, NodeRow.name == IncidentRow.node)
@@ -204,14 +269,37 @@ def _due() -> Select[IncidentRow]:
             NodeRow.drained_by_hpresil.is_(True),
             NodeRow.hold_by.is_(None),
             IncidentRow.status == "open",
-            IncidentRow.action.in_(RUNGS),
+            or_(IncidentRow.action.in_(FIRST), IncidentRow.recovery.any()),  # or gated
             IncidentRow.drained_at.is_not(None),
             IncidentRow.job_id.is_(None),
             IncidentRow.shared_id.is_(None),
-            ~IncidentRow.recovery.any(),
         )
+        .options(selectinload(IncidentRow.recovery))
         .order_by(IncidentRow.id)
     )
+
+
+def _due(incident: IncidentRow) -> tuple[Rung, str] | None:
+    """The step ``incident``'s ladder takes next, and why; None: none (one is under
+    way, or the ladder ended)."""
+    if not incident.recovery:
+        rung = FIRST[incident.action]
+        why = f"policy: {incident.action.value} for #{incident.id} " + (
+            f"({incident.summary or incident.category.value})"
+        )
+        return rung, why + ("; nothing resumes it" if rung == "replace" else "; the node is free")
+    last = incident.recovery[-1]
+    rung = NEXT.get((last.rung, last.status))  # type: ignore[assignment]
+    if last.status == "running" or rung is None:
+        return None
+    if rung == "burnin":
+        return rung, f"{last.rung} passed: tested before it takes a job" + (
+            " (the node is free)" if last.rung == "gate" else ""
+        )
+    if rung == "resume":
+        return rung, "burn-in passed: back to service"
+    why = f"{last.rung} failed: {last.outcome or '?'}"
+    return rung, why + ("; nothing resumes it" if rung == "replace" else "")
 
 
 def _watch(incident: IncidentRow, step: RecoveryStepRow, node: NodeRow | None) -> _Watch:
@@ -224,6 +312,7 @@ def _watch(incident: IncidentRow, step: RecoveryStepRow, node: NodeRow | None) -
         step=step.id,
         rung=step.rung,
         node=incident.node,
+        incident=incident.id,
         started_at=step.started_at,
         open=incident.status == "open",
         held=None if node is None or node.hold_by is None else f"{node.hold_by}: {node.hold_why}",

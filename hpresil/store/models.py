@@ -28,7 +28,7 @@ from hpresil.vocab.actions import ActionKind, ActionStatus
 
 IncidentStatus = Literal["open", "resolved"]
 # The recovery ladder's rungs and how a step on one ends (hpresil.controller.recovery)
-Rung = Literal["reset_gpu", "reboot", "burnin", "resume", "replace"]
+Rung = Literal["gate", "reset_gpu", "reboot", "burnin", "resume", "replace"]
 StepStatus = Literal["running", "passed", "failed", "stopped"]
 OPEN: IncidentStatus = "open"
 RESOLVED: IncidentStatus = "resolved"
@@ -204,6 +204,9 @@ class RecoveryStepRow(Base):
     started_at: Mapped[datetime] = mapped_column(UtcDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     outcome: Mapped[str | None] = mapped_column(Text)  # what ended it, in a line
+    # a step the node's agent runs (a GPU reset, a burn-in): when its command was first
+    # given to the agent, in the answer to one of its reports
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     incident: Mapped[IncidentRow] = relationship(back_populates="recovery")
 

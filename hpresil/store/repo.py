@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import CursorResult, delete, func, select
+from sqlalchemy import CursorResult, Select, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, lazyload, selectinload
@@ -223,6 +223,38 @@ def earlier_incidents(
     query = select(func.count(IncidentRow.id)).where(
         IncidentRow.category == category, IncidentRow.detected_at >= since
     )
+    return _count_on(s, query, node, gpu, exclude)
+
+
+HARDWARE = tuple(c for c in Category if c.is_hardware)
+
+
+def hardware_incidents(
+    s: Session,
+    *,
+    node: str,
+    gpu: GpuIdentity | None,
+    since: datetime,
+    exclude: int | None = None,
+) -> int:
+    """The lemon rule's strikes: hardware incidents (any category) detected since
+    ``since`` that count against a node as in its MTTF (neither a shared component's
+    nor a job's), on the same GPU as :func:`earlier_incidents` matches it, or anywhere
+    on ``node`` when no GPU is named."""
+    query = select(func.count(IncidentRow.id)).where(
+        IncidentRow.category.in_(HARDWARE),
+        IncidentRow.detected_at >= since,
+        IncidentRow.job_id.is_(None),
+        IncidentRow.shared_id.is_(None),
+    )
+    return _count_on(s, query, node, gpu, exclude)
+
+
+def _count_on(
+    s: Session, query: Select[int], node: str, gpu: GpuIdentity | None, exclude: int | None
+) -> int:
+    """``query``'s count narrowed to one GPU (serial, else UUID, else node and index)
+    or, no GPU named, to ``node``; the incident ``exclude`` left out."""
     if gpu is not None and gpu.serial:
         query = query.where(IncidentRow.gpu_serial == gpu.serial)
     elif gpu is not None and gpu.uuid:

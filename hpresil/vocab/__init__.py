@@ -278,6 +278,9 @@ class Report(_Record):
     jobs: tuple[JobObservation, ...] = ()  # Slurm jobs running here (absent: not observed)
     digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     heartbeat: bool = False  # results are the state's faults only; the state is ``digest``'s
+    # the results answer the controller's command of this id (a recovery step the
+    # agent ran: a GPU reset, a burn-in)
+    command: Count | None = None
 
     @model_validator(mode="after")
     def _heartbeat_has_digest(self) -> Report:

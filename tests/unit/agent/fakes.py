@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from hpresil.api import ReportAck
+from hpresil.api import NodeCommand, ReportAck
 from hpresil.errors import ControllerUnavailable, RejectedByController
 from hpresil.vocab import Report
 
@@ -19,6 +19,7 @@ class FakeController:
         self.lose_acks = 0  # acknowledge this many deliveries, then "lose" the answer
         self.stored: dict[str, Report] = {}  # report_id -> report, as a controller keeps them
         self.received: list[Report] = []  # every delivery, duplicates included
+        self.commands: list[NodeCommand] = []  # given in every answer, as the controller does
         self.arrived = threading.Condition()
 
     def post_report(self, report: Report) -> ReportAck:
@@ -34,7 +35,7 @@ class FakeController:
         if self.lose_acks > 0:
             self.lose_acks -= 1
             raise ControllerUnavailable("controller http://fake: read timed out")
-        return ReportAck(accepted=not duplicate, duplicate=duplicate)
+        return ReportAck(accepted=not duplicate, duplicate=duplicate, commands=self.commands)
 
     def wait_for(self, predicate: Callable[[Report], bool], timeout: float) -> Report | None:
         with self.arrived:

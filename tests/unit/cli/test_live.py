@@ -134,6 +134,19 @@ def test_drain_then_resume(config: Path, capsys: Capture, backend: FakeBackend) 
     assert "DRAIN" not in backend.nodes_by_name["node1"].states
 
 
+def test_burnin_gate_drains_the_node_into_the_burn_in_gate(
+    config: Path, capsys: Capture, backend: FakeBackend
+) -> None:
+    said = run(config, capsys, "burnin", "--gate", "node1", "--why", "RMA 4411 back")
+    assert said.startswith("node1: drained, incident #") and "burn-in passes" in said
+    ((_, node, state, reason),) = backend.writes("state")
+    assert (node, state) == ("node1", "drain") and "RMA 4411 back" in str(reason)
+    (opened,) = run_json(config, capsys, "incidents")
+    (gate,) = run_json(config, capsys, "incidents", str(opened["id"]))["recovery"]
+    assert (gate["rung"], gate["status"]) == ("gate", "passed")
+    assert gate["why"] == "operator (token): burn-in gate: RMA 4411 back"
+
+
 def test_resume_refuses_a_node_someone_else_drained(
     config: Path, capsys: Capture, backend: FakeBackend
 ) -> None:

@@ -10,9 +10,11 @@ from hpresil.config import Config, ControllerConfig, PolicyConfig
 from hpresil.config.limits import LimitsConfig
 from hpresil.controller.app import create_app
 from hpresil.controller.reconcile import Reconciler
+from hpresil.controller.recovery import Ladder
 from hpresil.controller.remediation import Backoff, Executor
 from hpresil.store import Store
 from tests.unit.controller.fakes import TOKEN, FakeBackend, FakeClock
+from tests.unit.controller.ladderlab import Lab, make_lab, make_ladder
 
 NODES = ("node1", "node2", "node3")
 
@@ -68,3 +70,20 @@ def client(
     )
     with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         yield c
+
+
+@pytest.fixture
+def ladder(store: Store, slurm: Slurm, clock: FakeClock, executor: Executor) -> Ladder:
+    return make_ladder(store, slurm, clock, executor)
+
+
+@pytest.fixture
+def lab(
+    client: TestClient,
+    executor: Executor,
+    reconciler: Reconciler,
+    ladder: Ladder,
+    backend: FakeBackend,
+) -> Lab:
+    """The pieces one pass of the leader runs (the recovery ladder's tests)."""
+    return make_lab(client, executor, reconciler, ladder, backend)

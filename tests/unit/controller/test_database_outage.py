@@ -211,7 +211,8 @@ def test_postgresql_away_then_back_agents_keep_their_reports_and_none_is_stored_
         assert {row[0]: row[1] for row in stored} == {one.report_id: 1 for one in sent}
         assert s.scalars(select(IncidentRow.node)).all() == ["node2"]
         acted = s.execute(select(ActionRow.kind, ActionRow.target)).all()
-        assert [(str(kind), target) for kind, target in acted] == [("drain", "node2")]
+        drained = [(str(kind), target) for kind, target in acted if kind == "drain"]
+        assert drained == [("drain", "node2")]  # once; the recovery ladder's reboot follows
     engine.dispose()
 
 

@@ -66,11 +66,17 @@ def test_second_gpu_loss_on_the_same_serial_suggests_replacing_it(
     found = client.get(f"/v1/incidents/{second}").json()
     assert found["action"] == "replace"
     assert "reboot -> replace" in found["summary"]
-    # Another GPU of the same node has no history: no escalation.
+    # Another GPU of the same node has no history: no escalation on the GPU's ladder,
+    # but it is the node's third hardware fault: the lemon rule (policy.replace_after)
     executor.run_due()
     client.post("/v1/nodes/node1/resume")
     (third,) = _post(client, "node1", xid79(index=5, at=clock()))
-    assert client.get(f"/v1/incidents/{third}").json()["action"] == "reboot"
+    found = client.get(f"/v1/incidents/{third}").json()
+    assert found["action"] == "replace"
+    assert (
+        "->" not in found["summary"]
+        and "lemon: 3rd hardware fault on node node1" in found["summary"]
+    )
 
 
 def test_recurrence_outside_the_window_does_not_escalate(

@@ -9,87 +9,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from hpresil.adapters.slurm import Slurm
 from hpresil.config import Config, PolicyConfig
 from hpresil.config.recovery import RecoveryConfig
-from hpresil.controller.reconcile import Reconciler
 from hpresil.controller.recovery import Ladder
 from hpresil.controller.remediation import Executor
 from hpresil.store import Store
 from hpresil.vocab import Action, Status
 from tests.standin import Answering
-from tests.unit.controller.fakes import FakeBackend, FakeClock, report, result, xid79
+from tests.unit.controller.fakes import FakeBackend, FakeClock, result
+from tests.unit.controller.ladderlab import Lab
 
 pytestmark = pytest.mark.usefixtures("cfg")
-
-
-@pytest.fixture
-def ladder(store: Store, slurm: Slurm, clock: FakeClock, executor: Executor) -> Ladder:
-    cfg = RecoveryConfig(enabled=True, reboot_timeout_s=600)
-    return Ladder(store, slurm, cfg, clock, wake=executor.wake)
-
-
-class Lab:
-    """The pieces one pass of the leader runs, in its order."""
-
-    def __init__(
-        self,
-        client: TestClient,
-        executor: Executor,
-        reconciler: Reconciler,
-        ladder: Ladder,
-        backend: FakeBackend,
-    ) -> None:
-        self.client, self.executor, self.reconciler = client, executor, reconciler
-        self.ladder, self.backend = ladder, backend
-
-    def fault(self, node: str, *results: Any) -> int:
-        body = report(node, *(results or (xid79(),))).model_dump(mode="json")
-        ack = self.client.post("/v1/reports", json=body).json()
-        self.executor.run_due()
-        self.reconciler.run_once()
-        return int(ack["incidents"][0])
-
-    def tick(self) -> None:
-        jobs = self.backend.jobs()
-        self.reconciler.run_once(jobs)
-        self.ladder.run_once(jobs)
-        self.executor.run_due()
-
-    def rebooting(self, node: str) -> int:
-        """An XID 79 on ``node``, drained, and a pass in which the ladder may start its
-        reboot: the incident."""
-        incident = self.fault(node)
-        self.tick()
-        return incident
-
-    def step_after_tick(self, incident: int) -> dict[str, Any]:
-        """The incident's one step after the next pass."""
-        self.tick()
-        [step] = self.recovery(incident)
-        return step
-
-    def recovery(self, incident: int) -> list[dict[str, Any]]:
-        steps: list[dict[str, Any]] = self.client.get(f"/v1/incidents/{incident}").json()[
-            "recovery"
-        ]
-        return steps
-
-
-@pytest.fixture
-def lab(
-    client: TestClient,
-    executor: Executor,
-    reconciler: Reconciler,
-    ladder: Ladder,
-    backend: FakeBackend,
-) -> Lab:
-    return Lab(client, executor, reconciler, ladder, backend)
 
 
 def test_a_free_node_is_rebooted_through_slurm_and_comes_back_down(
@@ -128,7 +62,9 @@ def test_a_node_with_a_running_job_is_rebooted_once_the_job_is_gone(
     assert [c[1] for c in backend.writes("reboot")] == ["node2"]
 
 
-def test_only_resets_and_reboots_take_the_reboot_rung(lab: Lab, backend: FakeBackend) -> None:
+def test_only_resets_reboots_and_replacements_climb_the_ladder(
+    lab: Lab, backend: FakeBackend
+) -> None:
     drain_only = result(Status.FAIL, Action.DRAIN, check="ecc")
     incident = lab.fault("node2", drain_only)
     lab.tick()
@@ -195,8 +131,8 @@ def test_an_operator_resume_ends_the_step(lab: Lab, backend: FakeBackend) -> Non
 def test_the_ladder_does_nothing_unless_enabled(
     store: Store, slurm: Slurm, clock: FakeClock, lab: Lab, backend: FakeBackend, cfg: Config
 ) -> None:
-    off = Ladder(store, slurm, cfg.recovery, clock)
-    assert cfg.recovery.enabled is False  # the default until the burn-in rung lands
+    assert cfg.recovery.enabled is True  # on by default
+    off = Ladder(store, slurm, RecoveryConfig(enabled=False), clock)
     incident = lab.fault("node2")
     off.run_once([])
     lab.executor.run_due()

@@ -31,6 +31,7 @@ def test_a_report_is_stored_and_updates_its_node(client: TestClient, store: Stor
         "duplicate": False,
         "incidents": [],
         "send_state": False,
+        "commands": [],
     }
     with store.read() as s:
         node = s.get(NodeRow, "node1")
@@ -45,8 +46,20 @@ def test_a_duplicate_report_is_acknowledged_and_ignored(client: TestClient, stor
     rep = report("node2", xid79(), report_id="agent-node2-00000042")
     first = client.post("/v1/reports", json=body(rep)).json()
     again = client.post("/v1/reports", json=body(rep)).json()
-    assert first == {"accepted": True, "duplicate": False, "incidents": [1], "send_state": False}
-    assert again == {"accepted": True, "duplicate": True, "incidents": [], "send_state": False}
+    assert first == {
+        "accepted": True,
+        "duplicate": False,
+        "incidents": [1],
+        "send_state": False,
+        "commands": [],
+    }
+    assert again == {
+        "accepted": True,
+        "duplicate": True,
+        "incidents": [],
+        "send_state": False,
+        "commands": [],
+    }
     assert count(store, ReportRow) == 1 and count(store, ActionRow) == 1
     with store.read() as s:
         incident = s.get(IncidentRow, 1)

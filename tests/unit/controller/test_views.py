@@ -94,6 +94,7 @@ def test_openapi_and_healthz_need_no_token(client: TestClient) -> None:
         "/v1/shared-faults",
         "/v1/shared-faults/{fault_id}",
         "/v1/stats/mttf",
+        "/v1/stats/mttr",
         "/v1/burnin/median",
         "/v1/jobs",
         "/v1/jobs/{job_id}",

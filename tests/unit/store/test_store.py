@@ -46,7 +46,7 @@ def test_the_migration_builds_exactly_the_models(any_store: Store) -> None:
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0010"
+        assert context.get_current_revision() == "0011"
     assert set(inspect(store.engine).get_table_names()) == {
         "alembic_version",
         "nodes",
