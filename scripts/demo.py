@@ -98,9 +98,10 @@ def main() -> int:
             value = getattr(result, key)
             shown = "   -  (policy: the job finishes)" if value is None else f"{value:7.2f}"
             print(f"    {key[:-2]:8s} {shown}")
-        for step in recovery.steps:
+        for step in recovery.steps:  # the node's ladder ("returned": its resume rung)
+            name = "returned" if step["rung"] == "resume" else step["rung"]
             print(
-                f"    {step['rung']:8s} {step['end_s']:7.2f}  {step['status']} "
+                f"    {name:8s} {step['end_s']:7.2f}  {step['status']} "
                 f"(took {step['end_s'] - step['start_s']:.2f} s)"
             )
         if recovery.back_in_service_s is not None:
