@@ -155,6 +155,16 @@ class Lab:
         system's GPUs makes nvidia-smi refuse it (the stand-in's ``.reset`` sidecar)."""
         lab_tools_state.set_reset_busy(self.gpu_state(node), refused)
 
+    def reboot_unasked(self, node: str) -> None:
+        """``node`` reboots without anyone asking (a kernel panic, a power loss): its
+        slurmd stops, and a moment later starts with -b ("report node reboot now"), as
+        a rebooted node's does. slurmctld then marks it DOWN, "Node unexpectedly
+        rebooted" (``ReturnToService=1``)."""
+        self.stop_process(f"slurmd.{node}")
+        time.sleep(2)  # its boot time is whole seconds: after its last answer
+        argv = ["slurmd", "-f", str(self.conf), "-N", node, "-b"]
+        self._spawn_slurm(argv, f"slurmd.{node}")
+
     def heal(self, node: str) -> None:
         """``node``'s GPUs healthy again and every InfiniBand port up."""
         gpu_double.reset(self.gpu_state(node))

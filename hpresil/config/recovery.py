@@ -14,6 +14,9 @@ class RecoveryConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = True
+    # a node Slurm marked DOWN "Node unexpectedly rebooted": hpresil takes it (an
+    # incident, its reason), burns it in and resumes it
+    unexpected_reboots: bool = True
     # a GPU reset or a burn-in the node's agent has not answered in this long (the agent
     # down, the command lost with it): the step stops, the node left to an operator
     reset_timeout_s: float = Field(default=300.0, gt=0)

@@ -32,6 +32,9 @@ An operator's ``hpresil burnin --gate NODE`` (a new node, a repaired one) drains
 node and puts a passed **gate** step on its incident's ladder: the burn-in follows
 once the node is free, then the resume, so a node that never worked takes no job.
 
+A node that rebooted unasked (Slurm marks it DOWN, "Node unexpectedly rebooted") is
+taken in the same way, from its burn-in (:mod:`hpresil.controller.unexpected`).
+
 A step stops, and the ladder with it, when someone else's reason replaced hpresil's,
 an operator holds the node (``hpresil hold``), resolved the incident (``hpresil
 resume``), or the agent did not answer a command in its time.
@@ -52,7 +55,7 @@ from sqlalchemy.orm import selectinload
 
 from hpresil.adapters.slurm import Slurm, SlurmJob, SlurmNode
 from hpresil.config.recovery import RecoveryConfig
-from hpresil.controller import replace
+from hpresil.controller import replace, unexpected
 from hpresil.controller.commands import AGENT_RUNGS
 from hpresil.controller.policy import one_line
 from hpresil.errors import HpresilError, SlurmError
@@ -128,6 +131,8 @@ class Ladder:
         """Start the steps that are due, then follow those under way."""
         if not self._cfg.enabled:
             return
+        if self._cfg.unexpected_reboots:
+            unexpected.adopt(self._store, self._slurm, self._clock)
         busy = {node for job in jobs if job.state in BUSY for node in job.nodes}
         if self._start(busy):
             self._wake()

@@ -127,6 +127,8 @@ def main() -> int:
             runs.append(run)
             print(f"run {i:2d} {run['node']}: " + "  ".join(f"{k} {run[k]:6.2f}" for k in KEYS))
         extra = side_runs(lab, job, told)
+        extra["stats_mttr"] = hpresil(lab, "stats", "mttr")  # what a site would read
+        print(extra["stats_mttr"], end="")
     finally:
         lab.down()
         lab.reset_state()  # also removes the drop-ins
@@ -168,8 +170,9 @@ def report(runs: list[dict[str, Any]], extra: dict[str, Any]) -> int:
     summary["burnin_s"] = stats([r["burnin_s"] for r in runs])
     summary["burnin_share"] = stats(share)
     ended: dict[str, int] = {"back in service": len(runs)}
-    for side in extra.values():
-        ended[side["ended"]] = ended.get(side["ended"], 0) + 1
+    for side in (extra.get("reset"), extra.get("replace")):
+        if side is not None:
+            ended[side["ended"]] = ended.get(side["ended"], 0) + 1
     where = f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)"
     print(f"\n{len(runs)} XID 79 runs on {where}, seconds after the injection:")
     print(f"{'':18s}{'p50':>8s}{'p95':>8s}")

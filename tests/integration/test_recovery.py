@@ -301,3 +301,30 @@ def test_slurmctld_down_during_the_ladder_the_step_waits_and_goes_on(clean_lab: 
             ("resume", "passed"),
         ]
         wait_for("the node in service", lambda: serving(lab, node), 60, 0.5)
+
+
+def test_a_node_that_rebooted_unasked_is_burnt_in_and_returned(clean_lab: Lab) -> None:
+    lab, node = clean_lab, "node3"
+    before = quiet(lab, node)
+    with controller_with(lab, "60-it-recovery.toml", RECOVERY), evidence(lab, node):
+        lab.reboot_unasked(node)
+        wait_for(
+            "Slurm's own reason",
+            lambda: (
+                "unexpectedly rebooted" in node_state(lab, node)[1]
+                or bool(newer(lab, node, before))
+            ),
+            60,
+            0.2,
+        )
+        (incident,) = wait_for("the incident", lambda: newer(lab, node, before), 30, 0.2)
+        detail: Any = api_get(lab, f"/v1/incidents/{incident}")
+        assert (detail["category"], detail["action"]) == ("host", "reboot")
+        wait_for("the incident resolved", lambda: resolved(lab, incident), 90, 0.5)
+        assert rungs(lab, incident) == [
+            ("reboot", "passed"),
+            ("burnin", "passed"),
+            ("resume", "passed"),
+        ]
+        assert "Node unexpectedly rebooted" in steps(lab, incident)[0]["outcome"]
+        wait_for("the node in service", lambda: serving(lab, node), 60, 0.5)

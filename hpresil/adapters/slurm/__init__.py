@@ -124,6 +124,17 @@ class Slurm:
         self._retry(lambda: self.backend.set_node_state(name, "drain", full))
         return True
 
+    def take_over(self, name: str, reason: str, theirs: str) -> bool:
+        """Give a node Slurm itself took out of service (down or drained, its reason
+        starting with ``theirs``: "Node unexpectedly rebooted") hpresil's reason,
+        keeping it out; False (nothing done) when its reason is anything else."""
+        node = self.node(name)
+        if not ((node.drained or node.down) and (node.reason or "").startswith(theirs)):
+            return False
+        full = reason if reason.startswith(self.prefix) else f"{self.prefix} {reason}"
+        self._retry(lambda: self.backend.set_node_state(name, "drain", full))
+        return True
+
     def resume(self, name: str) -> ResumeOutcome:
         """Return ``name`` to service, only if hpresil drained it."""
         node = self.node(name)

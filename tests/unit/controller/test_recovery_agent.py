@@ -238,3 +238,55 @@ def test_a_commands_results_are_kept_but_are_not_the_nodes_state(lab: Lab, store
             r.body["results"] for r in s.scalars(select(ReportRow).where(ReportRow.node == "node2"))
         ]
         assert any(r["check"] == "gpu_reset" for results in kept for r in results)
+
+
+UNASKED = "Node unexpectedly rebooted boot=1796610000 last response=1796609990"
+
+
+def test_a_node_that_rebooted_unasked_is_taken_burnt_in_and_returned(
+    lab: Lab, backend: FakeBackend
+) -> None:
+    backend.set_node("node2", "DOWN", reason=UNASKED)  # as slurmctld leaves it
+    lab.tick()
+    [opened] = lab.client.get("/v1/incidents?node=node2").json()
+    assert (opened["category"], opened["action"]) == ("host", "reboot")
+    incident = opened["id"]
+    assert backend.nodes_by_name["node2"].reason == f"hpresil: #{incident} unexpected reboot"
+    assert steps(lab, incident) == [("reboot", "passed")]
+    lab.tick()
+    [command] = given(lab)
+    assert command["kind"] == "burnin" and backend.writes("reboot") == []
+    answer(lab, command["id"], ok("burnin_gpu_burn", 0))
+    lab.tick()
+    lab.tick()
+    assert steps(lab, incident) == [
+        ("reboot", "passed"),
+        ("burnin", "passed"),
+        ("resume", "passed"),
+    ]
+    assert backend.nodes_by_name["node2"].states == frozenset()  # IDLE
+    lab.tick()
+    assert len(lab.client.get("/v1/incidents?node=node2").json()) == 1  # taken once
+
+
+def test_a_node_someone_else_took_down_is_not_taken(lab: Lab, backend: FakeBackend) -> None:
+    backend.set_node("node2", "DOWN", reason="bob: replacing the PSU")
+    lab.tick()
+    lab.tick()
+    assert lab.client.get("/v1/incidents?node=node2").json() == []
+    assert backend.nodes_by_name["node2"].reason == "bob: replacing the PSU"
+
+
+def test_an_unexpected_reboot_is_taken_once_slurm_answers_again(
+    lab: Lab, backend: FakeBackend
+) -> None:
+    backend.set_node("node2", "DOWN", reason=UNASKED)
+    lab.reconciler.run_once([])  # seen in Slurm
+    backend.fail_next = 99  # then slurmctld stops answering
+    lab.ladder.run_once([])
+    [opened] = lab.client.get("/v1/incidents?node=node2").json()
+    assert backend.nodes_by_name["node2"].reason == UNASKED  # not taken yet
+    backend.fail_next = 0
+    lab.tick()
+    assert backend.nodes_by_name["node2"].reason == f"hpresil: #{opened['id']} unexpected reboot"
+    assert len(lab.client.get("/v1/incidents?node=node2").json()) == 1  # the same incident
