@@ -44,7 +44,7 @@ class Offers:
 
     def __init__(self, store: Store, clock: Clock, *, refresh_s: float | None = None) -> None:
         self._store, self._clock = store, clock
-        self._refresh_s = REFRESH_S if refresh_s is None else refresh_s
+        self._refresh_s = refresh_s  # None: REFRESH_S, as it is at each call
         self._lock = threading.Lock()
         self._nodes: frozenset[str] = frozenset()
         self._read_at = -float("inf")  # monotonic
@@ -52,7 +52,8 @@ class Offers:
     def outstanding(self, node: str) -> bool:
         """Whether ``node`` may have a command waiting (as of at most a second ago)."""
         with self._lock:
-            if time.monotonic() - self._read_at >= self._refresh_s:
+            every = REFRESH_S if self._refresh_s is None else self._refresh_s
+            if time.monotonic() - self._read_at >= every:
                 with self._store.read() as s:
                     waiting = select(IncidentRow.node).join(IncidentRow.recovery).where(_waiting())
                     self._nodes = frozenset(s.scalars(waiting))

@@ -18,11 +18,12 @@ from sqlalchemy import select
 from hpresil.adapters.slurm import Slurm
 from hpresil.auth import NodeKey, node_key
 from hpresil.config import Config
+from hpresil.controller import commands
 from hpresil.controller.app import create_app
 from hpresil.controller.services import Services
-from hpresil.store import Store
-from hpresil.store.models import JobRow
-from hpresil.vocab import JobObservation, Report, state_digest
+from hpresil.store import Store, repo
+from hpresil.store.models import JobRow, RecoveryStepRow
+from hpresil.vocab import Category, JobObservation, Report, state_digest
 from tests.unit.controller.fakes import TOKEN, FakeClock, report, result, xid79
 from tests.unit.controller.test_heartbeats import node as node_row
 
@@ -184,3 +185,26 @@ async def test_a_node_with_an_open_incident_goes_the_whole_way(
     answer = await post(http, clock, beat("node1", 4))
     assert answer.status_code == 200 and answer.json()["accepted"] is True
     assert node_row(store, "node1").last_seq == 4
+
+
+async def test_a_node_with_a_command_waiting_gets_it_with_its_heartbeats_answer(
+    app: FastAPI,
+    http: httpx.AsyncClient,
+    clock: FakeClock,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A quiet heartbeat of a node whose recovery ladder waits on its agent leaves the
+    lane (whose answer has no commands) for the route, which gives the command."""
+    monkeypatch.setattr(commands, "REFRESH_S", 0.0)  # no second's wait for the list
+    await known(http, clock)
+    with store.write() as s:
+        incident = repo.new_incident(s, "node2", clock(), category=Category.HBM_ECC)
+        s.add(RecoveryStepRow(incident=incident, rung="burnin", why="t", started_at=clock()))
+    lane = services(app).heartbeats
+    before = lane.batches
+    answered = (await post(http, clock, beat("node2", 2))).json()
+    assert [c["kind"] for c in answered["commands"]] == ["burnin"]
+    assert lane.batches == before  # taken by the route
+    assert (await post(http, clock, beat("node3", 2))).json() == QUIET
+    assert lane.batches == before + 1  # another node's heartbeat still takes the lane
