@@ -73,7 +73,9 @@ class ReportAck(_View):
     incidents: list[int] = []  # incidents this report opened or added to
     # the report's digest is not the state the controller holds: send the whole state
     send_state: bool = False
-    commands: list[NodeCommand] = []  # what the controller asks this node's agent to do
+    # what the controller asks this node's agent to do; left out of the answer when
+    # none, so that an agent older than the field still reads it (a rolling upgrade)
+    commands: list[NodeCommand] = Field(default_factory=list, exclude_if=lambda v: not v)
 
 
 MAX_NODES = 100_000  # a page, or a host list, names at most this many nodes

@@ -280,7 +280,7 @@ class Report(_Record):
     heartbeat: bool = False  # results are the state's faults only; the state is ``digest``'s
     # the results answer the controller's command of this id (a recovery step the
     # agent ran: a GPU reset, a burn-in)
-    command: Count | None = None
+    command: Count | None = Field(None, exclude_if=lambda v: v is None)  # absent: none
 
     @model_validator(mode="after")
     def _heartbeat_has_digest(self) -> Report:

@@ -28,7 +28,7 @@ from tests.unit.controller.fakes import TOKEN, FakeClock, report, result, xid79
 from tests.unit.controller.test_heartbeats import node as node_row
 
 NODES = ("node1", "node2", "node3")
-QUIET = {"accepted": True, "duplicate": False, "incidents": [], "send_state": False, "commands": []}
+QUIET = {"accepted": True, "duplicate": False, "incidents": [], "send_state": False}
 pytestmark = pytest.mark.anyio  # the tests run in an event loop, as the server's requests
 
 

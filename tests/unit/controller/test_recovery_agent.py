@@ -39,7 +39,7 @@ def ecc_reset(index: int = 2) -> CheckResult:
 def given(lab: Lab, node: str = "node2") -> list[dict[str, Any]]:
     """The commands in the answer to the node's next report."""
     ack = lab.client.post("/v1/reports", json=report(node).model_dump(mode="json")).json()
-    return list(ack["commands"])
+    return list(ack.get("commands", []))
 
 
 def answer(lab: Lab, command: int, *results: CheckResult, node: str = "node2") -> None:

@@ -31,7 +31,6 @@ def test_a_report_is_stored_and_updates_its_node(client: TestClient, store: Stor
         "duplicate": False,
         "incidents": [],
         "send_state": False,
-        "commands": [],
     }
     with store.read() as s:
         node = s.get(NodeRow, "node1")
@@ -51,14 +50,12 @@ def test_a_duplicate_report_is_acknowledged_and_ignored(client: TestClient, stor
         "duplicate": False,
         "incidents": [1],
         "send_state": False,
-        "commands": [],
     }
     assert again == {
         "accepted": True,
         "duplicate": True,
         "incidents": [],
         "send_state": False,
-        "commands": [],
     }
     assert count(store, ReportRow) == 1 and count(store, ActionRow) == 1
     with store.read() as s:
@@ -147,3 +144,14 @@ def test_latest_result_per_check_and_gpu_is_kept(
             ("thermal", "ok"),
         }
     assert client.get("/v1/nodes").json()[0]["health"] == "ok"
+
+
+def test_an_answer_without_commands_leaves_the_field_out_for_older_agents(
+    client: TestClient,
+) -> None:
+    """An agent older than ``ReportAck.commands`` (its models forbid fields they do not
+    know) still reads the answer of a controller that has it; and a report that names
+    no command says nothing of it, for a controller older than ``Report.command``."""
+    ack = client.post("/v1/reports", json=body(report("node1", result(), seq=3))).json()
+    assert "commands" not in ack
+    assert "command" not in body(report("node1", result(), seq=4))
