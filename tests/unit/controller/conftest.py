@@ -14,7 +14,7 @@ from hpresil.controller.recovery import Ladder
 from hpresil.controller.remediation import Backoff, Executor
 from hpresil.store import Store
 from tests.unit.controller.fakes import TOKEN, FakeBackend, FakeClock
-from tests.unit.controller.ladderlab import Lab, make_lab, make_ladder
+from tests.unit.controller.ladderlab import Lab, make_ladder
 
 NODES = ("node1", "node2", "node3")
 
@@ -86,4 +86,4 @@ def lab(
     backend: FakeBackend,
 ) -> Lab:
     """The pieces one pass of the leader runs (the recovery ladder's tests)."""
-    return make_lab(client, executor, reconciler, ladder, backend)
+    return Lab(client, executor, reconciler, ladder, backend)

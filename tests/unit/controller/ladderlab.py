@@ -66,13 +66,3 @@ class Lab:
             "recovery"
         ]
         return steps
-
-
-def make_lab(
-    client: TestClient,
-    executor: Executor,
-    reconciler: Reconciler,
-    ladder: Ladder,
-    backend: FakeBackend,
-) -> Lab:
-    return Lab(client, executor, reconciler, ladder, backend)
