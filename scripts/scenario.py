@@ -162,7 +162,7 @@ BENCH_BUDGET = "budget=1000"
 def dropin_path(lab: Lab, name: str) -> Path:
     """A configuration drop-in of the lab's (``<hpresil.toml>.d/NAME``; the folder made)."""
     folder = lab.hpresil_conf.with_name(lab.hpresil_conf.name + ".d")
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)  # a fresh lab has no etc/ yet
     return folder / name
 
 
