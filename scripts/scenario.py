@@ -130,7 +130,7 @@ def follow_recovery(
         last = steps[-1] if steps else None
         if last is None and detail["action"] not in LADDER:
             return Recovery(incident, steps, f"left to an operator ({detail['action']})", None)
-        if detail["status"] == "resolved" and node_state(lab, node) == ("IDLE", ""):
+        if detail["status"] == "resolved" and in_service(lab, node):
             back = round(time.time() - t0, 3)
             say(f"+{back:6.2f}s {node} IDLE in Slurm: back in service")
             return Recovery(incident, steps, "back in service", back)
@@ -140,6 +140,12 @@ def follow_recovery(
             return Recovery(incident, steps, f"{last['rung']} stopped", None)
         time.sleep(0.1)
     raise ScenarioError(f"incident #{incident}: the ladder did not end in {timeout:g} s")
+
+
+def in_service(lab: Lab, node: str) -> bool:
+    """Slurm may start jobs on ``node``: IDLE, no reason (a NOT_RESPONDING flag, left by
+    a ping that went unanswered under load, clears at the next one)."""
+    return node_state(lab, node) == ("IDLE", "")
 
 
 def _step(step: dict[str, Any], t0: float) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from hpresil.adapters.gpu.reset import CHECK as RESET
 from hpresil.api import NodeCommand
 from hpresil.burnin.verdict import verdict
+from hpresil.controller.policy import clip
 from hpresil.store import Clock, Store
 from hpresil.store.models import IncidentRow, RecoveryStepRow, StepStatus
 from hpresil.vocab import CheckResult, Report, Status
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 AgentRung = Literal["reset_gpu", "burnin"]
 AGENT_RUNGS: tuple[AgentRung, ...] = ("reset_gpu", "burnin")
 REFRESH_S = 1.0  # how stale the list of nodes with a command waiting may be
+OUTCOME_MAX = 500  # a step's outcome, in characters
 
 
 class Offers:
@@ -64,13 +66,16 @@ class Offers:
         """``node``'s waiting commands, each marked sent the first time."""
         if not self.outstanding(node):
             return []
-        with self._store.write() as s:
+        with self._store.read() as s:
             steps = s.scalars(_running().where(IncidentRow.node == node)).all()
-            for step in steps:
-                if step.sent_at is None:
-                    step.sent_at = self._clock()
+            given = [_command(step) for step in steps]
+            first = [step.id for step in steps if step.sent_at is None]
+        if first:  # a write only the first time: its node's heartbeats are reads after
+            with self._store.write() as s:
+                for step in s.scalars(select(RecoveryStepRow).where(RecoveryStepRow.id.in_(first))):
+                    step.sent_at = step.sent_at or self._clock()
                     log.info("%s: %s (step #%d) given to its agent", node, step.rung, step.id)
-            return [_command(step) for step in steps]
+        return given
 
 
 def record(s: Session, report: Report, now: datetime) -> None:
@@ -92,24 +97,20 @@ def judge(rung: str, results: Sequence[CheckResult]) -> tuple[StepStatus, str]:
     if rung == "reset_gpu":
         refused = [r for r in results if r.check == RESET and r.status is not Status.OK]
         if refused or not results:
-            return "failed", clip("reset refused: " + _summaries(refused or results, "no result"))
-        return "passed", clip("reset: " + _summaries(results, ""))
+            return "failed", clip(
+                "reset refused: " + _summaries(refused or results, "no result"), OUTCOME_MAX
+            )
+        return "passed", clip("reset: " + _summaries(results, ""), OUTCOME_MAX)
     code = verdict(results)
     failed = [r for r in results if r.status is Status.FAIL]
     if code == 1:
-        return "failed", clip("burn-in failed: " + _summaries(failed, ""))
+        return "failed", clip("burn-in failed: " + _summaries(failed, ""), OUTCOME_MAX)
     if code == 2:
         unknown = [r for r in results if r.status is Status.UNKNOWN]
         why = _summaries(unknown, "nothing could be measured")
-        return "stopped", clip(f"burn-in could not check ({why}); left to an operator")
+        return "stopped", clip(f"burn-in could not check ({why}); left to an operator", OUTCOME_MAX)
     passed = [r.check for r in results if r.status in (Status.OK, Status.WARN)]
     return "passed", f"burn-in passed: {', '.join(sorted(set(passed)))}"
-
-
-def clip(text: str, limit: int = 500) -> str:
-    """A step's outcome: one line, at most ``limit`` characters."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _summaries(results: Sequence[CheckResult], empty: str) -> str:

@@ -22,7 +22,7 @@ from hpresil.controller.policy import clip
 from hpresil.controller.reconcile import sync_node
 from hpresil.errors import SlurmError
 from hpresil.store import Clock, Store, repo
-from hpresil.store.models import IncidentRow, NodeRow, RecoveryStepRow
+from hpresil.store.models import IncidentRow, NodeRow
 from hpresil.vocab import Action, Category
 from hpresil.vocab.actions import ActionStatus, DrainOutcome, ResumeOutcome
 
@@ -152,14 +152,5 @@ def _gate(s: Session, incident: IncidentRow, why: str, now: datetime) -> None:
     under way already)."""
     if incident.recovery:
         return
-    s.add(
-        RecoveryStepRow(
-            incident=incident,
-            rung="gate",
-            why=clip(why),
-            status="passed",
-            started_at=now,
-            ended_at=now,
-            outcome="in the burn-in gate: back in service only once its burn-in passes",
-        )
-    )
+    outcome = "in the burn-in gate: back in service only once its burn-in passes"
+    repo.add_step(s, incident, "gate", clip(why), now, passed=outcome)

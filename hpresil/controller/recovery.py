@@ -149,7 +149,7 @@ class Ladder:
                 if due is None or (due[0] in ON_A_FREE_NODE and incident.node in busy):
                     continue  # a step on the node waits for its jobs; the drain lets them end
                 rung, why = due
-                s.add(RecoveryStepRow(incident=incident, rung=rung, why=why, started_at=now))
+                repo.add_step(s, incident, rung, why, now)
                 if rung == "reboot" or rung == "replace":  # the executor's actions
                     repo.add_action(
                         s, kind=rung, target=incident.node, why=why, now=now, incident=incident

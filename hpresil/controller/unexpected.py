@@ -24,7 +24,7 @@ from hpresil.adapters.slurm import Slurm
 from hpresil.controller.policy import clip, one_line
 from hpresil.errors import HpresilError, SlurmError
 from hpresil.store import Clock, Store, repo
-from hpresil.store.models import NodeRow, RecoveryStepRow
+from hpresil.store.models import NodeRow
 from hpresil.vocab import Action, Category
 
 log = logging.getLogger(__name__)
@@ -83,16 +83,7 @@ def _incident(store: Store, clock: Clock, name: str, reason: str) -> int | None:
             findings=1,
         )
         incident.drained_at = now
-        s.add(
-            RecoveryStepRow(
-                incident=incident,
-                rung="reboot",
-                status="passed",
-                why="slurm: the node rebooted unasked",
-                started_at=now,
-                ended_at=now,
-                outcome=clip(f"back, DOWN ({reason}); awaiting burn-in"),
-            )
-        )
+        back = clip(f"back, DOWN ({reason}); awaiting burn-in")
+        repo.add_step(s, incident, "reboot", "slurm: the node rebooted unasked", now, passed=back)
         s.flush()
         return incident.id

@@ -24,7 +24,9 @@ from hpresil.store.models import (
     IncidentStatus,
     NodeResultsRow,
     NodeRow,
+    RecoveryStepRow,
     ReportRow,
+    Rung,
 )
 from hpresil.vocab import Action, Category, GpuIdentity, Report
 from hpresil.vocab.actions import ActionKind, ActionStatus
@@ -313,6 +315,25 @@ def incident_job(
 
 
 # --- actions ---
+def add_step(
+    s: Session,
+    incident: IncidentRow,
+    rung: Rung,
+    why: str,
+    now: datetime,
+    *,
+    passed: str | None = None,
+) -> RecoveryStepRow:
+    """A step of ``incident``'s recovery ladder, started ``now`` and running; with
+    ``passed`` (its outcome), one that passed as it was taken (a marker: the burn-in
+    gate, a reboot Slurm saw)."""
+    step = RecoveryStepRow(incident=incident, rung=rung, why=why, started_at=now)
+    if passed is not None:
+        step.status, step.ended_at, step.outcome = "passed", now, passed
+    s.add(step)
+    return step
+
+
 def add_action(
     s: Session,
     *,

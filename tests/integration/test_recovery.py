@@ -13,10 +13,19 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
 from lab import Lab
-from scenario import api_get, controller_with, hpresil, incidents_after, node_state, wait_for
+from scenario import (
+    api_get,
+    controller_with,
+    hpresil,
+    in_service,
+    incidents_after,
+    node_state,
+    wait_for,
+)
 
 from tests.integration.faultkit import drained_once, evidence, quiet
 
@@ -35,6 +44,14 @@ def xid(lab: Lab, node: str, number: int, gpu: int) -> None:
     hpresil(lab, *argv, env=lab.node_env(node))
 
 
+def replace_hook(lab: Lab, name: str) -> tuple[Path, str]:
+    """A replace hook that writes the incident it is given to ``name`` (gone now), and
+    the configuration that sets it."""
+    told = lab.root / name
+    told.unlink(missing_ok=True)
+    return told, f'replace_command = ["sh", "-c", "cat > {told}"]\n'
+
+
 def steps(lab: Lab, incident: int) -> list[dict[str, Any]]:
     found: Any = api_get(lab, f"/v1/incidents/{incident}")
     return list(found["recovery"])
@@ -48,12 +65,6 @@ def on_rung(lab: Lab, incident: int, rung: str, status: str = "running") -> list
     """The incident's steps once its newest is ``rung`` in ``status``; else none."""
     found = steps(lab, incident)
     return found if found and (found[-1]["rung"], found[-1]["status"]) == (rung, status) else []
-
-
-def serving(lab: Lab, node: str) -> bool:
-    """Slurm may start jobs on ``node``: IDLE, no reason (a NOT_RESPONDING flag, left by
-    a ping that went unanswered under load, clears at the next one)."""
-    return node_state(lab, node) == ("IDLE", "")
 
 
 def job_state(lab: Lab, job: str) -> str:
@@ -106,7 +117,7 @@ def test_a_reboot_through_slurm_then_a_burn_in_returns_the_node_to_service(
         ]
         burnin = steps(lab, incident)[1]["outcome"]
         assert "burnin_gpu_burn" in burnin and "burnin_nccl" in burnin, burnin
-        wait_for("the node in service", lambda: serving(lab, node), 60, 0.5)
+        wait_for("the node in service", lambda: in_service(lab, node), 60, 0.5)
         detail: Any = api_get(lab, f"/v1/incidents/{incident}")
         kinds = [(a["kind"], a["status"], a["outcome"]) for a in detail["actions"]]
         assert ("reboot", "done", "requested") in kinds and ("resume", "done", "resumed") in kinds
@@ -127,7 +138,7 @@ def test_a_gpu_reset_clears_it_without_a_reboot(clean_lab: Lab) -> None:
         ]
         reset = steps(lab, incident)[0]["outcome"]
         assert "was successfully reset" in reset, reset  # nvidia-smi's own words
-        wait_for("the node in service", lambda: serving(lab, node), 60, 0.5)
+        wait_for("the node in service", lambda: in_service(lab, node), 60, 0.5)
         assert abs(boot_seconds(boot_time(lab, node)) - boot_seconds(booted)) < 5  # no reboot
 
 
@@ -153,9 +164,7 @@ def test_a_gpu_that_fails_its_burn_in_goes_to_replace_and_the_hook_gets_the_inci
     clean_lab: Lab,
 ) -> None:
     lab, node = clean_lab, "node4"
-    told = lab.root / "replace-hook-burnin.json"
-    told.unlink(missing_ok=True)
-    hook = f'replace_command = ["sh", "-c", "cat > {told}"]\n'
+    told, hook = replace_hook(lab, "replace-hook-burnin.json")
     before = quiet(lab, node)
     lab.break_gpu(node, 4)  # no reboot mends it; NVML still sees it healthy
     with controller_with(lab, "60-it-recovery.toml", RECOVERY + hook), evidence(lab, node):
@@ -223,16 +232,14 @@ def test_a_gpu_that_falls_off_the_bus_again_is_marked_for_replacement_and_the_ho
     clean_lab: Lab,
 ) -> None:
     lab, node = clean_lab, "node2"
-    told = lab.root / "replace-hook.json"
-    told.unlink(missing_ok=True)
-    hook = f'replace_command = ["sh", "-c", "cat > {told}"]\n'
+    told, hook = replace_hook(lab, "replace-hook.json")
     before = quiet(lab, node)
     with controller_with(lab, "60-it-recovery.toml", RECOVERY + hook), evidence(lab, node):
         xid79(lab, node, gpu=5)  # the first time: rebooted, burnt in, back in service
         drained_once(lab, node, before)
         (first,) = (i["id"] for i in incidents_after(lab, node, before))
         wait_for("the first incident resolved", lambda: resolved(lab, first), 120, 0.5)
-        wait_for("the node in service", lambda: serving(lab, node), 60, 0.5)
+        wait_for("the node in service", lambda: in_service(lab, node), 60, 0.5)
 
         xid79(lab, node, gpu=5)  # the same GPU again: the policy climbs to replace
         (second,) = wait_for("the second incident", lambda: newer(lab, node, first), 30, 0.2)
@@ -300,7 +307,7 @@ def test_slurmctld_down_during_the_ladder_the_step_waits_and_goes_on(clean_lab: 
             ("burnin", "passed"),
             ("resume", "passed"),
         ]
-        wait_for("the node in service", lambda: serving(lab, node), 60, 0.5)
+        wait_for("the node in service", lambda: in_service(lab, node), 60, 0.5)
 
 
 def test_a_node_that_rebooted_unasked_is_burnt_in_and_returned(clean_lab: Lab) -> None:
@@ -327,4 +334,4 @@ def test_a_node_that_rebooted_unasked_is_burnt_in_and_returned(clean_lab: Lab) -
             ("resume", "passed"),
         ]
         assert "Node unexpectedly rebooted" in steps(lab, incident)[0]["outcome"]
-        wait_for("the node in service", lambda: serving(lab, node), 60, 0.5)
+        wait_for("the node in service", lambda: in_service(lab, node), 60, 0.5)
